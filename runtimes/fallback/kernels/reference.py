@@ -1,0 +1,174 @@
+"""Torch reference ops: the specification of every kernel, and the CPU path.
+
+Each function here defines what an op means; the Triton versions in
+``triton_ops.py`` must match these under ``TRITON_INTERPRET=1`` and on a GPU.
+On CPU these are what runs in production, so they are written to be fast with
+plain torch (batched gathers and matmuls, no Python loops over the batch).
+
+Precision contract: every op computes in fp32 and casts the result back to the
+input dtype, so fp16/bf16 models get fp32 reductions and softmax.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    eps: float,
+    residual: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused (residual add +) RMSNorm.
+
+    h = x + residual (or x), y = h * rsqrt(mean(h^2, -1) + eps) * weight.
+    Returns (y, h), both in x.dtype and x's shape. h is what the caller keeps as
+    the new residual stream, so it is rounded to x.dtype like an unfused model.
+    """
+    if residual is not None:
+        h = x + residual
+    else:
+        h = x
+    hf = h.float()
+    var = hf.pow(2).mean(-1, keepdim=True)
+    y = hf * torch.rsqrt(var + eps) * weight.float()
+    return y.to(x.dtype), h
+
+
+def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
+    """x [..., 2*I] -> silu(x[..., :I]) * x[..., I:] (gate first, as in a merged gate_up)."""
+    i = x.shape[-1] // 2
+    if x.dtype == torch.float32:
+        return F.silu(x[..., :i]) * x[..., i:]
+    xf = x.float()
+    return (F.silu(xf[..., :i]) * xf[..., i:]).to(x.dtype)
+
+
+def rotary(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    positions: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Neox/HF-Llama rotate_half rotary embedding. Out-of-place: returns new q, k.
+
+    q [T, Hq, D], k [T, Hkv, D], positions [T] int64, cos/sin [max_pos, D//2] fp32.
+    For halves x = [x1, x2]: out = [x1*c - x2*s, x2*c + x1*s].
+    """
+    c = cos.index_select(0, positions).unsqueeze(1)  # [T, 1, D/2]
+    s = sin.index_select(0, positions).unsqueeze(1)
+    return _rotate(q, c, s), _rotate(k, c, s)
+
+
+def _rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    xf = x.float()
+    x1, x2 = xf[..., :half], xf[..., half:]
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1).to(x.dtype)
+
+
+def decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_ids: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float,
+    max_seq_len: int | None = None,
+) -> torch.Tensor:
+    """One-token-per-sequence attention over a per-slot KV cache, with GQA.
+
+    q [B, Hq, D]; k_cache/v_cache [num_slots, Hkv, max_len, D]; slot_ids [B];
+    seq_lens [B] = valid tokens in the slot (current token included, >= 1).
+    Query head h reads kv head h // (Hq // Hkv), as HF's repeat_kv does.
+    Softmax in fp32; returns [B, Hq, D] in q.dtype.
+    ``max_seq_len`` (optional) is max(seq_lens) if the caller already knows it;
+    passing it avoids a device->host sync.
+    """
+    b, hq, d = q.shape
+    hkv = k_cache.shape[1]
+    g = hq // hkv
+    if max_seq_len is None:
+        max_seq_len = int(seq_lens.max().item())
+    n = max_seq_len
+    if b == 1:
+        # A single sequence: a view, no copy of the cache.
+        slot = int(slot_ids[0].item())
+        k = k_cache[slot : slot + 1, :, :n]
+        v = v_cache[slot : slot + 1, :, :n]
+    else:
+        # One gather of the used prefix of every slot: [B, Hkv, n, D].
+        k = k_cache[slot_ids, :, :n]
+        v = v_cache[slot_ids, :, :n]
+    qf = q.float().reshape(b, hkv, g, d)  # GQA by reshape: group g shares kv head
+    kf, vf = k.float(), v.float()
+    scores = torch.matmul(qf, kf.transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, n]
+    if b > 1 or n != int(seq_lens[0]):  # a lone sequence at full length needs no mask
+        pad = torch.arange(n, device=q.device).view(1, n) >= seq_lens.view(b, 1)  # [B, n]
+        scores.masked_fill_(pad.view(b, 1, 1, n), float("-inf"))
+        # Zero V past each length too: 0 * NaN from never-written cache rows
+        # (torch.empty) would otherwise poison the output. With b > 1 vf is
+        # the gather's private copy, so it may be filled in place.
+        vpad = pad.view(b, 1, n, 1)
+        vf = vf.masked_fill_(vpad, 0.0) if b > 1 else vf.masked_fill(vpad, 0.0)
+    probs = torch.softmax(scores, dim=-1)
+    out = torch.matmul(probs, vf)  # [B, Hkv, G, D]
+    return out.view(b, hq, d).to(q.dtype)
+
+
+def rope_tables(
+    head_dim: int,
+    max_pos: int,
+    theta: float = 10000.0,
+    scaling: Mapping[str, Any] | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [max_pos, head_dim // 2] fp32 for the rotate_half convention.
+
+    ``scaling`` is an HF ``rope_scaling`` dict; supported types: None/"default",
+    "linear" (positions divided by factor) and "llama3" (Llama-3.1 frequency
+    remapping). Computed in fp64 and rounded once to fp32, so large positions
+    keep their phase accuracy.
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    rope_type = None
+    if scaling:
+        rope_type = scaling.get("rope_type", scaling.get("type"))
+    if rope_type in (None, "default"):
+        pass
+    elif rope_type == "linear":
+        inv_freq = inv_freq / float(scaling["factor"])
+    elif rope_type == "llama3":
+        inv_freq = _llama3_inv_freq(inv_freq, scaling)
+    else:
+        raise ValueError(f"unsupported rope_scaling type: {rope_type!r}")
+    pos = torch.arange(max_pos, dtype=torch.float64)
+    freqs = torch.outer(pos, inv_freq)
+    cos = freqs.cos().to(torch.float32)
+    sin = freqs.sin().to(torch.float32)
+    if device is not None:
+        cos, sin = cos.to(device), sin.to(device)
+    return cos, sin
+
+
+def _llama3_inv_freq(inv_freq: torch.Tensor, scaling: Mapping[str, Any]) -> torch.Tensor:
+    """Llama-3.1 rope scaling: long wavelengths slowed by ``factor``, short ones
+    kept, and a smooth blend between the two wavelength bounds."""
+    factor = float(scaling["factor"])
+    low = float(scaling.get("low_freq_factor", 1.0))
+    high = float(scaling.get("high_freq_factor", 4.0))
+    old_ctx = float(scaling.get("original_max_position_embeddings", 8192))
+    low_wavelen = old_ctx / low
+    high_wavelen = old_ctx / high
+    wavelen = 2 * math.pi / inv_freq
+    out = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    blended = (1 - smooth) * out / factor + smooth * out
+    medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
+    return torch.where(medium, blended, out)
