@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Make a real Docker engine and the local base image available (as root).
+# Idempotent: every step checks first and skips what is already done.
+#   1. apt-get install docker.io debootstrap   (only if missing)
+#   2. start dockerd                           (only if the socket does not answer)
+#   3. debootstrap + docker import the base    (only if the image is missing)
+# No registry can be reached on these machines, so the base image is made here.
+set -euo pipefail
+
+SOCK="${PACKAGER_DOCKER_SOCK:-/var/run/docker.sock}"
+BASE="${PACKAGER_BASE_IMAGE:-packager-base:bookworm}"
+STATE="${PACKAGER_DOCKER_STATE:-${TMPDIR:-/tmp}/packager-docker}"
+# Debian's CLI (20.10) does BuildKit without a buildx plugin; a newer client
+# elsewhere on PATH may not, so this script and the build driver use this one.
+DOCKER=/usr/bin/docker
+
+mkdir -p "$STATE"
+
+answers() { [ -S "$SOCK" ] && "$DOCKER" -H "unix://$SOCK" version >/dev/null 2>&1; }
+
+if [ ! -x /usr/sbin/dockerd ] || [ ! -x "$DOCKER" ] || ! command -v debootstrap >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  # Other CI scripts may hold the dpkg lock; wait for it instead of failing.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  # policy-rc.d 101 keeps the package's service from starting under apt; we start it below.
+  had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
+  if [ "$had_policy" = 0 ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq docker.io debootstrap >/dev/null
+  if [ "$had_policy" = 0 ]; then rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+if answers; then
+  echo "docker: engine already answering on $SOCK"
+else
+  # No bridge, no iptables: containers use --network host, builds --network none.
+  # setsid: the engine outlives this script and the shell that ran it.
+  setsid /usr/sbin/dockerd --bridge=none --iptables=false --ip-masq=false \
+    --host "unix://$SOCK" >"$STATE/dockerd.log" 2>&1 </dev/null &
+  echo $! >"$STATE/dockerd.pid"
+  for _ in $(seq 1 150); do
+    answers && break
+    sleep 0.2
+  done
+  if ! answers; then
+    echo "docker: engine did not answer on $SOCK; log follows" >&2
+    tail -50 "$STATE/dockerd.log" >&2 || true
+    exit 1
+  fi
+  echo "docker: engine started (pid $(cat "$STATE/dockerd.pid"), log $STATE/dockerd.log)"
+fi
+
+if "$DOCKER" -H "unix://$SOCK" image inspect "$BASE" >/dev/null 2>&1; then
+  echo "docker: base image $BASE already present"
+else
+  rootfs="$(mktemp -d "$STATE/rootfs.XXXXXX")"
+  trap 'rm -rf "$rootfs"' EXIT
+  echo "docker: debootstrap bookworm minbase into $rootfs (about 40 s)"
+  debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    bookworm "$rootfs" >"$STATE/debootstrap.log" 2>&1 \
+    || { echo "docker: debootstrap failed; log follows" >&2; tail -30 "$STATE/debootstrap.log" >&2; exit 1; }
+  # apt caches make the base larger for nothing.
+  rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  tar -C "$rootfs" -c . | "$DOCKER" -H "unix://$SOCK" import \
+    -c 'ENV LANG=C.UTF-8' -c 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
+  echo "docker: imported base image $BASE"
+fi
