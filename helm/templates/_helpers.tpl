@@ -1,0 +1,245 @@
+{{/* Names: DNS-1035 labels (Service names): no dots (model names have them), 63 characters at most. */}}
+{{- define "packager.name" -}}
+{{- default .Chart.Name .Values.nameOverride | replace "." "-" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "packager.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | replace "." "-" | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := include "packager.name" . }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "packager.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "packager.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "packager.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "packager.labels" -}}
+helm.sh/chart: {{ include "packager.chart" . }}
+{{ include "packager.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+packager.dev/profile: {{ .Values.profile.name | trunc 63 | trimSuffix "-" | quote }}
+{{- end }}
+
+{{- define "packager.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "packager.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* A plan spanning nodes runs as a LeaderWorkerSet; one node as a Deployment. */}}
+{{- define "packager.multiNode" -}}
+{{- if gt (int .Values.profile.nodes) 1 }}true{{ end }}
+{{- end }}
+
+{{/* The pods behind the Service: every server pod, or only group leaders. */}}
+{{- define "packager.servingSelector" -}}
+{{ include "packager.selectorLabels" . }}
+{{- if include "packager.multiNode" . }}
+app.kubernetes.io/component: leader
+{{- else }}
+app.kubernetes.io/component: server
+{{- end }}
+{{- end }}
+
+{{- define "packager.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (toString (default .Chart.AppVersion .Values.image.tag)) }}
+{{- end }}
+{{- end }}
+
+{{- define "packager.weightsClaim" -}}
+{{- default (printf "%s-weights" (include "packager.fullname" .)) .Values.weights.volume.existingClaim }}
+{{- end }}
+
+{{/* CPU/memory from values plus the vendor's accelerator key with the per-pod count. */}}
+{{- define "packager.resources" -}}
+{{- $requests := deepCopy (default dict .Values.resources.requests) }}
+{{- $limits := deepCopy (default dict .Values.resources.limits) }}
+{{- if and .Values.accelerator.resourceKey (gt (int .Values.accelerator.count) 0) }}
+{{- $_ := set $requests .Values.accelerator.resourceKey (int .Values.accelerator.count) }}
+{{- $_ := set $limits .Values.accelerator.resourceKey (int .Values.accelerator.count) }}
+{{- end }}
+{{- with $requests }}
+requests:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $limits }}
+limits:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "packager.httpProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: http
+periodSeconds: {{ .periodSeconds }}
+timeoutSeconds: {{ default 5 .timeoutSeconds }}
+failureThreshold: {{ .failureThreshold }}
+{{- end }}
+
+{{/*
+The pod spec shared by the Deployment and both LeaderWorkerSet templates.
+Call with (dict "root" $ "role" "server|leader|worker").
+*/}}
+{{- define "packager.podSpec" -}}
+{{- $root := .root }}
+{{- $v := $root.Values }}
+{{- $role := .role }}
+serviceAccountName: {{ include "packager.serviceAccountName" $root }}
+automountServiceAccountToken: {{ $v.serviceAccount.automountToken }}
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+terminationGracePeriodSeconds: {{ $v.terminationGracePeriodSeconds }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: {{ $role }}
+    image: {{ include "packager.image" $root | quote }}
+    imagePullPolicy: {{ $v.image.pullPolicy }}
+    {{- if eq $role "leader" }}
+    # Ray head first, then wait until the whole group has joined, then the engine.
+    command: ["/bin/sh", "-c"]
+    args:
+      - >-
+        ray start --head --port={{ $v.multiNode.rayPort }} --disable-usage-stats &&
+        until [ "$(ray status 2>/dev/null | grep -c ' node_')" -ge "${LWS_GROUP_SIZE}" ];
+        do echo "waiting for ${LWS_GROUP_SIZE} ray nodes"; sleep {{ $v.multiNode.joinPollSeconds }}; done &&
+        exec "$@"
+      # sh -c takes the next word as $0; the engine argv follows as "$@".
+      - packager-leader
+      {{- range $v.engine.argv }}
+      - {{ . | quote }}
+      {{- end }}
+    {{- else if eq $role "worker" }}
+    # Workers only lend their GPUs to the leader's Ray cluster.
+    command: ["ray", "start", "--address=$(LWS_LEADER_ADDRESS):{{ $v.multiNode.rayPort }}", "--block", "--disable-usage-stats"]
+    {{- end }}
+    env:
+      - name: PACKAGER_PROFILE
+        value: {{ $v.profile.name | quote }}
+      # The root filesystem is read-only: every cache goes to the writable volume.
+      - name: HOME
+        value: /var/cache/packager
+      - name: XDG_CACHE_HOME
+        value: /var/cache/packager
+      - name: HF_HOME
+        value: /var/cache/packager/huggingface
+      - name: HF_HUB_OFFLINE
+        value: "1"
+      - name: TRITON_CACHE_DIR
+        value: /var/cache/packager/triton
+      - name: VLLM_CACHE_ROOT
+        value: /var/cache/packager/vllm
+      - name: RAY_TMPDIR
+        value: /tmp/ray
+      {{- with $v.env }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    {{- if ne $role "worker" }}
+    ports:
+      - name: http
+        containerPort: {{ $v.containerPort }}
+        protocol: TCP
+    startupProbe:
+      {{- include "packager.httpProbe" $v.probes.startup | nindent 6 }}
+    livenessProbe:
+      {{- include "packager.httpProbe" $v.probes.liveness | nindent 6 }}
+    readinessProbe:
+      {{- include "packager.httpProbe" $v.probes.readiness | nindent 6 }}
+    {{- else }}
+    ports:
+      - name: ray
+        containerPort: {{ $v.multiNode.rayPort }}
+        protocol: TCP
+    {{- end }}
+    resources:
+      {{- include "packager.resources" $root | trim | nindent 6 }}
+    securityContext:
+      {{- toYaml $v.securityContext | nindent 6 }}
+    volumeMounts:
+      - name: shm
+        mountPath: /dev/shm
+      - name: tmp
+        mountPath: /tmp
+      - name: cache
+        mountPath: /var/cache/packager
+      - name: plan
+        mountPath: /etc/packager
+        readOnly: true
+      {{- if eq $v.weights.mode "volume" }}
+      - name: weights
+        mountPath: /opt/packager/model
+        readOnly: {{ $v.weights.volume.readOnly }}
+      {{- end }}
+volumes:
+  - name: shm
+    emptyDir:
+      medium: Memory
+      sizeLimit: {{ $v.shm.sizeLimit }}
+  - name: tmp
+    emptyDir: {}
+  - name: cache
+    {{- if $v.cache.existingClaim }}
+    persistentVolumeClaim:
+      claimName: {{ $v.cache.existingClaim }}
+    {{- else }}
+    emptyDir:
+      sizeLimit: {{ $v.cache.sizeLimit }}
+    {{- end }}
+  - name: plan
+    configMap:
+      name: {{ include "packager.fullname" $root }}-plan
+  {{- if eq $v.weights.mode "volume" }}
+  - name: weights
+    persistentVolumeClaim:
+      claimName: {{ include "packager.weightsClaim" $root }}
+      readOnly: {{ $v.weights.volume.readOnly }}
+  {{- end }}
+{{- end }}
+
+{{/* What HPA and KEDA scale: the Deployment or the LeaderWorkerSet (it has a scale subresource). */}}
+{{- define "packager.scaleTargetRef" -}}
+{{- if include "packager.multiNode" . }}
+apiVersion: leaderworkerset.x-k8s.io/v1
+kind: LeaderWorkerSet
+{{- else }}
+apiVersion: apps/v1
+kind: Deployment
+{{- end }}
+name: {{ include "packager.fullname" . }}
+{{- end }}

@@ -1,0 +1,62 @@
+"""Write a per-model chart: a copy of helm/ named after the model, values from the plan."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from packager.chart import overrides
+from packager.chart.source import chart_source
+from packager.chart.validate import validate_values
+from packager.chart.values import values_from_plan
+from packager.errors import UserError
+
+VALUES_HEADER = (
+    "# Written by `packager chart` from the plan in `plan:` below.\n"
+    "# Override at install time (helm --set / -f) or regenerate with packager.\n"
+)
+
+
+def chart_values(plan: dict[str, Any], *, image: str | None = None, sets: Iterable[str] = (),
+                 values_files: Iterable[str | Path] = ()) -> dict[str, Any]:
+    """Chart defaults <- plan <- -f files <- --set, validated against values.schema.json."""
+    source = chart_source()
+    defaults = yaml.safe_load((source / "values.yaml").read_text(encoding="utf-8"))
+    values = overrides.deep_merge(defaults, values_from_plan(plan, image))
+    values = overrides.apply(values, sets=sets, values_files=values_files)
+    validate_values(source, values)
+    return values
+
+
+def chart_metadata(source: Path, plan: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    meta = yaml.safe_load((source / "Chart.yaml").read_text(encoding="utf-8"))
+    model = plan["model"]
+    meta["name"] = model["name"]
+    meta["version"] = str(plan.get("packager_version") or meta["version"])
+    meta["appVersion"] = str(values["image"]["tag"])
+    meta["description"] = (f"{model.get('served_model_name') or model['name']} served with profile "
+                           f"{values['profile']['name']} (written by packager)")
+    return meta
+
+
+def write_chart(plan: dict[str, Any], out_dir: Path, *, image: str | None = None,
+                sets: Iterable[str] = (), values_files: Iterable[str | Path] = ()) -> Path:
+    """Write `out_dir/<model name>/`, a complete chart; returns its path.
+
+    Replaces a chart written there before, so re-running is safe.
+    """
+    source = chart_source()
+    values = chart_values(plan, image=image, sets=sets, values_files=values_files)
+    meta = chart_metadata(source, plan, values)
+    target = Path(out_dir) / meta["name"]
+    if target.resolve() == source.resolve():
+        raise UserError("refusing to overwrite the packager's own chart", field="--out")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    (target / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    (target / "values.yaml").write_text(
+        VALUES_HEADER + yaml.safe_dump(values, sort_keys=False, width=120), encoding="utf-8")
+    return target
