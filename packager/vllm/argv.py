@@ -170,12 +170,13 @@ def build_vllm_argv(spec: VllmServeSpec) -> list[str]:
     quant = _quantization_flag(spec)
     if quant is not None:
         argv += ["--quantization", quant]
-    # Both are BooleanOptionalAction flags in 0.33.0 (--x / --no-x).
+    # EnableDisableAction pairs in 0.33.0: --enable-x / --disable-x are the
+    # documented spellings (--no-enable-x is only kept hidden for old scripts).
     argv.append("--enable-prefix-caching" if spec.enable_prefix_caching
-                else "--no-enable-prefix-caching")
+                else "--disable-prefix-caching")
     if spec.enable_chunked_prefill is not None:
         argv.append("--enable-chunked-prefill" if spec.enable_chunked_prefill
-                    else "--no-enable-chunked-prefill")
+                    else "--disable-chunked-prefill")
     if spec.nodes > 1:
         # Multi-node: Ray places the tp x pp workers across nodes (the launcher
         # starts the Ray cluster); mp alone needs per-node --nnodes/--node-rank.
