@@ -1,0 +1,53 @@
+"""Attention over the per-slot KV cache for a mixed batch: store the new K/V,
+then decode rows through the kernel table and prefill chunks through SDPA."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .batch import ForwardBatch
+from .kernels import Ops
+
+
+def attention(
+    batch: ForwardBatch,
+    q: torch.Tensor,  # [T, Hq, D]
+    k: torch.Tensor,  # [T, Hkv, D]
+    v: torch.Tensor,
+    k_cache: torch.Tensor,  # [num_slots, Hkv, max_len, D]
+    v_cache: torch.Tensor,
+    scale: float,
+    ops: Ops,
+) -> torch.Tensor:
+    out = torch.zeros_like(q)  # padding rows stay zero
+    b = batch.num_decode
+    if b:
+        pos = batch.decode_seq_lens - 1
+        k_cache[batch.decode_slots, :, pos] = k[:b]
+        v_cache[batch.decode_slots, :, pos] = v[:b]
+        # One kernel call per sequence: each sequence then sees exactly the
+        # computation it would see alone (the batched kernel pads to the
+        # longest sequence, which changes the last bits of the softmax sums
+        # and so could flip a greedy choice).
+        for i, (slot, n) in enumerate(zip(batch.decode_slot_list, batch.decode_len_list)):
+            out[i : i + 1] = ops.decode_attention(
+                q[i : i + 1], k_cache, v_cache, batch.decode_slots[i : i + 1], batch.decode_seq_lens[i : i + 1], scale, n
+            )
+    for seg in batch.prefill:
+        rows = slice(seg.row, seg.row + seg.length)
+        end = seg.start + seg.length
+        k_cache[seg.slot, :, seg.start : end] = k[rows].transpose(0, 1)
+        v_cache[seg.slot, :, seg.start : end] = v[rows].transpose(0, 1)
+        qs = q[rows].transpose(0, 1).unsqueeze(0)  # [1, Hq, L, D]
+        ks = k_cache[seg.slot : seg.slot + 1, :, :end]  # [1, Hkv, end, D]
+        vs = v_cache[seg.slot : seg.slot + 1, :, :end]
+        if seg.start == 0:
+            o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale, enable_gqa=True)
+        else:
+            # A later chunk sees the cached prefix plus its own causal part.
+            qpos = torch.arange(seg.start, end, device=q.device).view(-1, 1)
+            mask = torch.arange(end, device=q.device).view(1, -1) <= qpos
+            o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale, enable_gqa=True)
+        out[rows] = o[0].transpose(0, 1)
+    return out

@@ -1,0 +1,150 @@
+"""The engine: schedule -> run -> postprocess, one step at a time.
+
+Synchronous and single-threaded; ``async_engine.py`` runs it in a background
+thread for the server. Tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import EngineConfig
+from .detokenizer import IncrementalDetokenizer
+from .runner import ModelRunner
+from .sampling import RequestSampler, SamplingParams
+from .scheduler import ScheduledStep, Scheduler
+from .sequence import Sequence
+
+
+@dataclass
+class RequestOutput:
+    request_id: str
+    text: str  # new text since the previous output
+    token_ids: list[int]  # new tokens since the previous output
+    finished: bool = False
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class StepStats:
+    """What one step did, for metrics."""
+
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    e2e: list[float] = field(default_factory=list)
+    finished_reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Extra:
+    sampler: RequestSampler
+    detok: IncrementalDetokenizer
+    params: SamplingParams
+    stop_ids: frozenset[int]
+
+
+class LLMEngine:
+    def __init__(self, runner: ModelRunner, tokenizer: Any, cfg: EngineConfig, eos_token_ids: tuple[int, ...] = ()):
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.eos_token_ids = tuple(eos_token_ids)
+        self.scheduler = Scheduler(cfg.max_num_seqs, cfg.max_model_len, cfg.prefill_chunk)
+        self._seed_counter = cfg.seed
+        self.last_stats = StepStats()
+
+    def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams, arrival_time: float | None = None) -> None:
+        stop_ids = set(params.stop_token_ids)
+        if not params.ignore_eos:
+            stop_ids.update(params.eos_token_ids or self.eos_token_ids)
+        # Unseeded random requests draw distinct seeds from the engine seed.
+        self._seed_counter += 1
+        seq = Sequence(request_id, list(prompt_ids), params.max_tokens)
+        if arrival_time is not None:
+            seq.arrival_time = arrival_time
+        seq.extra = _Extra(
+            sampler=RequestSampler(params, self._seed_counter),
+            detok=IncrementalDetokenizer(self.tokenizer, params.stop),
+            params=params,
+            stop_ids=frozenset(stop_ids),
+        )
+        self.scheduler.add(seq)
+
+    def abort(self, request_id: str) -> RequestOutput | None:
+        seq = self.scheduler.abort(request_id)
+        if seq is None:
+            return None
+        return self._output(seq, [])
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work()
+
+    def step(self) -> list[RequestOutput]:
+        step = self.scheduler.schedule()
+        self.last_stats = StepStats()
+        if step.empty:
+            return []
+        seqs, tokens = self.runner.run(step)
+        return self._postprocess(step, seqs, tokens)
+
+    def _postprocess(self, step: ScheduledStep, seqs: list[Sequence], tokens: list[int]) -> list[RequestOutput]:
+        now = time.monotonic()
+        stats = self.last_stats
+        stats.prompt_tokens = sum(c.length for c in step.prefill)
+        self.scheduler.advance(step)
+        outputs = []
+        for seq, tok in zip(seqs, tokens):
+            ex: _Extra = seq.extra
+            seq.output_ids.append(tok)
+            stats.generation_tokens += 1
+            if seq.first_token_time is None:
+                seq.first_token_time = now
+                stats.ttft.append(now - seq.arrival_time)
+            else:
+                stats.itl.append(now - seq.last_token_time)
+            seq.last_token_time = now
+            reason = None
+            if tok in ex.stop_ids:
+                reason = "stop"
+            else:
+                ex.detok.add(tok)
+                if ex.detok.stopped:
+                    reason = "stop"
+                elif len(seq.output_ids) >= seq.max_tokens or seq.total_len >= self.cfg.max_model_len:
+                    reason = "length"
+            if reason is not None:
+                self.scheduler.finish(seq, reason)
+                stats.e2e.append(now - seq.arrival_time)
+                stats.finished_reasons.append(reason)
+            outputs.append(self._output(seq, [tok]))
+        return outputs
+
+    def _output(self, seq: Sequence, new_ids: list[int]) -> RequestOutput:
+        ex: _Extra = seq.extra
+        return RequestOutput(
+            request_id=seq.request_id,
+            text=ex.detok.take(final=seq.finished),
+            token_ids=new_ids,
+            finished=seq.finished,
+            finish_reason=seq.finish_reason,
+            prompt_tokens=seq.prompt_len,
+            completion_tokens=len(seq.output_ids),
+        )
+
+    # -- gauges -------------------------------------------------------------
+    @property
+    def num_running(self) -> int:
+        return self.scheduler.num_running
+
+    @property
+    def num_waiting(self) -> int:
+        return self.scheduler.num_waiting
+
+    def kv_usage(self) -> float:
+        return self.scheduler.slots.usage()

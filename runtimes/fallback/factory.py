@@ -1,0 +1,64 @@
+"""Assemble an engine from a loaded model and the command-line limits."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from .config import EngineConfig
+from .engine import LLMEngine
+from .kernels import select_ops
+from .kv_cache import KVCache
+from .loader import DTYPES, LoadedModel
+from .model import build_model
+from .runner import ModelRunner
+
+log = logging.getLogger(__name__)
+
+
+def _available_memory_bytes() -> int | None:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def create_engine(
+    loaded: LoadedModel,
+    cfg: EngineConfig,
+    dtype: str = "float32",
+    device: str = "cpu",
+    kernels: str = "torch",
+) -> LLMEngine:
+    mcfg = loaded.config
+    if cfg.max_model_len > mcfg.max_position_embeddings:
+        raise ValueError(
+            f"--max-model-len {cfg.max_model_len} exceeds the model's "
+            f"max_position_embeddings {mcfg.max_position_embeddings}"
+        )
+    if mcfg.sliding_window is not None and cfg.max_model_len > mcfg.sliding_window:
+        raise ValueError(
+            f"--max-model-len {cfg.max_model_len} exceeds the sliding window "
+            f"{mcfg.sliding_window}, which this runtime does not implement"
+        )
+    torch_dtype = DTYPES[dtype]
+    need = KVCache.bytes_needed(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype)
+    avail = _available_memory_bytes() if device == "cpu" else None
+    if avail is not None and need > 0.8 * avail:
+        raise ValueError(
+            f"KV cache for {cfg.max_num_seqs} x {cfg.max_model_len} tokens needs "
+            f"{need / 2**30:.2f} GiB, more than 80% of the {avail / 2**30:.2f} GiB available; "
+            "lower --max-num-seqs or --max-model-len"
+        )
+    ops = select_ops(device=device, kernels=kernels)
+    model = build_model(mcfg, loaded.weights, cfg.max_model_len).to(device)
+    kv = KVCache(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype, device)
+    log.info(
+        "engine: %s, %d layers, dtype %s, ops %s, KV %d x %d tokens (%.2f GiB)",
+        mcfg.architecture, mcfg.num_layers, dtype, ops.name, cfg.max_num_seqs, cfg.max_model_len, need / 2**30,
+    )
+    return LLMEngine(ModelRunner(model, kv, ops, device), loaded.tokenizer, cfg, loaded.eos_token_ids)

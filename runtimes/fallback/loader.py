@@ -1,0 +1,150 @@
+"""Load a model for the fallback runtime: HF safetensors directories and GGUF
+files (dequantised through transformers' GGUF reader), plus the tokenizer and
+chat template shipped with the model. Checks sha256 digests first when given.
+
+Only the weights and config come from transformers; the module that runs is
+our own (``model.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights are: a directory, and the GGUF file in it if any."""
+
+    directory: Path
+    gguf_file: str | None
+
+    @classmethod
+    def resolve(cls, model: str) -> "ModelSource":
+        p = Path(model).expanduser()
+        if p.is_file() and p.suffix == ".gguf":
+            return cls(p.parent, p.name)
+        if p.is_dir():
+            if any(p.glob("*.safetensors")):
+                return cls(p, None)
+            ggufs = sorted(x.name for x in p.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return cls(p, ggufs[0])
+            if ggufs:
+                raise ValueError(f"{p} holds several .gguf files {ggufs}; pass one as --model")
+            raise ValueError(f"{p} has neither *.safetensors nor a .gguf file")
+        raise ValueError(f"--model {model!r}: no such directory or .gguf file")
+
+
+# -- digests ----------------------------------------------------------------
+def parse_sha256_args(values: list[str]) -> dict[str, str]:
+    """``--sha256 FILE=HEX`` (repeatable) or ``--sha256 sums.json`` holding
+    ``{"FILE": "HEX"}`` (the shape of plan.json's model.source.sha256)."""
+    out: dict[str, str] = {}
+    for v in values:
+        if "=" in v:
+            name, _, hexd = v.partition("=")
+            out[name] = hexd
+        else:
+            data = json.loads(Path(v).read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"{v}: expected a JSON object of file -> sha256")
+            out.update({str(k): str(h) for k, h in data.items()})
+    for name, hexd in out.items():
+        if len(hexd) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexd):
+            raise ValueError(f"--sha256 {name}: {hexd!r} is not a 64-digit hex digest")
+    return out
+
+
+def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_digests(directory: Path, expected: dict[str, str]) -> None:
+    """Raise ValueError naming every file whose digest differs or is missing.
+    File names are relative to the model directory (absolute paths allowed)."""
+    errors = []
+    for name, want in expected.items():
+        path = Path(name) if Path(name).is_absolute() else directory / name
+        if not path.is_file():
+            errors.append(f"{name}: file not found under {directory}")
+            continue
+        got = sha256_file(path)
+        if got.lower() != want.lower():
+            errors.append(f"{name}: sha256 {got} != expected {want.lower()}")
+        else:
+            log.info("sha256 ok: %s", name)
+    if errors:
+        raise ValueError("model file digests do not match: " + "; ".join(errors))
+
+
+# -- weights ----------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    config: ModelConfig
+    weights: dict[str, torch.Tensor]
+    tokenizer: Any
+    eos_token_ids: tuple[int, ...]
+
+
+def load(model: str, tokenizer: str | None = None, dtype: str = "float32") -> LoadedModel:
+    import transformers
+
+    src = ModelSource.resolve(model)
+    torch_dtype = DTYPES[dtype]
+    kw = {"gguf_file": src.gguf_file} if src.gguf_file else {}
+    hf_cfg = transformers.AutoConfig.from_pretrained(src.directory, **kw)
+    cfg = ModelConfig.from_hf(hf_cfg)
+    if src.gguf_file:
+        weights = _load_gguf(src, hf_cfg)
+    else:
+        weights = _load_safetensors(src.directory)
+    weights = {k: v.to(torch_dtype).contiguous() for k, v in weights.items()}
+    tok_kw = kw if tokenizer is None else {}
+    tok = transformers.AutoTokenizer.from_pretrained(tokenizer or src.directory, **tok_kw)
+    eos = set(cfg.eos_token_ids)
+    gen_path = src.directory / "generation_config.json"
+    if gen_path.is_file():
+        g = json.loads(gen_path.read_text()).get("eos_token_id")
+        eos.update(g if isinstance(g, list) else [g] if g is not None else [])
+    if tok.eos_token_id is not None:
+        eos.add(int(tok.eos_token_id))
+    return LoadedModel(cfg, weights, tok, tuple(sorted(eos)))
+
+
+def _load_safetensors(directory: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    weights: dict[str, torch.Tensor] = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        weights.update(load_file(f))
+    return weights
+
+
+def _load_gguf(src: ModelSource, hf_cfg: Any) -> dict[str, torch.Tensor]:
+    # transformers' GGUF reader dequantises and renames tensors to HF names
+    # (undoing llama.cpp's q/k permutation); it needs a model to learn the
+    # names from, so build HF's module on the meta device (no memory, never run).
+    import transformers
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    with torch.device("meta"):
+        skeleton = transformers.AutoModelForCausalLM.from_config(hf_cfg)
+    result = load_gguf_checkpoint(str(src.directory / src.gguf_file), return_tensors=True, model_to_load=skeleton)
+    return {k: torch.as_tensor(v) for k, v in result["tensors"].items()}

@@ -1,0 +1,89 @@
+"""Per-request sampling parameters and the sampler.
+
+Greedy (temperature 0) is an argmax over fp32 logits. Otherwise temperature,
+then top-k, then top-p, then a draw from a per-request ``torch.Generator`` so a
+request with a seed gets the same text whatever else is running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = -1  # -1 or 0: disabled
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    ignore_eos: bool = False
+    # Extra token ids that end generation (the model's eos ids); filled by the
+    # engine, skipped when ignore_eos.
+    eos_token_ids: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < -1:
+            raise ValueError("top_k must be -1 (disabled) or >= 0")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+class RequestSampler:
+    """Holds the generator of one request."""
+
+    def __init__(self, params: SamplingParams, fallback_seed: int):
+        self.params = params
+        self.generator: torch.Generator | None = None
+        if not params.greedy:
+            self.generator = torch.Generator(device="cpu")
+            self.generator.manual_seed(params.seed if params.seed is not None else fallback_seed)
+
+    def sample(self, logits: torch.Tensor) -> int:
+        """logits: fp32 [vocab] for one sequence."""
+        p = self.params
+        if p.greedy:
+            return int(torch.argmax(logits))
+        logits = logits / p.temperature
+        if p.top_k > 0 and p.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, p.top_k).values[-1]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if p.top_p < 1.0:
+            sorted_probs, idx = torch.sort(probs, descending=True)
+            cum = torch.cumsum(sorted_probs, dim=-1)
+            # Keep the smallest prefix whose mass reaches top_p (at least one).
+            drop = (cum - sorted_probs) >= p.top_p
+            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+            choice = torch.multinomial(sorted_probs, 1, generator=self.generator)
+            return int(idx[choice])
+        return int(torch.multinomial(probs, 1, generator=self.generator))
+
+
+def sample_batch(logits: torch.Tensor, samplers: list[RequestSampler]) -> list[int]:
+    """One token per row. Greedy rows share one argmax over the batch."""
+    greedy = [i for i, s in enumerate(samplers) if s.params.greedy]
+    out = [0] * len(samplers)
+    if greedy:
+        if len(greedy) == len(samplers):
+            ids = torch.argmax(logits, dim=-1).tolist()
+            return ids
+        ids = torch.argmax(logits[greedy], dim=-1).tolist()
+        for i, t in zip(greedy, ids):
+            out[i] = t
+    for i, s in enumerate(samplers):
+        if not s.params.greedy:
+            out[i] = s.sample(logits[i])
+    return out
