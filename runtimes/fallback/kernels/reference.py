@@ -88,16 +88,18 @@ def decode_attention(
     seq_lens [B] = valid tokens in the slot (current token included, >= 1).
     Query head h reads kv head h // (Hq // Hkv), as HF's repeat_kv does.
     Softmax in fp32; returns [B, Hq, D] in q.dtype.
-    ``max_seq_len`` (optional) is max(seq_lens) if the caller already knows it;
-    passing it avoids a device->host sync.
+    ``max_seq_len`` (optional) is max(seq_lens) if the caller already knows it
+    (must be >= it); passing it avoids a device->host sync, so on a GPU the op
+    then has none and can be captured in a CUDA graph.
     """
     b, hq, d = q.shape
     hkv = k_cache.shape[1]
     g = hq // hkv
     if max_seq_len is None:
         max_seq_len = int(seq_lens.max().item())
-    n = max_seq_len
-    if b == 1:
+    n = min(int(max_seq_len), k_cache.shape[2])
+    lone = b == 1 and q.device.type == "cpu"  # .item() is free on CPU, a sync on GPU
+    if lone:
         # A single sequence: a view, no copy of the cache.
         slot = int(slot_ids[0].item())
         k = k_cache[slot : slot + 1, :, :n]
@@ -109,14 +111,14 @@ def decode_attention(
     qf = q.float().reshape(b, hkv, g, d)  # GQA by reshape: group g shares kv head
     kf, vf = k.float(), v.float()
     scores = torch.matmul(qf, kf.transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, n]
-    if b > 1 or n != int(seq_lens[0]):  # a lone sequence at full length needs no mask
+    if not lone or n != int(seq_lens[0]):  # a lone sequence at full length needs no mask
         pad = torch.arange(n, device=q.device).view(1, n) >= seq_lens.view(b, 1)  # [B, n]
         scores.masked_fill_(pad.view(b, 1, 1, n), float("-inf"))
         # Zero V past each length too: 0 * NaN from never-written cache rows
-        # (torch.empty) would otherwise poison the output. With b > 1 vf is
-        # the gather's private copy, so it may be filled in place.
+        # (torch.empty) would otherwise poison the output. Unless it is the
+        # lone-sequence view, vf is the gather's private copy: fill in place.
         vpad = pad.view(b, 1, n, 1)
-        vf = vf.masked_fill_(vpad, 0.0) if b > 1 else vf.masked_fill(vpad, 0.0)
+        vf = vf.masked_fill(vpad, 0.0) if lone else vf.masked_fill_(vpad, 0.0)
     probs = torch.softmax(scores, dim=-1)
     out = torch.matmul(probs, vf)  # [B, Hkv, G, D]
     return out.view(b, hq, d).to(q.dtype)
