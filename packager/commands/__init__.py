@@ -1,0 +1,1 @@
+"""CLI command functions; packager.cli registers them."""

@@ -1,0 +1,101 @@
+"""`packager chart`, `publish`, `deploy`: typer command functions (registered by packager.cli)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from packager.errors import UserError
+
+_SET_HELP = "Override a value: dotted key, YAML value (repeatable), e.g. --set replicaCount=2."
+_VALUES_HELP = "Merge a values YAML file (repeatable; later files win; --set wins over files)."
+
+
+def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional[str],
+              plan_file: Optional[Path]) -> dict[str, Any]:
+    """A plan.json file when given, else the planner's plan for MODEL on HW."""
+    if plan_file is not None:
+        try:
+            return json.loads(plan_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise UserError(f"cannot read the plan: {exc.strerror}", file=str(plan_file)) from None
+        except json.JSONDecodeError as exc:
+            raise UserError(f"not valid JSON: {exc.msg}", file=str(plan_file), line=exc.lineno) from None
+    if model is None:
+        raise UserError("no model given", field="MODEL",
+                        hint="pass a model manifest (e.g. manifests/models/smollm2.yaml) or --plan plan.json")
+    # Imported here: `packager --help` must not pay for the planner.
+    from packager.planner import plan_files
+
+    return plan_files(model, hardware, objective).to_dict()
+
+
+def chart(
+    model: Optional[str] = typer.Argument(None, help="Model manifest (path)."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name (default: this machine)."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
+    out: Path = typer.Option(Path("out"), "--out", help="Directory the chart is written into, as OUT/<model>/."),
+    image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); default: the plan's."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    values: list[Path] = typer.Option([], "-f", "--values", help=_VALUES_HELP),
+    plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
+) -> None:
+    """Write a Helm chart for MODEL on HW: the packager's chart with values from the plan."""
+    from packager.chart import write_chart
+
+    path = write_chart(load_plan(model, hardware, objective, plan), out, image=image,
+                       sets=set_, values_files=values)
+    typer.echo(str(path))
+
+
+def publish(
+    chart_or_build_dir: Path = typer.Argument(..., help="Chart dir, chart .tgz, or a build dir holding one chart."),
+    registry: str = typer.Option("oci://127.0.0.1:5000/charts", "--registry", help="OCI registry for the chart."),
+    image: Optional[str] = typer.Option(None, "--image", help="Local image to push (default: the one the chart's values name)."),
+    image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Registry for the image (default: the chart registry's host)."),
+    skip_image: bool = typer.Option(False, "--skip-image", help="Publish the chart only."),
+) -> None:
+    """Push the image, then the chart (pinned to the pushed image's digest), to an OCI registry."""
+    from packager.publish import publish as run
+
+    result = run(chart_or_build_dir, registry, image=image, image_registry=image_registry, skip_image=skip_image)
+    if result.image_ref:
+        typer.echo(f"image: {result.image_ref}")
+    typer.echo(f"chart: {result.chart_ref} ({result.chart_digest})")
+
+
+def deploy(
+    model: Optional[str] = typer.Argument(None, help="Model manifest (path)."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
+    namespace: str = typer.Option("default", "--namespace", "-n", help="Kubernetes namespace."),
+    release: Optional[str] = typer.Option(None, "--release", help="Release name (default: the model name)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...])."),
+    set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
+    values: list[Path] = typer.Option([], "-f", "--values", help=_VALUES_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the rendered manifests; contact no cluster."),
+    plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
+) -> None:
+    """helm upgrade --install the model's chart into the current kubeconfig's cluster."""
+    from packager.deploy import deploy as run
+
+    typer.echo(run(load_plan(model, hardware, objective, plan), namespace=namespace, release=release,
+                   image=image, sets=set_, values_files=values, dry_run=dry_run), nl=False)
+
+
+def main() -> None:  # `python -m packager.commands.chart chart|publish|deploy` until cli.py registers them
+    app = typer.Typer(add_completion=False)
+    app.command("chart")(chart)
+    app.command("publish")(publish)
+    app.command("deploy")(deploy)
+    try:
+        app()
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None
+
+
+if __name__ == "__main__":
+    main()

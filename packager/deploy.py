@@ -1,0 +1,85 @@
+"""`packager deploy`: helm upgrade --install of the per-model chart, or its manifests (--dry-run)."""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import helm_python as helm
+
+from packager.chart import write_chart
+from packager.errors import UserError
+
+NO_CLUSTER_HINT = ("point KUBECONFIG (or ~/.kube/config) at a cluster, or use --dry-run "
+                   "to print the manifests without one")
+
+
+def default_release(plan: dict[str, Any]) -> str:
+    """The model name as a DNS label (release names cannot hold dots)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", plan["model"]["name"].lower()).strip("-")
+    return name[:53].rstrip("-") or "model"
+
+
+def render_manifests(chart_dir: Path, *, release: str, namespace: str) -> str:
+    """Every manifest the release would create (tests included), `helm template` style."""
+    with helm.Chart.load(str(chart_dir)) as chart:
+        try:
+            rendered = chart.render(name=release, namespace=namespace, is_install=True)
+        except helm.HelmError as exc:
+            raise UserError(f"the chart does not render: {exc}", file=str(chart_dir)) from None
+    docs = []
+    for path in sorted(rendered):
+        body = rendered[path].strip()
+        if body and not path.endswith("NOTES.txt"):
+            docs.append(f"---\n# Source: {path}\n{body}\n")
+    return "".join(docs)
+
+
+def connect(namespace: str) -> helm.Config:
+    """A Helm config on the current kubeconfig, checked to reach its API server."""
+    try:
+        cfg = helm.Config(namespace=namespace)
+        cfg.check_reachable()
+    except helm.HelmError as exc:
+        raise UserError(f"no reachable Kubernetes cluster: {exc}", field="kubeconfig",
+                        hint=NO_CLUSTER_HINT) from None
+    return cfg
+
+
+def upgrade_install(cfg: helm.Config, chart_dir: Path, *, release: str, namespace: str) -> dict[str, Any]:
+    """Upgrade the release when it exists, install it otherwise."""
+    try:
+        cfg.status(release)
+        exists = True
+    except helm.HelmNotFoundError:
+        exists = False
+    try:
+        if exists:
+            return cfg.upgrade(str(chart_dir), release, namespace=namespace)
+        return cfg.install(str(chart_dir), release, namespace=namespace, create_namespace=True)
+    except helm.HelmError as exc:
+        raise UserError(f"helm {'upgrade' if exists else 'install'} of {release!r} failed: {exc}",
+                        field="release") from None
+
+
+def deploy(plan: dict[str, Any], *, namespace: str = "default", release: str | None = None,
+           image: str | None = None, sets: Iterable[str] = (), values_files: Iterable[str | Path] = (),
+           dry_run: bool = False) -> str:
+    """Deploy the plan's chart; returns the manifests (dry run) or the release's notes."""
+    release = release or default_release(plan)
+    try:
+        helm.validate_release_name(release)
+    except helm.HelmError as exc:
+        raise UserError(f"{release!r} is not a valid release name: {exc}", field="--release",
+                        hint="lowercase letters, digits and '-', at most 53 characters") from None
+    with tempfile.TemporaryDirectory(prefix="packager-deploy-") as tmp:
+        chart_dir = write_chart(plan, Path(tmp), image=image, sets=sets, values_files=values_files)
+        if dry_run:
+            return render_manifests(chart_dir, release=release, namespace=namespace)
+        cfg = connect(namespace)
+        with cfg:
+            result = upgrade_install(cfg, chart_dir, release=release, namespace=namespace)
+    info = result.get("info") or {}
+    notes = info.get("notes") if isinstance(info, dict) else None
+    return notes or f"release {release} deployed in namespace {namespace}"

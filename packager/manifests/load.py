@@ -1,0 +1,89 @@
+"""Entry points: parse -> validate -> complete, for model and hardware manifests."""
+from __future__ import annotations
+
+import difflib
+import re
+
+from packager.catalog import Accelerator, catalog
+from packager.errors import UserError
+from packager.facts import DEFAULT_RESOURCE_KEYS, Hardware, ModelFacts, Pool
+from packager.manifests.complete import complete
+from packager.manifests.errors import validate
+from packager.manifests.hardware import AcceleratorSpec, HardwareManifest
+from packager.manifests.model import ModelManifest
+from packager.yamlsource import YamlDoc, parse_yaml, read_yaml
+
+SHORTHAND = re.compile(r"^(?P<key>[a-z0-9][a-z0-9-]*)(?::(?P<count>\d+)(?:x(?P<nodes>\d+))?)?$")
+
+
+def load_model(path: str) -> ModelFacts:
+    doc = read_yaml(path)
+    manifest = validate(doc, ModelManifest, "model")
+    return complete(manifest, doc)
+
+
+def load_hardware(arg: str) -> Hardware:
+    """A hardware manifest file, or the shorthand KEY[:COUNT[xNODES]] (e.g. nvidia-h100-sxm-80gb:8x2)."""
+    if arg.endswith((".yaml", ".yml")) or "/" in arg:
+        doc = read_yaml(arg)
+    else:
+        doc = shorthand_doc(arg)
+    manifest = validate(doc, HardwareManifest, "hardware")
+    return resolve_hardware(manifest, doc)
+
+
+def shorthand_doc(arg: str) -> YamlDoc:
+    m = SHORTHAND.match(arg.strip())
+    where = f"hardware argument {arg!r}"
+    if not m:
+        raise UserError("is neither a YAML file nor the shorthand KEY[:COUNT[xNODES]]", file=where,
+                        hint="e.g. `cpu`, `nvidia-l4:1`, `nvidia-h100-sxm-80gb:8x2`, or a path to a .yaml file")
+    key = m["key"]
+    count, nodes = int(m["count"] or 1), int(m["nodes"] or 1)
+    text = f"name: {key}-x{count}{'x' + str(nodes) if nodes > 1 else ''}\npools:\n  - accelerator: {key}\n    count: {count}\n    nodes: {nodes}\n"
+    return parse_yaml(text, where)
+
+
+def _host_memory_gib() -> float:
+    from packager.detect import host_memory_gib  # local: detection reads /proc only when needed
+    return host_memory_gib()
+
+
+def resolve_accelerator(value: str | AcceleratorSpec, doc: YamlDoc, index: int) -> Accelerator:
+    if isinstance(value, AcceleratorSpec):
+        return Accelerator(
+            key=value.name, vendor=value.vendor, name=value.name, memory_gib=value.memory_gib,
+            bandwidth_gbs=value.bandwidth_gbs, bf16_tflops=value.bf16_tflops, fp16_tflops=value.fp16_tflops,
+            fp8_tflops=value.fp8_tflops, compute_capability=value.compute_capability, gfx_target=value.gfx_target,
+            interconnect_gbs=value.interconnect_gbs, runtimes=tuple(value.runtimes), source="hardware manifest",
+        )
+    cat = catalog()
+    if value not in cat:
+        guess = difflib.get_close_matches(value, list(cat), n=1, cutoff=0.5)
+        raise UserError(
+            f"unknown accelerator {value!r}" + (f"; did you mean {guess[0]!r}?" if guess else ""),
+            file=doc.file, line=doc.line_of(("pools", index, "accelerator")), field=f"pools[{index}].accelerator",
+            hint="use a catalog key (" + ", ".join(cat) + ") or give explicit specs (name, vendor, memory_gib, bandwidth_gbs, runtimes)",
+        )
+    return cat[value]
+
+
+def resolve_hardware(manifest: HardwareManifest, doc: YamlDoc) -> Hardware:
+    pools = []
+    names = set()
+    for i, p in enumerate(manifest.pools):
+        if p.name in names:
+            raise UserError(f"pool name {p.name!r} is used twice", file=doc.file, line=doc.line_of(("pools", i, "name")),
+                            field=f"pools[{i}].name", hint="give every pool its own name")
+        names.add(p.name)
+        acc = resolve_accelerator(p.accelerator, doc, i)
+        if acc.vendor == "cpu" and p.count != 1:
+            raise UserError("a CPU node counts as one device", file=doc.file, line=doc.line_of(("pools", i, "count")),
+                            field=f"pools[{i}].count", hint="use count: 1 (or omit it) and set nodes for more machines")
+        memory = p.memory_gib or (_host_memory_gib() if acc.vendor == "cpu" else (acc.memory_gib or 0) * p.count * 2)
+        pools.append(Pool(
+            name=p.name, accelerator=acc, count=p.count, nodes=p.nodes, memory_gib=float(memory), cpu_cores=p.cpu_cores,
+            cloud=p.cloud, resource_key=p.kubernetes.resource_key or DEFAULT_RESOURCE_KEYS.get(acc.vendor),
+            node_selector=dict(p.kubernetes.node_selector), tolerations=tuple(dict(t) for t in p.kubernetes.tolerations),
+        ))
+    return Hardware(name=manifest.name, pools=tuple(pools))

