@@ -1,0 +1,90 @@
+"""Runtime families: which template, base image and Python deps an image needs.
+
+A family is chosen from the selected profile (runtime + vendor). Everything that
+differs between families is data here, so the templates stay logic-free and the
+build driver never branches on the family.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from packager.errors import UserError
+
+# The base made by .ci/docker.sh (debootstrap bookworm minbase + python3): no
+# registry can be reached, so the default base is a local image.
+LOCAL_BASE = "packager-base:bookworm"
+TORCH_PIN = "torch==2.13.0"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    template: str
+    runtimes: tuple[str, ...]  # profile runtimes this image can run (launcher filter)
+    python_version: str  # the image's Python, for `pip download --python-version`
+    platforms: tuple[str, ...]
+    extras: tuple[str, ...]  # pyproject extras installed into the image
+    torch: str | None  # torch requirement; None: the base image brings its own
+    pip_args: tuple[str, ...] = ()  # extra `pip download` args (e.g. a torch index)
+    env: tuple[tuple[str, str], ...] = ()  # image ENV specific to the family
+    groups: tuple[str, ...] = ()  # supplementary groups of the runtime user
+
+
+_MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
+
+FAMILIES: dict[str, Family] = {
+    "cpu": Family(
+        name="cpu", template="cpu.Dockerfile.j2", runtimes=("cpu",), python_version="3.11",
+        platforms=_MANYLINUX, extras=("runtime",), torch=TORCH_PIN,
+        env=(("PACKAGER_DEVICE", "cpu"),),
+    ),
+    # torch's CUDA wheels carry the CUDA user-space libraries; the driver comes
+    # from the host through the NVIDIA container toolkit, so a plain Debian base works.
+    "triton-cuda": Family(
+        name="triton-cuda", template="triton-cuda.Dockerfile.j2", runtimes=("triton", "cpu"),
+        python_version="3.11", platforms=_MANYLINUX, extras=("runtime", "triton"), torch=TORCH_PIN,
+        env=(("NVIDIA_VISIBLE_DEVICES", "all"), ("NVIDIA_DRIVER_CAPABILITIES", "compute,utility"),
+             ("PACKAGER_DEVICE", "cuda")),
+    ),
+    # ROCm torch wheels live on PyTorch's own index; they also carry the ROCm libraries.
+    "triton-rocm": Family(
+        name="triton-rocm", template="triton-rocm.Dockerfile.j2", runtimes=("triton", "cpu"),
+        python_version="3.11", platforms=_MANYLINUX, extras=("runtime", "triton"), torch=TORCH_PIN,
+        pip_args=("--extra-index-url", "https://download.pytorch.org/whl/rocm6.4"),
+        env=(("PACKAGER_DEVICE", "cuda"), ("HIP_VISIBLE_DEVICES", "all")),
+        groups=("video", "render"),
+    ),
+    # The vLLM image brings Python, torch and vLLM; we add only the launcher's
+    # own light deps, in a separate venv so vLLM's environment stays untouched.
+    "vllm": Family(
+        name="vllm", template="vllm.Dockerfile.j2", runtimes=("vllm",), python_version="3.12",
+        platforms=_MANYLINUX, extras=(), torch=None,
+    ),
+}
+
+
+def family_for(profile: dict) -> Family:
+    """The family that serves `profile` (a plan.json PROFILE)."""
+    runtime, vendor = profile.get("runtime"), profile.get("vendor")
+    if runtime == "vllm":
+        return FAMILIES["vllm"]
+    if runtime == "cpu":
+        return FAMILIES["cpu"]
+    if runtime == "triton":
+        if vendor == "amd":
+            return FAMILIES["triton-rocm"]
+        return FAMILIES["triton-cuda"]
+    raise UserError(f"profile {profile.get('name')!r} has runtime {runtime!r}; known: vllm, triton, cpu",
+                    field="selected.runtime")
+
+
+def default_base_image(family: Family, vendor: str | None) -> str:
+    """The FROM line's image when --base-image is not given."""
+    if family.name == "vllm":
+        try:
+            from packager.vllm import vllm_image
+        except ImportError:  # the vLLM data module is optional at package time
+            raise UserError("the vllm family needs packager.vllm (vLLM image refs)",
+                            hint="pass --base-image IMAGE (a vLLM OpenAI server image)") from None
+        return vllm_image(vendor or "nvidia").ref
+    return LOCAL_BASE

@@ -1,0 +1,289 @@
+"""`packager build`: plan -> context (Dockerfile, wheelhouse, weights, wheel, plan) -> image."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packager import __version__ as PACKAGER_VERSION
+from packager.build import engine, projectwheel, weights as weights_mod, wheelhouse
+from packager.build.context import (CACHE_DIR, DEFAULT_PORT, LABEL_PREFIX, MODEL_DIR, VENV, ImageContext,
+                                    startup_budget_s)
+from packager.build.families import Family, default_base_image, family_for
+from packager.build.render import render_dockerfile
+from packager.errors import UserError
+
+OPT_KEYS = {
+    "secret": "a BuildKit secret for the build, docker's syntax: id=NAME,env=VAR or id=NAME,src=FILE (repeatable)",
+    "no_cache": "true: build without the engine's layer cache",
+    "cache_dir": "where wheelhouses are cached (default $PACKAGER_CACHE_DIR or ~/.cache/packager)",
+    "torch": "the torch requirement for the wheelhouse (default torch==2.13.0)",
+    "requirements": "extra requirements for the image, comma-separated",
+    "python": "the base image's python3 (default /usr/bin/python3)",
+    "port": f"the port the server listens on in the image (default {DEFAULT_PORT})",
+}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    model: str | None
+    out: Path
+    hardware: str | None = None
+    objective: str | None = None
+    plan_file: Path | None = None
+    tag: str | None = None
+    base_image: str | None = None
+    no_image: bool = False
+    push: str | None = None
+    weights: str = "baked"
+    opts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    plan_path: Path
+    context: Path
+    tag: str
+    image: engine.BuiltImage | None
+    run_command: str
+    chart: Path | None = None
+    pushed: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+def parse_opts(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in OPT_KEYS:
+            known = "\n".join(f"  {k}: {v}" for k, v in OPT_KEYS.items())
+            raise UserError(f"--opt {pair!r}: expected key=value with a known key", field="--opt",
+                            hint=f"known keys:\n{known}")
+        out.append((key, value))
+    return tuple(out)
+
+
+def _opt(req: BuildRequest, key: str, default: str | None = None) -> str | None:
+    values = [v for k, v in req.opts if k == key]
+    return values[-1] if values else default
+
+
+def _opts(req: BuildRequest, key: str) -> tuple[str, ...]:
+    return tuple(v for k, v in req.opts if k == key)
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
+
+
+def load_plan(req: BuildRequest, log) -> dict:
+    """The lockfile: from --plan, else the planner (twice: the second pass writes in-image paths)."""
+    if req.plan_file:
+        try:
+            return json.loads(Path(req.plan_file).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"cannot read plan: {exc}", file=str(req.plan_file)) from None
+    try:
+        from packager.planner import plan_files
+    except ImportError as exc:
+        raise UserError(f"the planner is not available ({exc})", hint="pass --plan PLAN.json") from None
+    first = plan_files(req.model, req.hardware, objective=req.objective).to_dict()
+    if req.weights == "volume" or not first.get("selected"):
+        ref = MODEL_DIR + "/" + (first["model"]["source"].get("file") or "")
+        return plan_files(req.model, req.hardware, objective=req.objective, model_ref=ref.rstrip("/")).to_dict()
+    root = weights_mod.locate(first["model"]["source"])
+    ref = weights_mod.IN_IMAGE_MODEL_DIR + ("/" + root.name if root.is_file() else "")
+    log(f"plan: model path in the image is {ref}")
+    return plan_files(req.model, req.hardware, objective=req.objective, model_ref=ref).to_dict()
+
+
+def run_build(req: BuildRequest, log=None) -> BuildResult:
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if req.weights not in ("baked", "volume"):
+        raise UserError(f"--weights {req.weights!r}: expected baked or volume", field="--weights")
+    plan = load_plan(req, log)
+    selected = plan.get("selected")
+    if not selected:
+        advice = "\n".join(f"  - {a}" for a in plan.get("advice", [])) or "  (the planner gave no advice)"
+        raise UserError("no profile fits this model on this hardware; nothing to build:\n" + advice,
+                        field="selected", hint="try other --hardware, or see `packager plan` for rejections")
+    family = family_for(selected)
+    name = slug(plan["model"]["name"])
+    out = Path(req.out) / name
+    ctx_dir = out / "context"
+    ctx_dir.mkdir(parents=True, exist_ok=True)
+    plan_text = json.dumps(plan, indent=2, sort_keys=False) + "\n"
+    (out / "plan.json").write_text(plan_text)
+    log(f"plan: {out / 'plan.json'} (selected {selected['name']}, family {family.name})")
+
+    # weights: baked into context/model/, or only their checksums under volume.
+    source = plan["model"]["source"]
+    recorded = source.get("sha256") or {}
+    w: weights_mod.Weights | None = None
+    if req.weights == "baked" or source.get("kind") != "huggingface":
+        w = weights_mod.checksum(weights_mod.locate(source), recorded)
+        log(f"weights: {w.root} ({w.size_bytes / 2**20:.0f} MiB), sha256 {w.files[0][1][:12]}...")
+    model_dir = ctx_dir / "model"
+    if req.weights == "baked":
+        weights_mod.place(w, model_dir)
+    elif model_dir.exists():
+        import shutil
+        shutil.rmtree(model_dir)
+
+    # deps: the wheelhouse, cached by requirements hash, linked into the context.
+    extra = tuple(r.strip() for r in (_opt(req, "requirements") or "").split(",") if r.strip())
+    fam = family
+    if _opt(req, "torch"):
+        from dataclasses import replace
+        fam = replace(family, torch=_opt(req, "torch"))
+    root = projectwheel.project_root()
+    reqs = wheelhouse.project_requirements(root / "pyproject.toml", fam, extra)
+    cache = Path(_opt(req, "cache_dir") or os.environ.get("PACKAGER_CACHE_DIR")
+                 or Path.home() / ".cache" / "packager")
+    wh = wheelhouse.ensure_wheelhouse(cache, fam, reqs, log=log)
+    wheelhouse.link_into(wh.path, ctx_dir / "wheelhouse")
+
+    # code: the project's wheel.
+    wheel = projectwheel.build_project_wheel(ctx_dir / "dist", root, log=log)
+
+    # plan + launcher config, last in the image.
+    (ctx_dir / "plan.json").write_text(plan_text)
+    port = int(_opt(req, "port") or DEFAULT_PORT)
+    (ctx_dir / "image.json").write_text(json.dumps(launcher_config(plan, family, req.weights, w, port), indent=2) + "\n")
+
+    secrets = _opts(req, "secret")
+    secret_ids = tuple(_secret_id(s) for s in secrets)
+    base = req.base_image or default_base_image(family, selected.get("vendor"))
+    ictx = image_context(plan, family, base, req.weights, w, wheel.name, secret_ids, port,
+                         python=_opt(req, "python") or "/usr/bin/python3")
+    (ctx_dir / "Dockerfile").write_text(render_dockerfile(ictx))
+    (ctx_dir / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
+    log(f"context: {ctx_dir} (Dockerfile from templates/{family.template})")
+
+    tag = req.tag or f"packager/{name}:{PACKAGER_VERSION}-{family.name}"
+    chart = _write_chart(plan, out, tag, log)
+    run_cmd = run_command(tag, req.weights, w, port)
+    if req.no_image:
+        ok, why = engine.engine_reachable()
+        note = "" if ok else f" (no engine reachable: {why})"
+        log(f"--no-image: context rendered, no image built{note}. Build it by hand with:\n"
+            f"  DOCKER_BUILDKIT=1 docker build --network none -t {tag} {ctx_dir}")
+        return BuildResult(out / "plan.json", ctx_dir, tag, None, run_cmd, chart)
+    ok, why = engine.engine_reachable()
+    if not ok:
+        raise UserError(f"context rendered at {ctx_dir}, but no Docker engine is reachable ({why})",
+                        hint=engine.ENGINE_FIX)
+    built = engine.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
+    pushed = _push(tag, req.push, log) if req.push else None
+    return BuildResult(out / "plan.json", ctx_dir, tag, built, run_cmd, chart, pushed)
+
+
+def _secret_id(spec: str) -> str:
+    fields = dict(p.partition("=")[::2] for p in spec.split(","))
+    if not fields.get("id"):
+        raise UserError(f"--opt secret={spec!r}: needs id=NAME", field="--opt secret",
+                        hint="e.g. --opt secret=id=hf_token,env=HF_TOKEN")
+    return fields["id"]
+
+
+def launcher_config(plan: dict, family: Family, mode: str, w, port: int) -> dict:
+    """context/image.json: what the launcher needs beyond plan.json."""
+    source = {k: v for k, v in plan["model"]["source"].items() if k in ("kind", "repo", "revision", "file", "url")}
+    files = dict(w.files) if w else dict(plan["model"]["source"].get("sha256") or {})
+    return {
+        "schema_version": 1,
+        "packager_version": PACKAGER_VERSION,
+        "family": family.name,
+        "runtimes": list(family.runtimes),
+        "weights": {"mode": mode, "dir": MODEL_DIR, "files": files, "source": source},
+        "cache_dir": CACHE_DIR,
+        "port": port,
+    }
+
+
+def image_context(plan: dict, family: Family, base: str, mode: str, w, wheel_name: str,
+                  secret_ids: tuple[str, ...], port: int, python: str) -> ImageContext:
+    model = plan["model"]
+    names = [c["name"] for c in plan.get("candidates", [])]
+    labels = {
+        "org.opencontainers.image.title": f"{model['name']} ({family.name})",
+        "org.opencontainers.image.description": f"{model.get('served_model_name', model['name'])} served with an "
+                                                f"OpenAI-compatible API; profile {plan['selected']['name']}",
+        "org.opencontainers.image.version": PACKAGER_VERSION,
+        "org.opencontainers.image.vendor": "packager",
+        "org.opencontainers.image.licenses": str(model.get("license") or "NOASSERTION"),
+        "org.opencontainers.image.base.name": base,
+        f"{LABEL_PREFIX}.profiles": ",".join(names),
+        f"{LABEL_PREFIX}.selected": plan["selected"]["name"],
+        f"{LABEL_PREFIX}.family": family.name,
+        f"{LABEL_PREFIX}.weights": mode,
+        f"{LABEL_PREFIX}.model": model.get("served_model_name", model["name"]),
+    }
+    env = [("PACKAGER_PLAN", "/opt/packager/plan.json"), ("PACKAGER_IMAGE_CONFIG", "/opt/packager/image.json"),
+           ("HF_HOME", f"{CACHE_DIR}/hf"), ("HOME", CACHE_DIR), ("PYTHONUNBUFFERED", "1"),
+           ("PYTHONDONTWRITEBYTECODE", "1")]
+    if family.name != "vllm":  # the vLLM image's PATH must stay; the imported base has none at all
+        env.append(("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+    env.extend(family.env)
+    return ImageContext(
+        family=family.name, template=family.template, base_image=base, python=python, weights_mode=mode,
+        weights=tuple(w.files) if (w and mode == "baked") else (), project_wheel=wheel_name,
+        labels=tuple(sorted(labels.items())), env=tuple(env), groups=family.groups, secrets=secret_ids,
+        healthcheck_start_period_s=startup_budget_s(w.size_bytes if w else 0), packager_version=PACKAGER_VERSION,
+        port=port,
+    )
+
+
+def run_command(tag: str, mode: str, w, port: int) -> str:
+    parts = ["docker run --rm --network host", f"-e PACKAGER_HOST=127.0.0.1 -e PACKAGER_PORT={port}"]
+    if mode == "volume":
+        host = str(w.root.parent if (w and w.is_file) else (w.root if w else "/path/to/weights"))
+        parts.append(f"-v {host}:{MODEL_DIR}:ro")
+    parts.append(tag)
+    return " ".join(parts)
+
+
+def _write_chart(plan: dict, out: Path, tag: str, log) -> Path | None:
+    try:
+        from packager.chart import write_chart
+    except ImportError:
+        return None
+    try:
+        path = write_chart(plan, out / "chart", image=tag)
+    except TypeError:
+        path = write_chart(plan, out / "chart")
+    log(f"chart: {path or out / 'chart'}")
+    return Path(path) if path else out / "chart"
+
+
+def _push(tag: str, registry: str, log) -> str:
+    try:
+        from packager.publish import push_image
+    except ImportError:
+        raise UserError("--push needs packager.publish, which is not available here",
+                        hint=f"push by hand: docker tag {tag} {registry}/{tag.split('/', 1)[-1]} && docker push ...")
+    ref = push_image(tag, registry)
+    log(f"pushed: {ref}")
+    return str(ref)
+
+
+def report(result: BuildResult) -> str:
+    """The closing screen: image id, size by layer, and a ready run line."""
+    lines = [f"plan:    {result.plan_path}", f"context: {result.context}"]
+    if result.chart:
+        lines.append(f"chart:   {result.chart}")
+    if result.image:
+        img = result.image
+        lines += [f"image:   {img.tag}", f"id:      {img.image_id}",
+                  f"size:    {img.size_bytes / 2**20:.0f} MiB, built in {img.seconds:.1f} s "
+                  f"({img.cached_steps} cached steps)", "layers:"]
+        for layer in img.layers:
+            if layer.size_bytes or layer.step in ("deps", "weights", "code", "plan", "base"):
+                lines.append(f"  {layer.step:<14} {layer.size_bytes / 2**20:>9.1f} MiB")
+    if result.pushed:
+        lines.append(f"pushed:  {result.pushed}")
+    lines += ["run:", f"  {result.run_command}"]
+    return "\n".join(lines)

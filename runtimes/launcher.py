@@ -1,0 +1,299 @@
+"""The image's entrypoint: detect the hardware, re-plan within the image's
+profiles, make sure the weights are there, then exec the engine.
+
+`python -m runtimes.launcher` (exec-form ENTRYPOINT). It execs, so the server
+becomes PID 1 and receives the container's signals directly. The decision is
+made by the same planner as at package time (packager.planner.replan), so the
+image and the package-time plan cannot disagree about what a profile means.
+
+Environment: PACKAGER_PROFILE (pin a profile by name), PACKAGER_HOST
+(default 0.0.0.0), PACKAGER_PORT, PACKAGER_MAX_MODEL_LEN,
+PACKAGER_SERVED_MODEL_NAME; volume weights: PACKAGER_MODEL_DIR,
+PACKAGER_WEIGHTS_URL, PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN), PACKAGER_VERIFY_WEIGHTS=0.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+PLAN_PATH = "/opt/packager/plan.json"
+IMAGE_CONFIG_PATH = "/opt/packager/image.json"
+MODEL_DIR = "/opt/packager/model"
+EXIT_NO_FIT = 3
+EXIT_BAD_INPUT = 2
+
+
+class LaunchError(Exception):
+    """A clear, one-screen reason not to start; printed without a traceback."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: str | None
+    host: str
+    port: int
+    max_model_len: int | None
+    served_model_name: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], default_port: int = 8000) -> "Settings":
+        def integer(key: str) -> int | None:
+            raw = env.get(key, "").strip()
+            if not raw:
+                return None
+            try:
+                value = int(raw)
+            except ValueError:
+                raise LaunchError(f"{key}={raw!r}: expected a positive integer") from None
+            if value <= 0:
+                raise LaunchError(f"{key}={raw!r}: expected a positive integer")
+            return value
+
+        return cls(profile=env.get("PACKAGER_PROFILE", "").strip() or None,
+                   host=env.get("PACKAGER_HOST", "").strip() or "0.0.0.0",
+                   port=integer("PACKAGER_PORT") or default_port,
+                   max_model_len=integer("PACKAGER_MAX_MODEL_LEN"),
+                   served_model_name=env.get("PACKAGER_SERVED_MODEL_NAME", "").strip() or None)
+
+
+@dataclass(frozen=True)
+class Decision:
+    plan: dict  # the re-plan, as plan.json
+    table: str
+    argv: tuple[str, ...] | None  # None: nothing fits
+
+
+# -- which profiles this image can run -------------------------------------------------
+
+def image_plan(plan: dict, config: dict) -> dict:
+    """The plan restricted to profiles this image's engine family can run."""
+    runtimes = set(config.get("runtimes") or ())
+    keep = [c for c in plan.get("candidates", []) if not runtimes or c.get("runtime") in runtimes]
+    out = dict(plan)
+    out["candidates"] = keep
+    sel = plan.get("selected")
+    out["selected"] = sel if sel and sel.get("name") in {c["name"] for c in keep} else (keep[0] if keep else None)
+    return out
+
+
+def check_pinned(name: str, plan: dict) -> None:
+    names = [c["name"] for c in plan.get("candidates", [])]
+    if name not in names:
+        listed = "\n".join(f"  - {n}" for n in names) or "  (none)"
+        raise LaunchError(f"PACKAGER_PROFILE={name!r} is not a profile of this image. Profiles:\n{listed}")
+
+
+# -- the engine's command line ------------------------------------------------------------
+
+def set_flag(argv: list[str], flag: str, value: str) -> None:
+    """Replace `flag VALUE` / `flag=VALUE` in argv, or append it."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            argv[i + 1] = value
+            return
+        if arg.startswith(flag + "="):
+            argv[i] = f"{flag}={value}"
+            return
+    argv += [flag, value]
+
+
+def engine_argv(profile: dict, settings: Settings, model_dir: str | None = None,
+                python: str = sys.executable) -> list[str]:
+    argv = [str(a) for a in profile["engine_argv"]]
+    if not argv:
+        raise LaunchError(f"profile {profile['name']} has an empty engine_argv")
+    if argv[0] in ("python", "python3"):  # the fallback runtime: this interpreter, whatever PATH says
+        argv[0] = python
+    if model_dir and model_dir != MODEL_DIR:  # weights were mounted or downloaded elsewhere
+        argv = [model_dir + a[len(MODEL_DIR):] if a.startswith(MODEL_DIR) else a for a in argv]
+    set_flag(argv, "--host", settings.host)
+    set_flag(argv, "--port", str(settings.port))
+    if settings.max_model_len:
+        set_flag(argv, "--max-model-len", str(settings.max_model_len))
+    if settings.served_model_name:
+        set_flag(argv, "--served-model-name", settings.served_model_name)
+    return argv
+
+
+# -- what the user sees -------------------------------------------------------------------
+
+def describe_hardware(hardware: dict) -> str:
+    parts = []
+    for pool in hardware.get("pools", []):
+        acc = pool.get("accelerator") or {}
+        n = pool.get("count_per_node") or pool.get("count") or 1
+        label = acc.get("name") or acc.get("key") or "?"
+        mem = acc.get("memory_gib")
+        parts.append(f"{n} x {label}" + (f" ({mem} GiB)" if mem and acc.get("vendor") != "cpu" else "")
+                     + f", {pool.get('cpu_cores', '?')} cores, {pool.get('memory_gib', '?')} GiB RAM")
+    return "; ".join(parts) or "unknown"
+
+
+def format_table(plan: dict) -> str:
+    selected = (plan.get("selected") or {}).get("name")
+    rows = [("PROFILE", "STATUS", "RUNTIME", "PRECISION", "TPxPP", "MAX LEN", "SEQS", "WHY")]
+    for c in plan.get("candidates", []):
+        status = "selected" if c["name"] == selected else ("low-memory" if c.get("low_memory") else "compatible")
+        rows.append((c["name"], status, c.get("runtime", ""), c.get("precision", ""),
+                     f"{c.get('tensor_parallel_size', 1)}x{c.get('pipeline_parallel_size', 1)}",
+                     str(c.get("max_model_len", "")), str(c.get("max_num_seqs", "")),
+                     "; ".join(c.get("notes", [])[:1])))
+    for r in plan.get("rejected", []):
+        rows.append((r["name"], "incompatible", "", "", "", "", "", "; ".join(r.get("reasons", []))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
+                     for row in rows).rstrip()
+
+
+def no_fit_screen(hardware: dict, plan: dict) -> str:
+    lines = ["packager: no profile of this image fits the hardware it runs on.",
+             f"  detected: {describe_hardware(hardware)}", "  this image's profiles:"]
+    for r in plan.get("rejected", []):
+        lines.append(f"    - {r['name']}: {'; '.join(r.get('reasons', [])) or 'rejected'}")
+    advice = plan.get("advice") or []
+    if advice:
+        lines.append("  what would fit:")
+        lines += [f"    - {a}" for a in advice]
+    lines.append("  fix: run this image on hardware listed above, or build an image for this hardware "
+                  "(packager build --hardware ...).")
+    return "\n".join(lines)
+
+
+# -- the decision -------------------------------------------------------------------------
+
+Replan = Callable[..., object]
+
+
+def decide(plan: dict, config: dict, hardware, settings: Settings, replan: Replan,
+           model_dir: str | None = None) -> Decision:
+    restricted = image_plan(plan, config)
+    if settings.profile:
+        check_pinned(settings.profile, restricted)
+    result = replan(restricted, hardware, pinned=settings.profile)
+    new = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    table = format_table(new)
+    if not new.get("selected"):
+        return Decision(new, table, None)
+    return Decision(new, table, tuple(engine_argv(new["selected"], settings, model_dir)))
+
+
+# -- weights (volume mode) ----------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_url(config: dict, env: Mapping[str, str]) -> str | None:
+    if env.get("PACKAGER_WEIGHTS_URL"):
+        return env["PACKAGER_WEIGHTS_URL"].rstrip("/")
+    src = config.get("weights", {}).get("source", {})
+    if src.get("kind") == "huggingface" and src.get("repo"):
+        return f"https://huggingface.co/{src['repo']}/resolve/{src.get('revision') or 'main'}"
+    return None
+
+
+def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
+    """The directory holding verified weights: baked, mounted, or downloaded to the cache."""
+    w = config.get("weights", {})
+    files: dict = w.get("files", {})
+    if w.get("mode", "baked") == "baked":
+        return w.get("dir", MODEL_DIR)  # verified by sha256sum when the image was built
+    verify = env.get("PACKAGER_VERIFY_WEIGHTS", "1") != "0"
+    mounted = Path(env.get("PACKAGER_MODEL_DIR") or w.get("dir", MODEL_DIR))
+    if files and all((mounted / rel).is_file() for rel in files):
+        if verify:
+            for rel, want in files.items():
+                got = _sha256(mounted / rel)
+                if want and got != want:
+                    raise LaunchError(f"mounted weights {mounted / rel}: sha256 {got}, the image expects {want}")
+        log(f"weights: mounted at {mounted}")
+        return str(mounted)
+    url = weights_url(config, env)
+    if not url:
+        raise LaunchError(f"weights mode is volume but {mounted} does not hold {sorted(files)}.\n"
+                          f"  fix: mount the weights there (-v DIR:{MODEL_DIR}:ro), or set PACKAGER_WEIGHTS_URL "
+                          "(and PACKAGER_WEIGHTS_TOKEN) to download them into the cache dir")
+    dest = Path(config.get("cache_dir", "/var/cache/packager")) / "model"
+    token = env.get("PACKAGER_WEIGHTS_TOKEN") or env.get("HF_TOKEN")
+    for rel, want in files.items():
+        _download(f"{url}/{rel}", dest / rel, want, token, log)
+    return str(dest)
+
+
+def _download(url: str, target: Path, want: str, token: str | None, log) -> None:
+    if target.is_file() and (not want or _sha256(target) == want):
+        log(f"weights: {target} already in the cache")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    req = urllib.request.Request(url)
+    if token:  # sent as a header only; never logged, never written to disk
+        req.add_header("Authorization", f"Bearer {token}")
+    log(f"weights: downloading {url}")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp, open(tmp, "wb") as out:
+            while block := resp.read(1 << 22):
+                h.update(block)
+                out.write(block)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise LaunchError(f"downloading {url}: {exc}") from None
+    if want and h.hexdigest() != want:
+        tmp.unlink(missing_ok=True)
+        raise LaunchError(f"downloaded {url}: sha256 {h.hexdigest()}, expected {want}")
+    tmp.rename(target)
+
+
+# -- main ---------------------------------------------------------------------------------
+
+def _load(path: str, what: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LaunchError(f"cannot read the image's {what} at {path}: {exc}") from None
+
+
+def main(env: Mapping[str, str] | None = None, execvp=os.execvp) -> int:
+    env = os.environ if env is None else env
+    try:
+        plan = _load(env.get("PACKAGER_PLAN", PLAN_PATH), "plan")
+        config = _load(env.get("PACKAGER_IMAGE_CONFIG", IMAGE_CONFIG_PATH), "launcher config")
+        settings = Settings.from_env(env, default_port=int(config.get("port", 8000)))
+        from packager.detect import detect_hardware
+        from packager.planner import replan
+
+        hw = detect_hardware()
+        hw_dict = hw.to_dict() if hasattr(hw, "to_dict") else dict(hw)
+        print(f"packager launcher: detected {describe_hardware(hw_dict)}", flush=True)
+        model_dir = ensure_weights(config, env, log=lambda m: print(m, flush=True))
+        decision = decide(plan, config, hw, settings, replan, model_dir=model_dir)
+        print(decision.table, flush=True)
+        if decision.argv is None:
+            print(no_fit_screen(hw_dict, decision.plan), file=sys.stderr, flush=True)
+            return EXIT_NO_FIT
+    except LaunchError as exc:
+        print(f"packager launcher: {exc}", file=sys.stderr, flush=True)
+        return exc.code
+    argv = list(decision.argv)
+    print("exec: " + " ".join(argv), flush=True)
+    execvp(argv[0], argv)
+    return 0  # only reached when execvp is replaced (tests)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
