@@ -1,0 +1,123 @@
+"""Checks the chart tests share: real schemas (Kubernetes 1.32 and the CRDs in shared/crds), real Helm."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import yaml
+
+KUBE_VERSION = "1.32.0"
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[2]
+
+# kind -> CRD file in shared/crds
+CRD_FILES = {
+    "LeaderWorkerSet": "leaderworkerset.x-k8s.io_leaderworkersets.yaml",
+    "ScaledObject": "keda.sh_scaledobjects.yaml",
+    "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
+}
+
+
+def shared_dir() -> Path:
+    """$PACKAGER_SHARED_DIR, else the first shared/ with crds/ found walking up from here."""
+    override = os.environ.get("PACKAGER_SHARED_DIR")
+    if override:
+        return Path(override)
+    for d in Path(__file__).resolve().parents:
+        if (d / "shared" / "crds").is_dir():
+            return d / "shared"
+    raise FileNotFoundError("no shared/crds beside the repo; set PACKAGER_SHARED_DIR")
+
+
+def plan(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text())
+
+
+def _strict(schema: Any) -> Any:
+    """Reject unknown fields like `kubectl apply --validate=strict` does (the API server would prune them)."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if ("properties" in schema and "additionalProperties" not in schema
+                and not schema.get("x-kubernetes-preserve-unknown-fields")):
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+@lru_cache(maxsize=None)
+def crd_validator(kind: str, api_version: str) -> jsonschema.Draft7Validator:
+    crd = yaml.safe_load((shared_dir() / "crds" / CRD_FILES[kind]).read_text())
+    group, _, version = api_version.partition("/")
+    assert crd["spec"]["group"] == group, f"{kind}: group {group} is not the CRD's {crd['spec']['group']}"
+    for v in crd["spec"]["versions"]:
+        if v["name"] == version and v.get("served", True):
+            schema = _strict(copy.deepcopy(v["schema"]["openAPIV3Schema"]))
+            return jsonschema.Draft7Validator(schema)
+    raise AssertionError(f"{kind}: the CRD serves no version {version}")
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Core kinds: kubernetes-validate strict for 1.32; CRD kinds: the CRD's openAPIV3Schema, strict."""
+    if obj["kind"] in CRD_FILES:
+        errors = sorted(crd_validator(obj["kind"], obj["apiVersion"]).iter_errors(obj), key=str)
+        assert not errors, f"{obj['kind']}: " + "; ".join(
+            f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
+    else:
+        try:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            path = ".".join(str(p) for p in exc.path)
+            raise AssertionError(f"{obj['kind']} {obj['metadata']['name']}: {path}: {exc.message}") from None
+
+
+def render(chart_dir: Path, values: dict[str, Any] | None = None, *, release: str = "rel",
+           namespace: str = "ai") -> list[dict[str, Any]]:
+    """Every object the chart renders (tests included), parsed."""
+    with helm.Chart.load(str(chart_dir)) as chart:
+        rendered = chart.render(values, name=release, namespace=namespace, is_install=True)
+    objs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith(".txt"):
+            continue
+        objs += [o for o in yaml.safe_load_all(text) if o]
+    return objs
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def pod_specs(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The serving pod specs: the Deployment's, or the LeaderWorkerSet leader's and worker's."""
+    specs = [d["spec"]["template"]["spec"] for d in by_kind(objs, "Deployment")]
+    for lws in by_kind(objs, "LeaderWorkerSet"):
+        t = lws["spec"]["leaderWorkerTemplate"]
+        specs += [t["leaderTemplate"]["spec"], t["workerTemplate"]["spec"]]
+    return specs
+
+
+# Every optional object on, so each one is rendered and validated.
+ALL_FEATURES = {
+    "serviceMonitor": {"enabled": True},
+    "autoscaling": {"keda": {"enabled": True}},
+    "ingress": {"enabled": True, "className": "nginx", "host": "llm.example.com",
+                "tls": [{"secretName": "llm-tls", "hosts": ["llm.example.com"]}]},
+    "podDisruptionBudget": {"enabled": True},
+    "networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
+    "weights": {"mode": "volume"},
+}
