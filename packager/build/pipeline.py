@@ -90,14 +90,27 @@ def load_plan(req: BuildRequest, log) -> dict:
         from packager.planner import plan_files
     except ImportError as exc:
         raise UserError(f"the planner is not available ({exc})", hint="pass --plan PLAN.json") from None
-    first = plan_files(req.model, req.hardware, objective=req.objective).to_dict()
-    if req.weights == "volume" or not first.get("selected"):
-        ref = MODEL_DIR + "/" + (first["model"]["source"].get("file") or "")
-        return plan_files(req.model, req.hardware, objective=req.objective, model_ref=ref.rstrip("/")).to_dict()
-    root = weights_mod.locate(first["model"]["source"])
-    ref = weights_mod.IN_IMAGE_MODEL_DIR + ("/" + root.name if root.is_file() else "")
+    model = req.model or str(default_model_manifest())
+    # Twice: the first pass names the weights file, the second writes its in-image path into engine_argv.
+    first = plan_files(model, req.hardware, objective=req.objective).to_dict()
+    source = dict(first["model"]["source"])
+    source.setdefault("path", first["model"].get("local_path"))
+    if req.weights == "volume" and source.get("kind") == "huggingface":
+        # Nothing to download at package time: the launcher fetches into its cache at start.
+        ref = (weights_mod.IN_IMAGE_MODEL_DIR + "/" + (source.get("file") or "")).rstrip("/")
+    else:
+        root = weights_mod.locate(source)
+        ref = weights_mod.IN_IMAGE_MODEL_DIR + ("/" + root.name if root.is_file() else "")
     log(f"plan: model path in the image is {ref}")
-    return plan_files(req.model, req.hardware, objective=req.objective, model_ref=ref).to_dict()
+    return plan_files(model, req.hardware, objective=req.objective, model_ref=ref).to_dict()
+
+
+def default_model_manifest() -> Path:
+    """The embedded default model (SmolLM2-135M-Instruct) from the checkout's manifests/."""
+    path = projectwheel.project_root() / "manifests" / "models" / "smollm2-135m-instruct.yaml"
+    if not path.is_file():
+        raise UserError(f"no default model manifest at {path}", hint="pass MODEL (a model manifest)")
+    return path
 
 
 def run_build(req: BuildRequest, log=None) -> BuildResult:
@@ -120,7 +133,8 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
     log(f"plan: {out / 'plan.json'} (selected {selected['name']}, family {family.name})")
 
     # weights: baked into context/model/, or only their checksums under volume.
-    source = plan["model"]["source"]
+    source = dict(plan["model"]["source"])
+    source.setdefault("path", plan["model"].get("local_path"))
     recorded = source.get("sha256") or {}
     w: weights_mod.Weights | None = None
     if req.weights == "baked" or source.get("kind") != "huggingface":
@@ -251,12 +265,9 @@ def _write_chart(plan: dict, out: Path, tag: str, log) -> Path | None:
         from packager.chart import write_chart
     except ImportError:
         return None
-    try:
-        path = write_chart(plan, out / "chart", image=tag)
-    except TypeError:
-        path = write_chart(plan, out / "chart")
-    log(f"chart: {path or out / 'chart'}")
-    return Path(path) if path else out / "chart"
+    path = Path(write_chart(plan, out / "chart", image=tag))
+    log(f"chart: {path}")
+    return path
 
 
 def _push(tag: str, registry: str, log) -> str:

@@ -75,9 +75,14 @@ def _hf_snapshot(source: dict) -> Path:
     except ImportError:
         raise UserError("huggingface sources need huggingface_hub on this machine",
                         hint="pip install huggingface_hub, or download the weights and use a local path") from None
-    path = snapshot_download(repo_id=source["repo"], revision=source.get("revision"),
-                             token=os.environ.get("HF_TOKEN") or None,
-                             allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.gguf"])
+    try:
+        path = snapshot_download(repo_id=source["repo"], revision=source.get("revision"),
+                                 token=os.environ.get("HF_TOKEN") or None,
+                                 allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.gguf"])
+    except Exception as exc:  # offline, gated, or missing: one clear line instead of a hub traceback
+        raise UserError(f"cannot fetch {source['repo']} from the Hugging Face Hub: {type(exc).__name__}",
+                        field="model.source", hint="set HF_TOKEN for gated repos, use --weights volume, "
+                        "or download the weights and point model.source.path at them") from None
     return Path(path) / source["file"] if source.get("file") else Path(path)
 
 

@@ -1,0 +1,152 @@
+"""The `packager` command line. Bad input: one message, exit code 2, no traceback."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Optional
+
+import typer
+
+from packager.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Plan, package and serve LLMs on any hardware.")
+
+HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]], e.g. cpu, nvidia-l4:1, nvidia-h100-sxm-80gb:8x2. Default: this machine."
+
+
+def _objective(value: Optional[str]) -> Optional[str]:
+    if value is not None and value not in ("latency", "throughput"):
+        raise UserError(f"objective {value!r} is not allowed", field="--objective", hint="use latency or throughput")
+    return value
+
+
+@app.command()
+def validate(files: list[str] = typer.Argument(..., help="Model or hardware manifests (or hardware shorthands).")) -> None:
+    """Validate manifests; every problem names file, line and field."""
+    from packager.manifests import load_hardware, load_model
+    from packager.yamlsource import read_yaml
+
+    failed = 0
+    for f in files:
+        try:
+            if not f.endswith((".yaml", ".yml")) and "/" not in f:
+                hw = load_hardware(f)
+                typer.echo(f"ok  {f}: hardware {hw.name}")
+                continue
+            doc = read_yaml(f)
+            if isinstance(doc.data, dict) and "pools" in doc.data:
+                hw = load_hardware(f)
+                typer.echo(f"ok  {f}: hardware {hw.name}, {len(hw.pools)} pool(s)")
+            else:
+                m = load_model(f)
+                typer.echo(f"ok  {f}: model {m.name} ({m.parameters:,} params, context {m.context_length})")
+        except UserError as exc:
+            failed += 1
+            typer.echo(f"error: {exc}", err=True)
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema(kind: str = typer.Argument(..., help="model or hardware")) -> None:
+    """Print the JSON Schema of a manifest kind (for editors)."""
+    from packager.manifests.hardware import HardwareManifest
+    from packager.manifests.model import ModelManifest
+
+    models = {"model": ModelManifest, "hardware": HardwareManifest}
+    if kind not in models:
+        raise UserError(f"unknown schema {kind!r}", field="KIND", hint="use `packager schema model` or `packager schema hardware`")
+    typer.echo(json.dumps(models[kind].model_json_schema(), indent=2))
+
+
+@app.command()
+def profiles(
+    model: str = typer.Argument(..., help="Model manifest (.yaml)."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
+    objective: Optional[str] = typer.Option(None, "--objective", help="latency or throughput (default: the manifest's)."),
+    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan (plan.json) instead of the table."),
+) -> None:
+    """Plan: every candidate profile, compatible or not, with the reasons and estimates."""
+    from packager.planner import plan_files
+
+    plan = plan_files(model, hardware, _objective(objective), max_model_len=max_model_len)
+    if as_json:
+        typer.echo(json.dumps(plan.to_dict(), indent=2))
+    else:
+        from packager.table import render_plan
+        typer.echo(render_plan(plan))
+    if plan.selected is None and not as_json:
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    model: str = typer.Argument(..., help="Model manifest (.yaml)."),
+    hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port", min=1, max=65535),
+    max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1),
+) -> None:
+    """Plan, then run the best fallback-runtime profile here (OpenAI-compatible server)."""
+    from packager.planner import plan_files
+
+    plan = plan_files(model, hardware, None, max_model_len=max_model_len)
+    fallback = [p for p in plan.candidates if p.runtime in ("cpu", "triton")]
+    if not fallback:
+        raise UserError("no fallback-runtime profile fits this hardware", file=model,
+                        hint="run `packager profiles` to see why; vLLM profiles are served by the image's launcher")
+    profile = fallback[0]
+    if not plan.request.model.local_path:
+        raise UserError("the weights are not on this machine", file=model, field="source",
+                        hint="install the package or point source.path at local weights")
+    argv = list(profile.engine_argv)
+    argv[argv.index("--host") + 1] = host
+    argv[argv.index("--port") + 1] = str(port)
+    typer.echo(f"serving {profile.name} on http://{host}:{port}/v1", err=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules bring heavier imports are registered from their own modules."""
+    for module, names in (("packager.commands.chart", ("chart", "publish", "deploy")),
+                          ("packager.commands.build", ("build",))):
+        try:
+            mod = __import__(module, fromlist=list(names))
+        except ImportError:
+            continue
+        for name in names:
+            fn = getattr(mod, name, None)
+            if fn is not None:
+                app.command(name)(fn)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    try:
+        rc = app(standalone_mode=False)  # click returns Exit codes instead of raising here
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except UserError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here under standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Every `vllm serve` argv the planner offers for the example manifests, as check cases.
+
+    python -m packager.vllm.planned --out /tmp/planned-argvs.json
+
+writes {"cases": [{"name", "argv", "expect_valid": true}, ...]} for
+`python -m packager.vllm.contract [--real] FILE`. Runs in the project's
+environment (the planner imports no vllm); the real check then runs the file
+inside the vLLM venv, which need not have the planner's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def planner_cases(models_dir: Path | None = None, hardware_dir: Path | None = None) -> list[dict]:
+    from packager.planner import plan_files
+
+    models = sorted((models_dir or REPO / "manifests" / "models").glob("*.yaml"))
+    hardware = sorted((hardware_dir or REPO / "manifests" / "hardware").glob("*.yaml"))
+    cases, seen = [], set()
+    for m in models:
+        for h in hardware:
+            for objective in ("throughput", "latency"):
+                plan = plan_files(str(m), str(h), objective=objective).to_dict()
+                for c in plan["candidates"]:
+                    if c["runtime"] != "vllm":
+                        continue
+                    key = tuple(c["engine_argv"])
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    cases.append({"name": f"{m.stem}@{h.stem}:{c['name']}",
+                                  "argv": list(c["engine_argv"]), "expect_valid": True})
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m packager.vllm.planned", description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    cases = planner_cases()
+    a.out.write_text(json.dumps({"cases": cases}, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {len(cases)} vLLM argvs to {a.out}", file=sys.stderr)
+    return 0 if cases else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
