@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command: install, start the real services the tests use, run every test.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+bash .ci/docker.sh          # real Docker engine + local debootstrap base image
+bash .ci/registry.sh        # real OCI registry on 127.0.0.1:5000
+if [ -f .ci/vllm_contract.sh ]; then
+  bash .ci/vllm_contract.sh # every vLLM argv the planner writes, checked against vLLM's parser
+fi
+python3 -m pytest -q "$@"
