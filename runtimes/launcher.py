@@ -114,7 +114,7 @@ def engine_argv(profile: dict, settings: Settings, model_dir: str | None = None,
         raise LaunchError(f"profile {profile['name']} has an empty engine_argv")
     if argv[0] in ("python", "python3"):  # the fallback runtime: this interpreter, whatever PATH says
         argv[0] = python
-    if model_dir and model_dir != MODEL_DIR:  # weights were mounted or downloaded elsewhere
+    if model_dir and model_dir != MODEL_DIR and model_dir.startswith("/"):  # mounted or downloaded elsewhere
         argv = [model_dir + a[len(MODEL_DIR):] if a.startswith(MODEL_DIR) else a for a in argv]
     set_flag(argv, "--host", settings.host)
     set_flag(argv, "--port", str(settings.port))
@@ -179,7 +179,17 @@ def decide(plan: dict, config: dict, hardware, settings: Settings, replan: Repla
     restricted = image_plan(plan, config)
     if settings.profile:
         check_pinned(settings.profile, restricted)
-    result = replan(restricted, hardware, pinned=settings.profile)
+    model_ref = plan.get("model_ref")
+    if model_dir and model_ref and model_ref.startswith(MODEL_DIR) and model_dir != MODEL_DIR:
+        # weights mounted or downloaded elsewhere; a Hub repo id replaces the path outright
+        model_ref = model_dir + model_ref[len(MODEL_DIR):] if model_dir.startswith("/") else model_dir
+    try:
+        result = replan(restricted, hardware, pinned=settings.profile, model_ref=model_ref,
+                        max_model_len=settings.max_model_len)
+    except Exception as exc:  # the planner's UserError: a pinned profile that cannot run here
+        if type(exc).__name__ != "UserError":
+            raise
+        raise LaunchError(str(exc)) from None
     new = result.to_dict() if hasattr(result, "to_dict") else dict(result)
     table = format_table(new)
     if not new.get("selected"):
@@ -222,8 +232,16 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
                     raise LaunchError(f"mounted weights {mounted / rel}: sha256 {got}, the image expects {want}")
         log(f"weights: mounted at {mounted}")
         return str(mounted)
+    if not files:  # no checksums recorded (e.g. a Hub repo planned without downloading it)
+        if mounted.is_dir() and any(mounted.iterdir()):
+            log(f"weights: mounted at {mounted} (no checksums recorded)")
+            return str(mounted)
+        src = w.get("source", {})
+        if src.get("kind") == "huggingface" and "vllm" in config.get("runtimes", ()):
+            log(f"weights: vLLM downloads {src['repo']} into $HF_HOME (HF_TOKEN from the environment)")
+            return src["repo"]
     url = weights_url(config, env)
-    if not url:
+    if not url or not files:
         raise LaunchError(f"weights mode is volume but {mounted} does not hold {sorted(files)}.\n"
                           f"  fix: mount the weights there (-v DIR:{MODEL_DIR}:ro), or set PACKAGER_WEIGHTS_URL "
                           "(and PACKAGER_WEIGHTS_TOKEN) to download them into the cache dir")

@@ -28,6 +28,7 @@ class Family:
     pip_args: tuple[str, ...] = ()  # extra `pip download` args (e.g. a torch index)
     env: tuple[tuple[str, str], ...] = ()  # image ENV specific to the family
     groups: tuple[str, ...] = ()  # supplementary groups of the runtime user
+    extra_deps: tuple[str, ...] = ()  # beyond pyproject: what the launcher needs in this family
 
 
 _MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
@@ -58,7 +59,7 @@ FAMILIES: dict[str, Family] = {
     # own light deps, in a separate venv so vLLM's environment stays untouched.
     "vllm": Family(
         name="vllm", template="vllm.Dockerfile.j2", runtimes=("vllm",), python_version="3.12",
-        platforms=_MANYLINUX, extras=(), torch=None,
+        platforms=_MANYLINUX, extras=(), torch=None, extra_deps=("nvidia-ml-py",),  # detect reads NVML
     ),
 }
 

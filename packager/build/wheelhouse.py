@@ -45,6 +45,7 @@ def project_requirements(pyproject: Path, family: Family, extra: tuple[str, ...]
             raise UserError(f"pyproject.toml has no optional-dependencies.{name}", file=str(pyproject),
                             field=f"project.optional-dependencies.{name}")
         reqs.extend(optional[name])
+    reqs.extend(family.extra_deps)
     reqs.extend(extra)
     out: list[str] = []
     for r in reqs:
