@@ -320,7 +320,8 @@ def decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale, max_seq_len
     num_splits = triton.cdiv(bound, split_len)
     block_g = max(16, triton.next_power_of_2(group))  # tl.dot needs M >= 16
     block_d = max(16, triton.next_power_of_2(d))
-    precision = "ieee" if q.dtype == torch.float32 else "tf32"  # tf32 only affects fp32
+    # fp32 caches get exact fp32 dots (no tf32); fp16/bf16 keep the default.
+    precision = "ieee" if q.dtype == torch.float32 else None
     split = num_splits > 1
     if split:
         m = torch.empty((b, hq, num_splits), dtype=torch.float32, device=q.device)
