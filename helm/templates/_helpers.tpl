@@ -152,6 +152,9 @@ containers:
     env:
       - name: PACKAGER_PROFILE
         value: {{ $v.profile.name | quote }}
+      # The launcher binds the engine here; the probes and the Service use the same port.
+      - name: PACKAGER_PORT
+        value: {{ $v.containerPort | quote }}
       # The root filesystem is read-only: every cache goes to the writable volume.
       - name: HOME
         value: /var/cache/packager
