@@ -172,7 +172,12 @@ def publish(chart_or_build_dir: str | Path, registry: str, *, image: str | None 
         image_ref = None
         tag = None if skip_image else (image or _recorded_image(chart))
         if tag:
-            image_ref = push_image(tag, image_registry or parse_registry(registry).host)
+            try:
+                image_ref = push_image(tag, image_registry or parse_registry(registry).host)
+            except UserError as exc:
+                if image is None:  # the image came from the chart's values, not from the user
+                    exc.hint = (exc.hint + "; " if exc.hint else "") + "or --skip-image to publish the chart alone"
+                raise
             _pin_image(chart, image_ref)
         archive = package_chart(chart, work / "dist")
         result = push_chart(archive, registry)
