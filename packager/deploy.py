@@ -54,6 +54,11 @@ def upgrade_install(cfg: helm.Config, chart_dir: Path, *, release: str, namespac
         exists = True
     except helm.HelmNotFoundError:
         exists = False
+    except helm.HelmError as exc:
+        # Helm reports a missing release as "release: not found" under more than one code.
+        if "not found" not in str(exc).lower():
+            raise UserError(f"cannot read release {release!r}: {exc}", field="release") from None
+        exists = False
     try:
         if exists:
             return cfg.upgrade(str(chart_dir), release, namespace=namespace)
