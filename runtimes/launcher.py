@@ -139,6 +139,15 @@ def describe_hardware(hardware: dict) -> str:
     return "; ".join(parts) or "unknown"
 
 
+def with_unoffered(new: dict, image: dict) -> dict:
+    """The re-plan plus the image's profiles it did not even consider on this hardware."""
+    seen = {c["name"] for c in new.get("candidates", [])} | {r["name"] for r in new.get("rejected", [])}
+    extra = [{"name": c["name"], "reasons": [
+        f"built for {c.get('devices', 1)} x {c.get('accelerator', '?')} ({c.get('vendor', '?')}, runtime "
+        f"{c.get('runtime', '?')}); this machine has none"]} for c in image.get("candidates", []) if c["name"] not in seen]
+    return dict(new, rejected=list(new.get("rejected", [])) + extra)
+
+
 def format_table(plan: dict) -> str:
     selected = (plan.get("selected") or {}).get("name")
     rows = [("PROFILE", "STATUS", "RUNTIME", "PRECISION", "TPxPP", "MAX LEN", "SEQS", "WHY")]
@@ -190,7 +199,7 @@ def decide(plan: dict, config: dict, hardware, settings: Settings, replan: Repla
         if type(exc).__name__ != "UserError":
             raise
         raise LaunchError(str(exc)) from None
-    new = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    new = with_unoffered(result.to_dict() if hasattr(result, "to_dict") else dict(result), restricted)
     table = format_table(new)
     if not new.get("selected"):
         return Decision(new, table, None)

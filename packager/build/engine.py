@@ -57,8 +57,11 @@ class BuiltImage:
     size_bytes: int
     layers: tuple[Layer, ...]
     seconds: float
-    cached_steps: int
-    total_steps: int
+    steps: tuple[tuple[str, bool], ...]  # (step name, cached) in build order
+
+    @property
+    def cached_steps(self) -> int:
+        return sum(1 for _, cached in self.steps if cached)
 
 
 def build(context: Path, tag: str, *, secrets: tuple[str, ...] = (), no_cache: bool = False,
@@ -77,17 +80,20 @@ def build(context: Path, tag: str, *, secrets: tuple[str, ...] = (), no_cache: b
     argv.append(str(context))
     env = dict(os.environ, DOCKER_BUILDKIT="1")
     t0 = time.monotonic()
-    cached = total = 0
+    names: dict[str, str] = {}  # BuildKit vertex "#7" -> step name
+    cached: set[str] = set()
     tail: list[str] = []
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             line = line.rstrip("\n")
             tail = (tail + [line])[-40:]
-            if " CACHED" in line:
-                cached += 1
-            if line.startswith("#") and " [" in line and "/" in line.split("]")[0] and "DONE" not in line:
-                total += 1
+            vertex, _, rest = line.partition(" ")
+            # "#7 [3/9] RUN ..." names a Dockerfile step; "#7 CACHED" says the cache served it.
+            if rest.startswith("[") and "/" in rest.split("]")[0] and rest.split("]")[0][1:2].isdigit():
+                names.setdefault(vertex, step_of(rest.split("] ", 1)[-1]))
+            elif rest == "CACHED":
+                cached.add(vertex)
             log(line)
     if proc.returncode != 0:
         raise UserError("docker build failed:\n" + "\n".join(tail[-25:]),
@@ -95,7 +101,8 @@ def build(context: Path, tag: str, *, secrets: tuple[str, ...] = (), no_cache: b
     seconds = time.monotonic() - t0
     info = inspect(tag, cli)
     return BuiltImage(tag=tag, image_id=info["Id"], size_bytes=int(info["Size"]),
-                      layers=history(tag, cli), seconds=seconds, cached_steps=cached, total_steps=total)
+                      layers=history(tag, cli), seconds=seconds,
+                      steps=tuple((name, v in cached) for v, name in names.items()))
 
 
 def inspect(ref: str, cli: str | None = None) -> dict:
@@ -127,6 +134,8 @@ def step_of(created_by: str) -> str:
         return "weights"
     if "COPY" in created_by and "plan.json" in created_by:
         return "plan"
+    if created_by.startswith("FROM"):
+        return "base"
     if "Imported from" in created_by or created_by == "":
         return "base"
     return "config"

@@ -290,7 +290,8 @@ def report(result: BuildResult) -> str:
         img = result.image
         lines += [f"image:   {img.tag}", f"id:      {img.image_id}",
                   f"size:    {img.size_bytes / 2**20:.0f} MiB, built in {img.seconds:.1f} s "
-                  f"({img.cached_steps} cached steps)", "layers:"]
+                  f"({img.cached_steps} of {len(img.steps)} steps cached"
+                  + (f": {', '.join(n for n, c in img.steps if c)}" if img.cached_steps else "") + ")", "layers:"]
         for layer in img.layers:
             if layer.size_bytes or layer.step in ("deps", "weights", "code", "plan", "base"):
                 lines.append(f"  {layer.step:<14} {layer.size_bytes / 2**20:>9.1f} MiB")
