@@ -146,5 +146,9 @@ class LLMEngine:
     def num_waiting(self) -> int:
         return self.scheduler.num_waiting
 
+    @property
+    def num_free_slots(self) -> int:
+        return self.scheduler.slots.num_free
+
     def kv_usage(self) -> float:
         return self.scheduler.slots.usage()

@@ -116,8 +116,7 @@ def load(model: str, tokenizer: str | None = None, dtype: str = "float32") -> Lo
     else:
         weights = _load_safetensors(src.directory)
     weights = {k: v.to(torch_dtype).contiguous() for k, v in weights.items()}
-    tok_kw = kw if tokenizer is None else {}
-    tok = transformers.AutoTokenizer.from_pretrained(tokenizer or src.directory, **tok_kw)
+    tok = load_tokenizer(tokenizer or model)
     eos = set(cfg.eos_token_ids)
     gen_path = src.directory / "generation_config.json"
     if gen_path.is_file():
@@ -126,6 +125,20 @@ def load(model: str, tokenizer: str | None = None, dtype: str = "float32") -> Lo
     if tok.eos_token_id is not None:
         eos.add(int(tok.eos_token_id))
     return LoadedModel(cfg, weights, tok, tuple(sorted(eos)))
+
+
+def load_tokenizer(path: str) -> Any:
+    """Tokenizer (with its chat template) from a model directory or a .gguf file."""
+    import transformers
+
+    p = Path(path).expanduser()
+    if p.is_file() and p.suffix == ".gguf":
+        return transformers.AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    if p.is_dir() and not (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
+        src = ModelSource.resolve(path)
+        if src.gguf_file:
+            return transformers.AutoTokenizer.from_pretrained(src.directory, gguf_file=src.gguf_file)
+    return transformers.AutoTokenizer.from_pretrained(p)
 
 
 def _load_safetensors(directory: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,48 @@
+"""Command line of the fallback runtime, with ``vllm serve``'s flag names
+where the meaning is the same (docs/contracts.md)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runtimes.fallback", description="OpenAI-compatible server for the packager fallback runtime.")
+    p.add_argument("--model", required=True, help="a directory (safetensors + tokenizer) or a .gguf file")
+    p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: from --model)")
+    p.add_argument("--served-model-name", nargs="+", default=None, help="names the API answers to (default: --model)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "auto"],
+                   help="weight and activation dtype (auto = float32 on CPU)")
+    p.add_argument("--max-model-len", type=int, default=None, help="context length (default: min(model max, 4096))")
+    p.add_argument("--max-num-seqs", type=int, default=16, help="concurrent sequences (KV slots)")
+    p.add_argument("--max-num-batched-tokens", type=int, default=None,
+                   help="tokens per step: decode tokens plus one prefill chunk (default: 256 + max-num-seqs)")
+    p.add_argument("--kv-cache-dtype", default="auto", choices=["auto"], help="KV cache dtype (auto = --dtype)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--kernels", default="auto", choices=["auto", "torch", "triton"])
+    p.add_argument("--max-queue-len", type=int, default=128, help="requests waiting for a slot before 429")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to finish in-flight requests after SIGTERM")
+    p.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX|SUMS.json",
+                   help="expected digest of a model file (relative to the model directory); repeatable, "
+                        "or a JSON object of file -> hex")
+    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--log-level", default="info")
+    return p
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = build_parser()
+    a = p.parse_args(argv)
+    for name in ("max_num_seqs", "max_queue_len"):
+        if getattr(a, name) < (1 if name == "max_num_seqs" else 0):
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if a.max_model_len is not None and a.max_model_len < 2:
+        p.error("--max-model-len must be at least 2")
+    if a.max_num_batched_tokens is not None and a.max_num_batched_tokens <= a.max_num_seqs:
+        p.error("--max-num-batched-tokens must exceed --max-num-seqs (room for a prefill chunk)")
+    if a.dtype == "auto":
+        a.dtype = "float32" if a.device == "cpu" else "bfloat16"
+    return a

@@ -1,0 +1,153 @@
+"""Runs the engine in one background thread and hands results to asyncio.
+
+The event loop thread only enqueues commands (add, abort) and awaits a
+per-request ``asyncio.Queue``; the engine thread owns all engine state, so no
+locks guard it. Torch ops release the GIL, so HTTP handling continues while a
+step computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from typing import AsyncIterator, Callable
+
+from .engine import LLMEngine, RequestOutput, StepStats
+from .sampling import SamplingParams
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class AsyncEngine:
+    def __init__(self, engine: LLMEngine, max_queue_len: int, on_step: Callable[[StepStats, int, int, float], None] | None = None):
+        self.engine = engine
+        self.max_queue_len = max_queue_len
+        self.on_step = on_step
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._streams: dict[str, asyncio.Queue] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pending = 0  # adds sent to the thread but not yet scheduled there
+        self._lock = threading.Lock()
+        self.error: BaseException | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._commands.put(("wake", None))
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # -- the event-loop side ------------------------------------------------
+    @property
+    def num_in_flight(self) -> int:
+        return len(self._streams)
+
+    def num_waiting(self) -> int:
+        with self._lock:
+            return self._pending + self.engine.num_waiting
+
+    async def generate(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[RequestOutput]:
+        """Yields outputs until one is finished. Closing the iterator early
+        (client gone) aborts the request and frees its slot."""
+        with self._lock:
+            # Requests that will wait once free slots are filled; a racy read
+            # of the slot count is fine (it only moves the limit by a step).
+            queued = self._pending + self.engine.num_waiting - self.engine.num_free_slots
+            if queued >= self.max_queue_len:
+                raise QueueFull()
+            self._pending += 1
+        q: asyncio.Queue = asyncio.Queue()
+        self._streams[request_id] = q
+        self._commands.put(("add", (request_id, prompt_ids, params, time.monotonic())))
+        finished = False
+        try:
+            while True:
+                out = await q.get()
+                if isinstance(out, BaseException):
+                    raise out
+                yield out
+                if out.finished:
+                    finished = True
+                    return
+        finally:
+            self._streams.pop(request_id, None)
+            if not finished:
+                self._commands.put(("abort", request_id))
+
+    def abort_all(self) -> None:
+        for rid in list(self._streams):
+            self._commands.put(("abort", rid))
+
+    # -- the engine thread --------------------------------------------------
+    def _deliver(self, out: RequestOutput | BaseException, request_id: str) -> None:
+        q = self._streams.get(request_id)
+        if q is not None:
+            q.put_nowait(out)
+
+    def _post(self, request_id: str, out) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, out, request_id)
+
+    def _handle(self, cmd: str, arg) -> None:
+        if cmd == "add":
+            request_id, prompt_ids, params, arrival = arg
+            with self._lock:
+                self._pending -= 1
+                try:
+                    self.engine.add_request(request_id, prompt_ids, params, arrival)
+                except ValueError as e:
+                    self._post(request_id, e)
+        elif cmd == "abort":
+            out = self.engine.abort(arg)
+            if out is not None:
+                self._post(arg, out)
+
+    def _run(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while not self._stop.is_set():
+                # Block only when idle; otherwise take what arrived and step.
+                try:
+                    if not self.engine.has_work():
+                        cmd, arg = self._commands.get(timeout=0.5)
+                        self._handle(cmd, arg)
+                    while True:
+                        cmd, arg = self._commands.get_nowait()
+                        self._handle(cmd, arg)
+                except queue.Empty:
+                    pass
+                if not self.engine.has_work():
+                    self._report()
+                    continue
+                try:
+                    outputs = self.engine.step()
+                except BaseException as e:  # a bug or OOM: fail every request, keep serving
+                    log.exception("engine step failed")
+                    self.error = e
+                    for rid in list(self._streams):
+                        self.engine.abort(rid)
+                        self._post(rid, RuntimeError(f"engine error: {e}"))
+                    continue
+                for out in outputs:
+                    self._post(out.request_id, out)
+                self._report(self.engine.last_stats)
+
+    def _report(self, stats: StepStats | None = None) -> None:
+        if self.on_step is not None:
+            e = self.engine
+            self.on_step(stats or StepStats(), e.num_running, e.num_waiting, e.kv_usage())

@@ -1,0 +1,339 @@
+"""OpenAI-compatible HTTP server of the fallback runtime (FastAPI + uvicorn).
+
+Lifecycle: the socket opens at once (liveness 200, readiness 503), the model
+loads in a worker thread, then readiness turns 200. SIGTERM starts a drain:
+readiness and new requests get 503, in-flight requests finish (or are aborted
+after --drain-timeout), and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from .args import parse_args
+from .async_engine import AsyncEngine, QueueFull
+from .engine import RequestOutput
+from .metrics import Metrics
+from .protocol import APIError, ChatRequest, CompletionRequest, error_response, parse
+
+log = logging.getLogger("runtimes.fallback.server")
+
+
+@dataclass
+class ServerState:
+    args: Any
+    names: list[str]
+    metrics: Metrics
+    engine: AsyncEngine | None = None
+    tokenizer: Any = None
+    max_model_len: int = 0
+    ready: bool = False
+    draining: bool = False
+    load_error: str | None = None
+    server: uvicorn.Server | None = None
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+# -- loading ----------------------------------------------------------------
+def _load(state: ServerState) -> tuple[Any, Any, int]:
+    import torch
+
+    from .config import EngineConfig
+    from .factory import create_engine
+    from .loader import load, parse_sha256_args, verify_digests, ModelSource
+    from .sampling import SamplingParams
+
+    a = state.args
+    if a.num_threads:
+        torch.set_num_threads(a.num_threads)
+    digests = parse_sha256_args(a.sha256)
+    if digests:
+        verify_digests(ModelSource.resolve(a.model).directory, digests)
+    t0 = time.monotonic()
+    loaded = load(a.model, a.tokenizer, a.dtype)
+    max_len = a.max_model_len or min(loaded.config.max_position_embeddings, 4096)
+    chunk = (a.max_num_batched_tokens - a.max_num_seqs) if a.max_num_batched_tokens else 256
+    cfg = EngineConfig(max_num_seqs=a.max_num_seqs, max_model_len=max_len, prefill_chunk=chunk,
+                       max_queue_len=a.max_queue_len, seed=a.seed)
+    engine = create_engine(loaded, cfg, a.dtype, a.device, a.kernels)
+    # Warm-up: the first forward pays one-off costs (allocator, kernel init).
+    engine.add_request("warmup", [loaded.tokenizer.eos_token_id or 0] * 4, SamplingParams(max_tokens=2, temperature=0))
+    while engine.has_work():
+        engine.step()
+    log.info("model loaded in %.1f s", time.monotonic() - t0)
+    return engine, loaded.tokenizer, max_len
+
+
+async def _load_in_background(state: ServerState) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        engine, tok, max_len = await loop.run_in_executor(None, _load, state)
+    except Exception as e:  # a bad model or digest: say why and exit non-zero
+        log.error("loading the model failed: %s", e)
+        state.load_error = str(e)
+        if state.server is not None:
+            state.server.should_exit = True
+        return
+    m = state.metrics
+    state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=m.record_step)
+    state.engine.start(loop)
+    state.tokenizer, state.max_model_len = tok, max_len
+    state.ready = True
+    log.info("ready: serving %s", ", ".join(state.names))
+
+
+# -- draining ---------------------------------------------------------------
+async def drain(state: ServerState) -> None:
+    deadline = time.monotonic() + state.args.drain_timeout
+    eng = state.engine
+    while eng is not None and eng.num_in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if eng is not None and eng.num_in_flight:
+        log.warning("drain timeout: aborting %d requests", eng.num_in_flight)
+        eng.abort_all()
+        for _ in range(40):  # let aborted responses finish writing
+            if not eng.num_in_flight:
+                break
+            await asyncio.sleep(0.05)
+    if state.server is not None:
+        state.server.should_exit = True
+
+
+class _Server(uvicorn.Server):
+    """uvicorn would stop accepting connections at once on SIGTERM; we keep
+    answering (503) while in-flight requests finish."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState):
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig, frame) -> None:
+        # Not calling super(): it records the signal and re-raises it after
+        # shutdown, which would end the process with -SIGTERM instead of 0.
+        if self.state.draining or not self.state.ready:
+            self.should_exit = True
+            if self.state.draining and sig == signal.SIGINT:
+                self.force_exit = True
+            return
+        log.info("signal %s: draining (timeout %.0f s)", sig, self.state.args.drain_timeout)
+        self.state.draining = True
+        asyncio.get_event_loop().call_soon_threadsafe(lambda: asyncio.ensure_future(drain(self.state)))
+
+
+# -- the app ----------------------------------------------------------------
+def build_app(state: ServerState) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(_load_in_background(state))
+        try:
+            yield
+        finally:
+            task.cancel()
+            if state.engine is not None:
+                state.engine.stop()
+
+    app = FastAPI(title="packager fallback runtime", lifespan=lifespan)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError):
+        return error_response(exc)
+
+    @app.get("/v1/health/live")
+    async def live():
+        return {"status": "live"}
+
+    @app.get("/v1/health/ready")
+    @app.get("/health")
+    async def ready():
+        if state.ready and not state.draining:
+            return {"status": "ready"}
+        why = "draining" if state.draining else ("load failed: " + state.load_error if state.load_error else "loading")
+        return JSONResponse({"status": why}, status_code=503)
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/models")
+    async def models():
+        data = [
+            {"id": n, "object": "model", "created": state.created, "owned_by": "packager",
+             "root": state.args.model, "max_model_len": state.max_model_len or None}
+            for n in state.names
+        ]
+        return {"object": "list", "data": data}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        req = parse(ChatRequest, await _json(request))
+        _check(state, req.model)
+        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+        try:
+            text = state.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # template errors (e.g. role order) are the caller's
+            raise APIError(400, f"chat template failed: {e}", "messages") from None
+        ids = state.tokenizer.encode(text, add_special_tokens=False)
+        return await _serve(state, request, req, ids, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        req = parse(CompletionRequest, await _json(request))
+        _check(state, req.model)
+        p = req.prompt
+        if isinstance(p, list) and isinstance(p[0], int):
+            vocab = len(state.tokenizer)
+            if any(not isinstance(t, int) or t < 0 or t >= vocab for t in p):
+                raise APIError(400, f"prompt token ids must be in [0, {vocab})", "prompt")
+            ids = list(p)
+        else:
+            ids = state.tokenizer.encode(p[0] if isinstance(p, list) else p)
+        return await _serve(state, request, req, ids, chat=False)
+
+    return app
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise APIError(400, f"malformed JSON body: {e}") from None
+
+
+def _check(state: ServerState, model: str | None) -> None:
+    if state.draining:
+        raise APIError(503, "server is shutting down", headers={"Retry-After": "5"})
+    if not state.ready:
+        raise APIError(503, "model is loading", headers={"Retry-After": "5"})
+    if model is not None and model not in state.names:
+        raise APIError(404, f"The model `{model}` does not exist.", "model")
+
+
+async def _serve(state: ServerState, request: Request, req, ids: list[int], chat: bool):
+    n = len(ids)
+    limit = state.max_model_len
+    if n == 0:
+        raise APIError(400, "prompt is empty", "prompt" if not chat else "messages")
+    if n >= limit:
+        raise APIError(400, f"This model's maximum context length is {limit} tokens. However, your prompt has {n} tokens.",
+                       "messages" if chat else "prompt")
+    want = req.requested_max_tokens
+    if want is not None and n + want > limit:
+        raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                            f"{n + want} tokens ({n} in the prompt, {want} for the completion).", "max_tokens")
+    params = req.sampling_params(want or (limit - n))
+    rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+    gen = state.engine.generate(rid, ids, params)
+    try:
+        first = await gen.__anext__()  # raises QueueFull before any output
+    except QueueFull:
+        await gen.aclose()
+        raise APIError(429, "too many requests waiting; retry later", headers={"Retry-After": "1"}) from None
+    except ValueError as e:
+        raise APIError(400, str(e)) from None
+    name = req.model or state.names[0]
+    if req.stream:
+        return StreamingResponse(_stream(gen, first, rid, name, chat, req.include_usage),
+                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return await _collect(gen, first, rid, name, chat, request)
+
+
+def _usage(out: RequestOutput) -> dict:
+    return {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
+            "total_tokens": out.prompt_tokens + out.completion_tokens}
+
+
+async def _collect(gen: AsyncIterator[RequestOutput], first: RequestOutput, rid: str, name: str, chat: bool, request: Request):
+    """Gather a non-streamed answer; abort if the client goes away meanwhile."""
+    parts = [first.text]
+    last = first
+
+    async def consume():
+        nonlocal last
+        async for out in gen:
+            parts.append(out.text)
+            last = out
+
+    task = asyncio.create_task(consume()) if not first.finished else None
+    try:
+        while task is not None and not task.done():
+            await asyncio.wait({task}, timeout=0.5)
+            if not task.done() and await request.is_disconnected():
+                task.cancel()
+                break
+        if task is not None:
+            await task
+    finally:
+        await gen.aclose()
+    text = "".join(parts)
+    created = int(time.time())
+    if chat:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": last.finish_reason, "logprobs": None}
+        body = {"id": rid, "object": "chat.completion", "created": created, "model": name, "choices": [choice]}
+    else:
+        choice = {"index": 0, "text": text, "finish_reason": last.finish_reason, "logprobs": None}
+        body = {"id": rid, "object": "text_completion", "created": created, "model": name, "choices": [choice]}
+    body["usage"] = _usage(last)
+    return body
+
+
+async def _stream(gen, first: RequestOutput, rid: str, name: str, chat: bool, include_usage: bool):
+    created = int(time.time())
+    obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(text: str | None, finish: str | None, role: bool = False) -> str:
+        if chat:
+            delta: dict = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        else:
+            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+        return "data: " + json.dumps({"id": rid, "object": obj, "created": created, "model": name, "choices": [choice]}) + "\n\n"
+
+    # Closing this generator (client disconnect) closes ``gen``, which aborts
+    # the request in the engine and frees its slot.
+    try:
+        if chat:
+            yield chunk(None, None, role=True)
+        out = first
+        while True:
+            if out.text or out.finished:
+                yield chunk(out.text, out.finish_reason if out.finished else None)
+            if out.finished:
+                break
+            out = await gen.__anext__()
+        if include_usage:
+            body = {"id": rid, "object": obj, "created": created, "model": name, "choices": [], "usage": _usage(out)}
+            yield "data: " + json.dumps(body) + "\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        await gen.aclose()
+
+
+# -- entry points -----------------------------------------------------------
+def main(argv: list[str]) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code. Also the
+    in-process entry point for ``packager serve``."""
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    names = args.served_model_name or [args.model]
+    state = ServerState(args=args, names=names, metrics=Metrics(names[0]))
+    app = build_app(state)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
+                            access_log=False)
+    server = _Server(config, state)
+    state.server = server
+    server.run()
+    if state.load_error:
+        return 1
+    return 0

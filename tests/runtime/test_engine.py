@@ -1,0 +1,170 @@
+"""The engine (schedule -> run -> postprocess) on a tiny random-weight Llama
+with the real SmolLM2 tokenizer: batching, sampling, stops, cancellation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from runtimes.fallback.batch import ROW_ALIGN
+from runtimes.fallback.config import EngineConfig, ModelConfig
+from runtimes.fallback.factory import create_engine
+from runtimes.fallback.loader import LoadedModel
+from runtimes.fallback.sampling import SamplingParams
+
+VOCAB = 49152  # the tokenizer's, so every sampled id decodes
+
+
+def tiny_weights(cfg: ModelConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g) * 0.2  # noqa: E731
+    h, i, d = cfg.hidden_size, cfg.intermediate_size, cfg.head_dim
+    w = {"model.embed_tokens.weight": r(cfg.vocab_size, h), "model.norm.weight": 1 + r(h)}
+    for n in range(cfg.num_layers):
+        p = f"model.layers.{n}."
+        w.update({
+            p + "input_layernorm.weight": 1 + r(h), p + "post_attention_layernorm.weight": 1 + r(h),
+            p + "self_attn.q_proj.weight": r(cfg.num_heads * d, h),
+            p + "self_attn.k_proj.weight": r(cfg.num_kv_heads * d, h),
+            p + "self_attn.v_proj.weight": r(cfg.num_kv_heads * d, h),
+            p + "self_attn.o_proj.weight": r(h, cfg.num_heads * d),
+            p + "mlp.gate_proj.weight": r(i, h), p + "mlp.up_proj.weight": r(i, h), p + "mlp.down_proj.weight": r(h, i),
+        })
+    return w
+
+
+TINY = ModelConfig(
+    architecture="LlamaForCausalLM", vocab_size=VOCAB, hidden_size=64, intermediate_size=128, num_layers=2,
+    num_heads=4, num_kv_heads=2, head_dim=16, rms_norm_eps=1e-5, rope_theta=10000.0, rope_scaling=None,
+    max_position_embeddings=512, tie_word_embeddings=True, attention_bias=False,
+)
+
+
+@pytest.fixture(scope="module")
+def make_engine(smol_tokenizer):
+    weights = tiny_weights(TINY)
+
+    def make(max_num_seqs=8, prefill_chunk=16, max_model_len=256, eos=()):
+        loaded = LoadedModel(TINY, weights, smol_tokenizer, tuple(eos))
+        cfg = EngineConfig(max_num_seqs=max_num_seqs, max_model_len=max_model_len, prefill_chunk=prefill_chunk)
+        return create_engine(loaded, cfg, kernels="torch")
+
+    return make
+
+
+def run_all(engine, requests: dict[str, tuple[list[int], SamplingParams]]):
+    for rid, (ids, params) in requests.items():
+        engine.add_request(rid, ids, params)
+    return drain(engine)
+
+
+def drain(engine, outs=None):
+    outs = outs if outs is not None else {}
+    while engine.has_work():
+        for o in engine.step():
+            r = outs.setdefault(o.request_id, {"text": "", "ids": [], "reason": None})
+            r["text"] += o.text
+            r["ids"] += o.token_ids
+            if o.finished:
+                r["reason"] = o.finish_reason
+    return outs
+
+
+def prompts():
+    g = torch.Generator().manual_seed(3)
+    lengths = [3, 17, 40, 9, 64, 1, 25, 33]
+    return {f"r{i}": torch.randint(100, VOCAB, (n,), generator=g).tolist() for i, n in enumerate(lengths)}
+
+
+def test_linear_rows_do_not_depend_on_batch_when_rows_are_aligned():
+    """The premise of ForwardBatch's padding, on this machine's BLAS."""
+    torch.manual_seed(0)
+    w = torch.randn(1536, 576)
+    x = torch.randn(64, 576)
+    alone = torch.cat([F.linear(x[i : i + 1].expand(ROW_ALIGN, -1).contiguous(), w)[:1] for i in range(64)])
+    for m in (8, 16, 24, 64):
+        assert torch.equal(F.linear(x[:m], w), alone[:m]), f"rows differ at M={m}"
+
+
+def test_greedy_outputs_do_not_depend_on_the_batch(make_engine):
+    params = {rid: SamplingParams(max_tokens=5 + i * 3, temperature=0) for i, rid in enumerate(prompts())}
+    alone = {}
+    for rid, ids in prompts().items():
+        alone.update(run_all(make_engine(), {rid: (ids, params[rid])}))
+    together = run_all(make_engine(), {rid: (ids, params[rid]) for rid, ids in prompts().items()})
+    assert together == alone
+    assert all(len(alone[r]["ids"]) == params[r].max_tokens and alone[r]["reason"] == "length" for r in alone)
+
+
+def test_requests_join_and_leave_between_steps(make_engine):
+    eng = make_engine(max_num_seqs=2, prefill_chunk=8)
+    ids = prompts()
+    eng.add_request("a", ids["r0"], SamplingParams(max_tokens=30, temperature=0))
+    eng.step()
+    eng.add_request("b", ids["r4"], SamplingParams(max_tokens=3, temperature=0))  # 64 tokens: 8 chunks
+    eng.add_request("c", ids["r1"], SamplingParams(max_tokens=3, temperature=0))  # waits for a slot
+    got = []
+    for _ in range(8):
+        outs = {o.request_id for o in eng.step()}
+        assert "a" in outs, "the running request advances while b prefills"
+        got.append(outs)
+    assert eng.num_running == 2 and eng.num_waiting == 1
+    outs = drain(eng)
+    assert outs["c"]["reason"] == "length" and eng.kv_usage() == 0.0
+
+
+def test_seeded_sampling_is_reproducible_and_batch_independent(make_engine):
+    ids = prompts()
+    p = lambda seed: SamplingParams(max_tokens=12, temperature=0.9, top_p=0.9, top_k=50, seed=seed)  # noqa: E731
+    a1 = run_all(make_engine(), {"x": (ids["r2"], p(1))})["x"]["ids"]
+    both = run_all(make_engine(), {"x": (ids["r2"], p(1)), "y": (ids["r3"], p(2))})
+    a2 = run_all(make_engine(), {"x": (ids["r2"], p(2))})["x"]["ids"]
+    assert both["x"]["ids"] == a1
+    assert a1 != a2
+    # top_k=1 is greedy whatever the temperature.
+    g = run_all(make_engine(), {"x": (ids["r2"], SamplingParams(max_tokens=12, temperature=0))})["x"]["ids"]
+    k1 = run_all(make_engine(), {"x": (ids["r2"], SamplingParams(max_tokens=12, temperature=1.5, top_k=1, seed=5))})
+    assert k1["x"]["ids"] == g
+
+
+def test_stop_strings_token_ids_eos_and_ignore_eos(make_engine):
+    ids = prompts()["r6"]
+    full = run_all(make_engine(), {"x": (ids, SamplingParams(max_tokens=20, temperature=0))})["x"]
+    text, toks = full["text"], full["ids"]
+    assert len(text) > 12
+    stop = text[6:10]
+    cut = text.find(stop)
+    got = run_all(make_engine(), {"x": (ids, SamplingParams(max_tokens=20, temperature=0, stop=(stop,)))})["x"]
+    assert got["reason"] == "stop" and got["text"] == text[:cut]
+
+    got = run_all(make_engine(), {"x": (ids, SamplingParams(max_tokens=20, temperature=0, stop_token_ids=(toks[3],)))})["x"]
+    assert got["reason"] == "stop" and got["ids"] == toks[: toks.index(toks[3]) + 1]
+
+    eos_engine = make_engine(eos=(toks[0],))
+    got = run_all(eos_engine, {"x": (ids, SamplingParams(max_tokens=20, temperature=0))})["x"]
+    assert got["ids"] == toks[:1] and got["reason"] == "stop"
+    got = run_all(eos_engine, {"x": (ids, SamplingParams(max_tokens=20, temperature=0, ignore_eos=True))})["x"]
+    assert got["ids"] == toks and got["reason"] == "length"
+
+
+def test_context_limit_ends_with_length(make_engine):
+    eng = make_engine(max_model_len=48)
+    out = run_all(eng, {"x": (prompts()["r2"], SamplingParams(max_tokens=100, temperature=0))})["x"]
+    assert len(out["ids"]) == 8 and out["reason"] == "length"
+    with pytest.raises(ValueError):
+        eng.add_request("y", list(range(100, 148)), SamplingParams(max_tokens=1))
+
+
+def test_abort_frees_the_slot(make_engine):
+    eng = make_engine(max_num_seqs=1)
+    eng.add_request("a", prompts()["r1"], SamplingParams(max_tokens=50, temperature=0))
+    eng.add_request("b", prompts()["r2"], SamplingParams(max_tokens=2, temperature=0))
+    eng.step()
+    assert eng.kv_usage() == 1.0 and eng.num_waiting == 1
+    out = eng.abort("a")
+    assert out.finished and out.finish_reason == "abort"
+    assert eng.kv_usage() == 0.0
+    outs = drain(eng)
+    assert outs["b"]["reason"] == "length"
+    assert eng.abort("a") is None

@@ -1,0 +1,145 @@
+"""Scheduler and slot bookkeeping, without torch or a model."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from runtimes.fallback.scheduler import Scheduler
+from runtimes.fallback.sequence import Sequence, Status
+from runtimes.fallback.slots import SlotPool
+
+
+def seq(rid, n, max_tokens=4):
+    return Sequence(rid, list(range(1, n + 1)), max_tokens)
+
+
+def run_step(s: Scheduler, token=7):
+    """What the engine does around the model: advance, then append a sampled
+    token for every sequence whose prompt is complete."""
+    step = s.schedule()
+    s.advance(step)
+    sampled = list(step.decode) + [c.seq for c in step.prefill if c.completes_prompt]
+    for q in sampled:
+        q.output_ids.append(token)
+    return step
+
+
+def test_slot_pool_allocates_lowest_first_and_refuses_double_free():
+    p = SlotPool(3)
+    assert [p.allocate(), p.allocate()] == [0, 1]
+    p.free(0)
+    assert p.allocate() == 0
+    assert p.allocate() == 2 and p.allocate() is None
+    assert p.usage() == 1.0
+    with pytest.raises(ValueError):
+        p.free(5)
+    p.free(1)
+    with pytest.raises(ValueError):
+        p.free(1)
+
+
+def test_newcomers_join_between_steps_and_running_keep_decoding():
+    s = Scheduler(max_num_seqs=4, max_model_len=64, prefill_chunk=8)
+    a = seq("a", 5)
+    s.add(a)
+    st1 = run_step(s)
+    assert [c.seq for c in st1.prefill] == [a] and a.status is Status.DECODING
+    b = seq("b", 20)  # needs 3 chunks of 8
+    s.add(b)
+    for expected_start in (0, 8, 16):
+        step = run_step(s)
+        assert step.decode == [a], "a running request advances every step"
+        assert [(c.seq, c.start) for c in step.prefill] == [(b, expected_start)]
+    step = run_step(s)
+    assert set(step.decode) == {a, b} and not step.prefill
+
+
+def test_prefill_budget_bounds_a_step_and_chunks_are_never_split():
+    s = Scheduler(max_num_seqs=8, max_model_len=128, prefill_chunk=10)
+    for i, n in enumerate([6, 6, 3]):
+        s.add(seq(str(i), n))
+    step = s.schedule()
+    # 6 fits, the next 6 would exceed the 10-token budget: it waits whole.
+    assert [c.length for c in step.prefill] == [6]
+    assert s.num_waiting == 2
+    s.advance(step)
+    assert [c.length for c in s.schedule().prefill] == [6, 3]
+
+
+def test_chunk_boundaries_do_not_depend_on_load():
+    def starts(extra_load):
+        s = Scheduler(max_num_seqs=8, max_model_len=256, prefill_chunk=16)
+        for i in range(extra_load):
+            s.add(seq(f"x{i}", 5))
+        target = seq("t", 40)
+        s.add(target)
+        seen = []
+        while target.status is not Status.DECODING:
+            for c in run_step(s).prefill:
+                if c.seq is target:
+                    seen.append((c.start, c.length))
+        return seen
+
+    assert starts(0) == starts(3) == starts(7) == [(0, 16), (16, 16), (32, 8)]
+
+
+def test_slots_bound_the_running_set_and_finish_frees():
+    s = Scheduler(max_num_seqs=2, max_model_len=64, prefill_chunk=64)
+    seqs = [seq(str(i), 3) for i in range(4)]
+    for q in seqs:
+        s.add(q)
+    run_step(s)
+    assert s.num_running == 2 and s.num_waiting == 2
+    s.finish(seqs[0], "stop")
+    assert seqs[0].slot is None and seqs[0].finish_reason == "stop"
+    step = run_step(s)
+    assert [c.seq for c in step.prefill] == [seqs[2]] and seqs[2].slot == 0
+
+
+def test_abort_waiting_and_running():
+    s = Scheduler(max_num_seqs=1, max_model_len=64, prefill_chunk=64)
+    a, b = seq("a", 3), seq("b", 3)
+    s.add(a)
+    s.add(b)
+    run_step(s)
+    assert s.abort("b") is b and b.finish_reason == "abort" and s.num_waiting == 0
+    assert s.abort("a") is a and s.slots.num_used == 0 and not s.has_work()
+    assert s.abort("a") is None
+
+
+def test_rejects_prompts_that_fill_the_context_and_duplicates():
+    s = Scheduler(max_num_seqs=1, max_model_len=8, prefill_chunk=8)
+    with pytest.raises(ValueError):
+        s.add(seq("long", 8))
+    s.add(seq("ok", 7))
+    with pytest.raises(ValueError):
+        s.add(seq("ok", 2))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompts=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+    slots=st.integers(1, 4),
+    chunk=st.integers(1, 16),
+    gen=st.integers(1, 5),
+)
+def test_everything_finishes_and_invariants_hold(prompts, slots, chunk, gen):
+    s = Scheduler(max_num_seqs=slots, max_model_len=64, prefill_chunk=chunk)
+    seqs = [seq(str(i), n, gen) for i, n in enumerate(prompts)]
+    for q in seqs:
+        s.add(q)
+    for _ in range(10_000):
+        if not s.has_work():
+            break
+        step = s.schedule()
+        assert not step.empty, "work remains but nothing was scheduled"
+        assert sum(c.length for c in step.prefill) <= chunk
+        used = [q.slot for q in s.running]
+        assert len(used) == len(set(used)) <= slots and None not in used
+        s.advance(step)
+        for q in list(step.decode) + [c.seq for c in step.prefill if c.completes_prompt]:
+            q.output_ids.append(1)
+            assert q.num_computed == q.total_len - 1
+            if len(q.output_ids) >= q.max_tokens:
+                s.finish(q, "length")
+    assert all(q.finished and len(q.output_ids) == gen for q in seqs)
+    assert s.slots.num_used == 0
