@@ -8,9 +8,10 @@
 # 2. real check: the same argvs through vLLM's real parser +
 #    validate_parsed_serve_args, in a separate venv (torch CPU + vllm --no-deps +
 #    its import-time needs), plus a drift check of the snapshot against it.
-#    Measured on the project's CI machine kind (2 cores): venv + install ~85 s
-#    (torch 23 s from the local CPU wheel, vllm 14 s, deps 44 s), real check of
-#    ~180 argvs ~13 s. That fits the ~30 min CI budget, so it runs by default.
+#    Measured on the project's CI machine kind (2 cores, 2026-11-26): a fresh
+#    venv + install 102 s (torch 23 s from the local CPU wheel, vllm 14 s,
+#    deps 44 s), real check of 183 argvs 8-13 s; whole script 111 s. That fits
+#    the ~30 min CI budget, so it runs by default.
 #    VLLM_CONTRACT=snapshot skips it (e.g. on a runner without the local CPU
 #    torch wheel, where pip would fetch a multi-GB CUDA build).
 #
@@ -52,8 +53,9 @@ if ! have_vllm; then
   start=$SECONDS
   "$PYTHON" -m venv "$VENV"
   PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
-  "${PIP[@]}" torch==2.13.0
-  "${PIP[@]}" --no-deps "vllm==$VLLM_VERSION"
+  quiet() { grep -v -e '^WARNING: Location' || true; }
+  "${PIP[@]}" torch==2.13.0 2>&1 | quiet
+  "${PIP[@]}" --no-deps "vllm==$VLLM_VERSION" 2>&1 | quiet
   # What `import vllm` and its CLI parser need (docs: ENVIRONMENT.md); vLLM's
   # full requirement set (CUDA kernels, torch 2.14) is neither needed nor installable here.
   "${PIP[@]}" regex cachetools psutil sentencepiece numpy requests tqdm blake3 py-cpuinfo \
