@@ -1,0 +1,108 @@
+"""The real CPU image: built offline, serving the default model, non-root,
+no secret in it, and a code-only rebuild that reuses the deps and weights layers."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from packager.build import engine
+from packager.build.projectwheel import build_project_wheel, project_root
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def test_build_output_names_image_layers_and_run_line(built_image):
+    out = built_image["stdout"]
+    assert built_image["inspect"]["Id"] in out
+    for step in ("deps", "weights", "code"):
+        assert f"  {step} " in out, out
+    assert "docker run --rm --network host" in out and built_image["tag"] in out
+
+
+def test_paris_through_the_openai_client(container):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"http://127.0.0.1:{container['port']}/v1", api_key="unused", timeout=120)
+    models = [m.id for m in client.models.list().data]
+    assert models, "no model served"
+    reply = client.chat.completions.create(model=models[0], max_tokens=24, temperature=0,
+                                           messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert "Paris" in reply.choices[0].message.content
+
+
+def test_runs_as_uid_1000_not_root(built_image, container):
+    user = built_image["inspect"]["Config"]["User"]
+    assert user and user.split(":")[0] not in ("", "0", "root")
+    uid = subprocess.run([container["cli"], "exec", container["name"], "id", "-u"], capture_output=True, text=True)
+    assert uid.stdout.strip() == "1000", uid.stderr
+    # the cache dir is writable for that user (read-only caches break start-up)
+    touch = subprocess.run([container["cli"], "exec", container["name"], "touch", "/var/cache/packager/.w"],
+                           capture_output=True, text=True)
+    assert touch.returncode == 0, touch.stderr
+
+
+def test_build_secret_leaves_no_trace(built_image):
+    cli, tag, token = built_image["cli"], built_image["tag"], built_image["token"]
+    hist = subprocess.run([cli, "history", "--no-trunc", tag], capture_output=True, text=True, check=True).stdout
+    assert "layer=secret-check" in hist  # the secret really was mounted into a build step
+    assert token not in hist
+    assert token not in json.dumps(built_image["inspect"])
+    for f in built_image["context"].rglob("*"):  # nor in the context the engine read
+        if f.is_file() and f.stat().st_size < 1_000_000:
+            assert token.encode() not in f.read_bytes(), f
+
+
+def test_labels_and_healthcheck(built_image):
+    cfg = built_image["inspect"]["Config"]
+    labels = cfg["Labels"]
+    plan = json.loads((built_image["context"] / "plan.json").read_text())
+    assert labels["dev.packager.profiles"].split(",") == [c["name"] for c in plan["candidates"]]
+    assert labels["org.opencontainers.image.version"] and labels["org.opencontainers.image.licenses"]
+    assert "/v1/health/ready" in " ".join(cfg["Healthcheck"]["Test"])
+    assert cfg["Entrypoint"][-2:] == ["-m", "runtimes.launcher"]
+
+
+def test_code_only_rebuild_reuses_deps_and_weights(built_image, tmp_path):
+    """A one-line code change: only the code layer and what follows are rebuilt."""
+    src = tmp_path / "src"
+    src.mkdir()
+    root = project_root()
+    for name in ("pyproject.toml", "packager", "runtimes"):
+        p = root / name
+        (shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__")) if p.is_dir()
+         else shutil.copy2(p, src / name))
+    with open(src / "runtimes" / "launcher.py", "a") as f:
+        f.write("\n# a one-line code change\n")
+    ctx = tmp_path / "context"
+    shutil.copytree(built_image["context"], ctx, copy_function=_link)
+    shutil.rmtree(ctx / "dist")
+    build_project_wheel(ctx / "dist", src, log=lambda m: None)
+    tag2 = built_image["tag"] + "-code"
+    secret = ("id=hf_token,env=PACKAGER_TEST_HF_TOKEN",)
+    os.environ["PACKAGER_TEST_HF_TOKEN"] = built_image["token"]
+    try:
+        again = engine.build(ctx, tag2, secrets=secret, log=lambda line: None)
+    finally:
+        os.environ.pop("PACKAGER_TEST_HF_TOKEN", None)
+    try:
+        steps = dict(again.steps)
+        assert steps.get("deps") is True and steps.get("weights") is True, again.steps
+        assert steps.get("code") is False, again.steps
+        first = built_image["inspect"]["RootFS"]["Layers"]
+        second = engine.inspect(tag2)["RootFS"]["Layers"]
+        assert first[:4] == second[:4]  # base, system, deps, weights: the same layer digests
+        assert first != second and again.image_id != built_image["inspect"]["Id"]
+    finally:
+        subprocess.run([built_image["cli"], "image", "rm", "-f", tag2], capture_output=True)
+
+
+def _link(src, dst):
+    try:
+        Path(dst).hardlink_to(src)
+    except OSError:
+        shutil.copy2(src, dst)
