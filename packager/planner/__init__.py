@@ -11,6 +11,14 @@ from packager.planner.estimates import GiB, estimate, max_context_that_fits
 from packager.planner.ranking import rank
 from packager.planner.rules import rules
 from packager.planner.types import Candidate, Plan, PlanRequest, Profile, Rejection
+from packager.vllm.defaults import default_max_num_seqs, vllm_defaults
+
+
+def vllm_device(acc) -> str | float:
+    """What vLLM's batch-default tiers key on: the catalog key, or the memory of an uncatalogued card."""
+    from packager.catalog import catalog
+
+    return acc.key if acc.key in catalog() else float(acc.memory_gib or 0)
 
 __all__ = ["Plan", "PlanRequest", "Profile", "Rejection", "make_plan", "plan_files", "replan"]
 
@@ -19,9 +27,12 @@ def _settings(req: PlanRequest, c: Candidate) -> tuple[int, float, bool]:
     """(max_num_seqs, memory utilisation, per-slot KV) for a candidate's runtime and objective."""
     r = rules()
     if c.runtime == "vllm":
-        seqs, util, per_slot = r["vllm"]["max_num_seqs"][c.objective], r["vllm"]["gpu_memory_utilization"], False
+        seqs = default_max_num_seqs(vllm_device(c.pool.accelerator), world_size=c.devices)
+        if c.objective == "latency":
+            seqs = min(seqs, r["vllm"]["latency_max_num_seqs"])
+        util, per_slot = vllm_defaults().gpu_memory_utilization, False
     elif c.runtime == "triton":
-        seqs, util, per_slot = r["cpu"]["max_num_seqs"][c.objective] * 4, r["vllm"]["gpu_memory_utilization"], True
+        seqs, util, per_slot = r["cpu"]["max_num_seqs"][c.objective] * 4, vllm_defaults().gpu_memory_utilization, True
     else:
         seqs, util, per_slot = r["cpu"]["max_num_seqs"][c.objective], r["cpu"]["memory_utilization"], True
     if req.model.max_num_seqs:

@@ -7,6 +7,7 @@ from packager.facts import ModelFacts
 from packager.planner.estimates import GiB, weight_bytes
 from packager.planner.rules import rules
 from packager.planner.types import PlanRequest, Rejection
+from packager.vllm.defaults import vllm_defaults
 
 
 def advise(req: PlanRequest, rejected: list[Rejection]) -> list[str]:
@@ -15,7 +16,7 @@ def advise(req: PlanRequest, rejected: list[Rejection]) -> list[str]:
     memory_rejected = [r for r in rejected if r.candidate and any("exceed" in x for x in r.reasons)]
     for pool in req.hardware.pools:
         acc = pool.accelerator
-        util = rules()["vllm"]["gpu_memory_utilization"] if acc.is_gpu else rules()["cpu"]["memory_utilization"]
+        util = vllm_defaults().gpu_memory_utilization if acc.is_gpu else rules()["cpu"]["memory_utilization"]
         usable = util * pool.device_memory_gib * GiB
         for precision in _precisions(model, acc.is_gpu):
             w = weight_bytes(model, precision) * 1.15  # room for activations and a little KV

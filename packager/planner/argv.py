@@ -4,6 +4,7 @@ from __future__ import annotations
 from packager.facts import ModelFacts
 from packager.planner.types import Candidate
 from packager.vllm.argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv
+from runtimes.vllm_health import MIDDLEWARE as HEALTH_MIDDLEWARE
 
 FALLBACK_ENGINE = "packager-fallback"
 TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -48,6 +49,7 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
             pipeline_parallel_size=c.pp, dtype=_vllm_dtype(c), kv_cache_dtype=c.kv_cache_dtype,
             max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,
             quantization=_quantization(c), vendor=c.pool.accelerator.vendor, nodes=c.nodes,
+            middleware=(HEALTH_MIDDLEWARE,),
         )
         return build_vllm_argv(spec)
     return [

@@ -4,6 +4,23 @@ from __future__ import annotations
 from packager.facts import ModelFacts
 from packager.planner.rules import rules
 from packager.planner.types import Candidate
+from packager.vllm.defaults import fp8_kv_backends, min_capability, vllm_defaults
+
+# Below this, bf16 and fp8 are not native (vLLM: CudaPlatform.check_if_supports_dtype / supports_fp8).
+
+
+def _need(precision: str) -> tuple[float, str]:
+    """(min compute capability, which vLLM fact says so) for a precision on NVIDIA."""
+    d = vllm_defaults()
+    if precision == "bf16":
+        return d.bf16_min_capability / 10, "bf16"
+    if precision == "fp8":
+        return d.fp8_native_min_capability / 10, "fp8"
+    if precision == "awq-int4":
+        return min_capability("awq"), "awq-int4"
+    if precision == "gptq-int4":
+        return min_capability("gptq"), "gptq-int4"
+    return 7.0, precision
 
 
 def _cc(c: Candidate) -> float | None:
@@ -53,28 +70,23 @@ def precision_reasons(model: ModelFacts, c: Candidate) -> list[str]:
         out.append("fp32 on a GPU: a 16-bit precision serves the same weights at half the memory and twice the speed")
     if acc.vendor == "nvidia":
         cc = _cc(c) or 0.0
-        need = r["precision_min_compute_capability"]
-        key = "awq" if p == "awq-int4" else "gptq" if p == "gptq-int4" else p
-        if key == "fp8" and cc < need["fp8"]:
-            if cc >= need["fp8_weight_only"] and c.runtime == "vllm":
-                pass  # vLLM falls back to weight-only FP8 through Marlin; noted on the profile
-            else:
-                out.append(f"fp8 needs compute capability {need['fp8']} (weight-only {need['fp8_weight_only']}); {acc.key} has {cc}")
-        elif key in need and cc < need[key]:
-            out.append(f"{p} needs compute capability {need[key]}; {acc.key} has {cc}")
-        if p == "bf16" and not acc.bf16_tflops and cc >= need["bf16"]:
+        need, label = _need(p)
+        if p == "fp8" and cc < need:
+            weight_only = min_capability("fp8")  # Fp8Config: weight-only through Marlin below native fp8
+            if c.runtime != "vllm" or cc < weight_only:
+                out.append(f"fp8 needs compute capability {need} (weight-only {weight_only}); {acc.key} has {cc}")
+        elif cc < need:
+            out.append(f"{label} needs compute capability {need}; {acc.key} has {cc}")
+        if p == "bf16" and not acc.bf16_tflops and cc >= need:
             out.append(f"{acc.key} has no bf16 tensor cores")
     elif acc.vendor == "amd":
         allowed = r["amd_precisions"].get(acc.gfx_target, ["fp16", "bf16", "fp32"])
         base = "fp16" if p in ("awq-int4", "gptq-int4") else p
         if base not in allowed:
             out.append(f"{p} is not a native type on {acc.gfx_target} ({', '.join(allowed)})")
-    if c.kv_cache_dtype == "fp8":
-        kv = r["kv_fp8"]
-        if acc.vendor == "nvidia" and (_cc(c) or 0) < kv["nvidia_min_compute_capability"]:
-            out.append(f"fp8 KV cache needs compute capability {kv['nvidia_min_compute_capability']}; {acc.key} has {_cc(c)}")
-        if acc.vendor == "amd" and acc.gfx_target not in kv["amd_gfx_targets"]:
-            out.append(f"fp8 KV cache is not supported on {acc.gfx_target}")
+    if c.kv_cache_dtype == "fp8" and not fp8_kv_backends(_cc(c), vendor=acc.vendor, gfx=acc.gfx_target):
+        where = f"compute capability {_cc(c)}" if acc.vendor == "nvidia" else acc.gfx_target
+        out.append(f"no vLLM attention backend stores an fp8 KV cache on {acc.key} ({where})")
     return out
 
 

@@ -41,7 +41,10 @@ def activation_bytes(model: ModelFacts, c: Candidate, max_num_seqs: int) -> int:
     r = rules()
     dtype = compute_dtype_bytes(c.precision)
     if c.runtime == "vllm":
-        tokens = r["vllm"]["max_num_batched_tokens"]
+        from packager.planner import vllm_device
+        from packager.vllm.defaults import default_max_num_batched_tokens
+
+        tokens = default_max_num_batched_tokens(vllm_device(c.pool.accelerator), world_size=c.devices)
         overhead = r["vllm"]["non_torch_overhead_gib"] * GiB
     else:
         tokens = min(512, max(1, max_num_seqs) * 16)  # the fallback prefills in chunks

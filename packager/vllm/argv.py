@@ -84,6 +84,8 @@ class VllmServeSpec:
     # Optional extras (not in the planner's contract): maximum tokens per
     # scheduler step; None leaves vLLM's per-GPU default.
     max_num_batched_tokens: int | None = None
+    # ASGI middlewares (import paths) vLLM loads: ours serves NIM's health paths.
+    middleware: tuple[str, ...] = ()
 
 
 def spec_problems(spec: VllmServeSpec) -> list[str]:
@@ -177,6 +179,8 @@ def build_vllm_argv(spec: VllmServeSpec) -> list[str]:
     if spec.enable_chunked_prefill is not None:
         argv.append("--enable-chunked-prefill" if spec.enable_chunked_prefill
                     else "--disable-chunked-prefill")
+    for mw in spec.middleware:
+        argv += ["--middleware", mw]
     if spec.nodes > 1:
         # Multi-node: Ray places the tp x pp workers across nodes (the launcher
         # starts the Ray cluster); mp alone needs per-node --nnodes/--node-rank.
