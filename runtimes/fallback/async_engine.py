@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 from .engine import LLMEngine, RequestOutput, StepStats
 from .sampling import SamplingParams
@@ -60,9 +60,8 @@ class AsyncEngine:
         with self._lock:
             return self._pending + self.engine.num_waiting
 
-    async def generate(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> AsyncIterator[RequestOutput]:
-        """Yields outputs until one is finished. Closing the iterator early
-        (client gone) aborts the request and frees its slot."""
+    def add(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> "RequestStream":
+        """Queue a request; raises QueueFull when too many already wait."""
         with self._lock:
             # Requests that will wait once free slots are filled; a racy read
             # of the slot count is fine (it only moves the limit by a step).
@@ -73,20 +72,12 @@ class AsyncEngine:
         q: asyncio.Queue = asyncio.Queue()
         self._streams[request_id] = q
         self._commands.put(("add", (request_id, prompt_ids, params, time.monotonic())))
-        finished = False
-        try:
-            while True:
-                out = await q.get()
-                if isinstance(out, BaseException):
-                    raise out
-                yield out
-                if out.finished:
-                    finished = True
-                    return
-        finally:
-            self._streams.pop(request_id, None)
-            if not finished:
-                self._commands.put(("abort", request_id))
+        return RequestStream(self, request_id, q)
+
+    def _close(self, request_id: str, finished: bool) -> None:
+        self._streams.pop(request_id, None)
+        if not finished:
+            self._commands.put(("abort", request_id))
 
     def abort_all(self) -> None:
         for rid in list(self._streams):
@@ -151,3 +142,34 @@ class AsyncEngine:
         if self.on_step is not None:
             e = self.engine
             self.on_step(stats or StepStats(), e.num_running, e.num_waiting, e.kv_usage())
+
+
+class RequestStream:
+    """Outputs of one request. ``close()`` before the end aborts the request
+    in the engine, which frees its KV slot."""
+
+    def __init__(self, engine: AsyncEngine, request_id: str, q: asyncio.Queue):
+        self.engine = engine
+        self.request_id = request_id
+        self._q = q
+        self.finished = False
+        self.closed = False
+
+    async def next(self, timeout: float | None = None) -> RequestOutput | None:
+        """The next output, or None if ``timeout`` passes first."""
+        try:
+            out = await asyncio.wait_for(self._q.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+        if isinstance(out, BaseException):
+            self.close()
+            raise out
+        if out.finished:
+            self.finished = True
+            self.close()
+        return out
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.engine._close(self.request_id, self.finished)

@@ -155,6 +155,9 @@ class CompletionRequest(_Common):
         return self.max_tokens
 
 
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}
+
+
 def parse(model_cls: type[BaseModel], body: Any):
     """Validate a decoded JSON body; a 400 naming the first bad field."""
     if not isinstance(body, dict):
@@ -163,5 +166,7 @@ def parse(model_cls: type[BaseModel], body: Any):
         return model_cls.model_validate(body)
     except ValidationError as e:
         first = e.errors()[0]
-        param = ".".join(str(x) for x in first.get("loc", ())) or None
+        # Drop pydantic's union-member tags ("str", "list[int]") from the path.
+        loc = [x for x in first.get("loc", ()) if isinstance(x, int) or (x.isidentifier() and x not in _TYPE_TAGS)]
+        param = ".".join(str(x) for x in loc) or None
         raise APIError(400, f"{param}: {first.get('msg')}" if param else str(first.get("msg")), param) from None

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .args import parse_args
-from .async_engine import AsyncEngine, QueueFull
+from .async_engine import AsyncEngine, QueueFull, RequestStream
 from .engine import RequestOutput
 from .metrics import Metrics
 from .protocol import APIError, ChatRequest, CompletionRequest, error_response, parse
@@ -234,19 +234,38 @@ async def _serve(state: ServerState, request: Request, req, ids: list[int], chat
                             f"{n + want} tokens ({n} in the prompt, {want} for the completion).", "max_tokens")
     params = req.sampling_params(want or (limit - n))
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
-    gen = state.engine.generate(rid, ids, params)
     try:
-        first = await gen.__anext__()  # raises QueueFull before any output
+        stream = state.engine.add(rid, ids, params)
     except QueueFull:
-        await gen.aclose()
         raise APIError(429, "too many requests waiting; retry later", headers={"Retry-After": "1"}) from None
-    except ValueError as e:
-        raise APIError(400, str(e)) from None
     name = req.model or state.names[0]
+    outputs = _outputs(stream, request)
     if req.stream:
-        return StreamingResponse(_stream(gen, first, rid, name, chat, req.include_usage),
+        return StreamingResponse(_sse(outputs, rid, name, chat, req.include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    return await _collect(gen, first, rid, name, chat, request)
+    return await _collect(outputs, rid, name, chat)
+
+
+async def _outputs(stream: RequestStream, request: Request) -> AsyncIterator[RequestOutput]:
+    """The request's outputs; ends early, aborting the request and freeing
+    its slot, when the client disconnects (checked while waiting, and at
+    least every second while tokens flow)."""
+    last_check = time.monotonic()
+    try:
+        while True:
+            out = await stream.next(timeout=0.5)
+            if out is None or time.monotonic() - last_check > 1.0:
+                last_check = time.monotonic()
+                if await request.is_disconnected():
+                    log.info("client gone: aborting %s", stream.request_id)
+                    return
+            if out is None:
+                continue
+            yield out
+            if out.finished:
+                return
+    finally:
+        stream.close()
 
 
 def _usage(out: RequestOutput) -> dict:
@@ -254,28 +273,17 @@ def _usage(out: RequestOutput) -> dict:
             "total_tokens": out.prompt_tokens + out.completion_tokens}
 
 
-async def _collect(gen: AsyncIterator[RequestOutput], first: RequestOutput, rid: str, name: str, chat: bool, request: Request):
-    """Gather a non-streamed answer; abort if the client goes away meanwhile."""
-    parts = [first.text]
-    last = first
-
-    async def consume():
-        nonlocal last
-        async for out in gen:
+async def _collect(outputs: AsyncIterator[RequestOutput], rid: str, name: str, chat: bool):
+    parts: list[str] = []
+    last: RequestOutput | None = None
+    try:
+        async for out in outputs:
             parts.append(out.text)
             last = out
-
-    task = asyncio.create_task(consume()) if not first.finished else None
-    try:
-        while task is not None and not task.done():
-            await asyncio.wait({task}, timeout=0.5)
-            if not task.done() and await request.is_disconnected():
-                task.cancel()
-                break
-        if task is not None:
-            await task
-    finally:
-        await gen.aclose()
+    except ValueError as e:  # the engine refused the request
+        raise APIError(400, str(e)) from None
+    if last is None or not last.finished:
+        return Response(status_code=499)  # client gone; nobody reads this
     text = "".join(parts)
     created = int(time.time())
     if chat:
@@ -288,9 +296,12 @@ async def _collect(gen: AsyncIterator[RequestOutput], first: RequestOutput, rid:
     return body
 
 
-async def _stream(gen, first: RequestOutput, rid: str, name: str, chat: bool, include_usage: bool):
+async def _sse(outputs: AsyncIterator[RequestOutput], rid: str, name: str, chat: bool, include_usage: bool):
     created = int(time.time())
     obj = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(body: dict) -> str:
+        return "data: " + json.dumps(body) + "\n\n"
 
     def chunk(text: str | None, finish: str | None, role: bool = False) -> str:
         if chat:
@@ -298,26 +309,26 @@ async def _stream(gen, first: RequestOutput, rid: str, name: str, chat: bool, in
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         else:
             choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-        return "data: " + json.dumps({"id": rid, "object": obj, "created": created, "model": name, "choices": [choice]}) + "\n\n"
+        return event({"id": rid, "object": obj, "created": created, "model": name, "choices": [choice]})
 
-    # Closing this generator (client disconnect) closes ``gen``, which aborts
-    # the request in the engine and frees its slot.
     try:
         if chat:
             yield chunk(None, None, role=True)
-        out = first
-        while True:
+        last = None
+        async for out in outputs:
+            last = out
             if out.text or out.finished:
                 yield chunk(out.text, out.finish_reason if out.finished else None)
-            if out.finished:
-                break
-            out = await gen.__anext__()
+        if last is None or not last.finished:
+            return  # client gone
         if include_usage:
-            body = {"id": rid, "object": obj, "created": created, "model": name, "choices": [], "usage": _usage(out)}
-            yield "data: " + json.dumps(body) + "\n\n"
+            yield event({"id": rid, "object": obj, "created": created, "model": name, "choices": [], "usage": _usage(last)})
         yield "data: [DONE]\n\n"
+    except Exception as e:  # headers are sent: report in-band, as OpenAI does
+        log.exception("stream %s failed", rid)
+        yield event({"error": {"message": str(e), "type": "InternalServerError", "param": None, "code": 500}})
     finally:
-        await gen.aclose()
+        await outputs.aclose()
 
 
 # -- entry points -----------------------------------------------------------

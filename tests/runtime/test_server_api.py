@@ -1,0 +1,158 @@
+"""The real server (SmolLM2, subprocess) through the real openai client:
+answers, streaming, batch invariance, metrics and bad requests."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from .conftest import MODEL_NAME
+
+pytestmark = pytest.mark.slow
+
+MAX_LEN = 512
+
+
+@pytest.fixture(scope="module")
+def server(server_factory):
+    s = server_factory("--max-num-seqs", "8", "--max-model-len", str(MAX_LEN), "--max-queue-len", "32")
+    s.wait_ready()
+    return s
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return openai.OpenAI(base_url=server.base + "/v1", api_key="none", max_retries=0, timeout=120)
+
+
+def ask(client, content, max_tokens=48, **kw):
+    r = client.chat.completions.create(
+        model=MODEL_NAME, messages=[{"role": "user", "content": content}], temperature=0, max_tokens=max_tokens, **kw
+    )
+    return r
+
+
+def assert_still_serving(client):
+    r = ask(client, "What is the capital of France?", max_tokens=12)
+    assert "Paris" in r.choices[0].message.content
+
+
+def test_models_lists_the_served_name(client):
+    assert [m.id for m in client.models.list().data] == [MODEL_NAME]
+
+
+def test_capital_of_france(client):
+    r = ask(client, "What is the capital of France?")
+    assert "Paris" in r.choices[0].message.content
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.prompt_tokens > 10 and 0 < r.usage.completion_tokens <= 48
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_stream_yields_exactly_the_non_streamed_text(client, server):
+    q = "Write two sentences about the sea."
+    whole = ask(client, q).choices[0].message.content
+    chunks = list(ask(client, q, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole and len(whole) > 20
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+    kw = dict(model=MODEL_NAME, prompt="The three primary colors are", max_tokens=20, temperature=0)
+    plain = client.completions.create(**kw).choices[0].text
+    streamed = "".join(c.choices[0].text for c in client.completions.create(stream=True, **kw))
+    assert streamed == plain and plain
+
+    # Raw SSE: OpenAI's framing, ending with [DONE].
+    with httpx.stream("POST", server.base + "/v1/completions", json={**kw, "stream": True}, timeout=60) as r:
+        lines = [line for line in r.iter_lines() if line]
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert all(line.startswith("data: ") for line in lines) and lines[-1] == "data: [DONE]"
+
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a haiku about autumn.",
+    "What is 12 times 12?",
+    "Name three animals that live in the ocean.",
+    "Explain what a CPU does in one sentence.",
+    "Translate 'good morning' into Spanish.",
+    "Give me a tip for learning to cook.",
+    "What color is the sky on a clear day?",
+]
+
+
+def test_concurrent_greedy_requests_match_their_solo_answers(client):
+    alone = [ask(client, p, max_tokens=40).choices[0].message.content for p in PROMPTS]
+    with ThreadPoolExecutor(len(PROMPTS)) as pool:
+        together = list(pool.map(lambda p: ask(client, p, max_tokens=40).choices[0].message.content, PROMPTS))
+    for p, a, t in zip(PROMPTS, alone, together):
+        assert t == a, f"batched answer differs for {p!r}"
+
+
+def test_metrics_move(client, server):
+    names = ["vllm:prompt_tokens_total", "vllm:generation_tokens_total", "vllm:time_to_first_token_seconds_count",
+             "vllm:e2e_request_latency_seconds_count", "vllm:inter_token_latency_seconds_count"]
+    before = {n: server.metric(n) for n in names}
+    r = ask(client, "Say hello.", max_tokens=8)
+    after = {n: server.metric(n) for n in names}
+    assert after["vllm:prompt_tokens_total"] - before["vllm:prompt_tokens_total"] == r.usage.prompt_tokens
+    assert after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"] == r.usage.completion_tokens
+    assert after["vllm:time_to_first_token_seconds_count"] == before["vllm:time_to_first_token_seconds_count"] + 1
+    assert after["vllm:e2e_request_latency_seconds_count"] == before["vllm:e2e_request_latency_seconds_count"] + 1
+    assert after["vllm:inter_token_latency_seconds_count"] - before["vllm:inter_token_latency_seconds_count"] == r.usage.completion_tokens - 1
+    text = httpx.get(server.base + "/metrics").text
+    for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"):
+        assert f'{gauge}{{model_name="{MODEL_NAME}"}} 0.0' in text
+
+
+def post(server, path, **kw):
+    return httpx.post(server.base + path, timeout=60, **kw)
+
+
+CHAT = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "hi"}]}
+LONG = "hello " * (MAX_LEN + 10)
+BAD = [
+    ("malformed json", "/v1/chat/completions", {"content": b'{"model": "x", "messages": ['}, 400, None),
+    ("json array body", "/v1/chat/completions", {"json": [1, 2]}, 400, None),
+    ("no messages", "/v1/chat/completions", {"json": {"model": MODEL_NAME}}, 400, "messages"),
+    ("empty messages", "/v1/chat/completions", {"json": {**CHAT, "messages": []}}, 400, "messages"),
+    ("bad role", "/v1/chat/completions", {"json": {**CHAT, "messages": [{"role": "wizard", "content": "x"}]}}, 400, "messages.0.role"),
+    ("temperature type", "/v1/chat/completions", {"json": {**CHAT, "temperature": "hot"}}, 400, "temperature"),
+    ("negative temperature", "/v1/chat/completions", {"json": {**CHAT, "temperature": -1}}, 400, "temperature"),
+    ("top_p zero", "/v1/chat/completions", {"json": {**CHAT, "top_p": 0}}, 400, "top_p"),
+    ("max_tokens zero", "/v1/chat/completions", {"json": {**CHAT, "max_tokens": 0}}, 400, "max_tokens"),
+    ("n=2", "/v1/chat/completions", {"json": {**CHAT, "n": 2}}, 400, "n"),
+    ("stop type", "/v1/chat/completions", {"json": {**CHAT, "stop": 5}}, 400, "stop"),
+    ("unknown model", "/v1/chat/completions", {"json": {**CHAT, "model": "no-such-model"}}, 404, "model"),
+    ("unknown model (completions)", "/v1/completions", {"json": {"model": "gpt-4", "prompt": "x"}}, 404, "model"),
+    ("prompt too long", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": LONG}}, 400, "prompt"),
+    ("chat too long", "/v1/chat/completions", {"json": {**CHAT, "messages": [{"role": "user", "content": LONG}]}}, 400, "messages"),
+    ("max_tokens past context", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": "hi", "max_tokens": MAX_LEN}}, 400, "max_tokens"),
+    ("token id out of range", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": [1, 10**9]}}, 400, "prompt"),
+    ("empty prompt", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": ""}}, 400, "prompt"),
+]
+
+
+@pytest.mark.parametrize("name,path,kw,status,param", BAD, ids=[b[0] for b in BAD])
+def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, client, name, path, kw, status, param):
+    r = post(server, path, **kw)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    assert err["type"] == ("NotFoundError" if status == 404 else "BadRequestError")
+    assert err["code"] == status
+    if param:
+        assert err["param"] == param
+    assert_still_serving(client)
+
+
+def test_openai_client_sees_typed_errors(client):
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError):
+        client.completions.create(model=MODEL_NAME, prompt=LONG)
+    assert_still_serving(client)
