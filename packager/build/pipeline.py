@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packager import __version__ as PACKAGER_VERSION
@@ -144,14 +145,12 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
     if req.weights == "baked":
         weights_mod.place(w, model_dir)
     elif model_dir.exists():
-        import shutil
         shutil.rmtree(model_dir)
 
     # deps: the wheelhouse, cached by requirements hash, linked into the context.
     extra = tuple(r.strip() for r in (_opt(req, "requirements") or "").split(",") if r.strip())
     fam = family
     if _opt(req, "torch"):
-        from dataclasses import replace
         fam = replace(family, torch=_opt(req, "torch"))
     root = projectwheel.project_root()
     reqs = wheelhouse.project_requirements(root / "pyproject.toml", fam, extra)

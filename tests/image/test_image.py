@@ -106,3 +106,50 @@ def _link(src, dst):
         Path(dst).hardlink_to(src)
     except OSError:
         shutil.copy2(src, dst)
+
+
+def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, tmp_path):
+    """--weights volume: same deps layer, no weights layer; the launcher verifies the mount."""
+    import time
+    import urllib.request
+
+    from tests.image.conftest import free_port, packager_cli
+
+    cli, tag = built_image["cli"], built_image["tag"] + "-vol"
+    proc = packager_cli("build", "--hardware", "cpu", "--out", str(tmp_path), "--tag", tag,
+                        "--base-image", built_image["inspect"]["Config"]["Labels"]["org.opencontainers.image.base.name"],
+                        "--weights", "volume")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    try:
+        info = engine.inspect(tag, cli)
+        cached = next(l for l in proc.stdout.splitlines() if "steps cached" in l)
+        assert "deps" in cached, cached  # the same deps layer, served from the engine's cache
+        assert "weights" not in [layer.step for layer in engine.history(tag, cli)]
+        baked_size = built_image["inspect"]["Size"]
+        assert baked_size - info["Size"] > 90 * 2**20  # the 94 MiB GGUF is not in it
+        mount = next(l for l in proc.stdout.splitlines() if "docker run" in l).split("-v ", 1)[1].split()[0]
+        # Without the mount: a clear refusal, not a crash.
+        bare = subprocess.run([cli, "run", "--rm", "--network", "host", "-e", "PACKAGER_HOST=127.0.0.1",
+                               "-e", f"PACKAGER_PORT={free_port()}", tag], capture_output=True, text=True, timeout=300)
+        assert bare.returncode != 0 and "PACKAGER_WEIGHTS_URL" in bare.stderr, bare.stderr
+        port, name = free_port(), f"packager-test-vol-{os.getpid()}"
+        subprocess.run([cli, "run", "-d", "--name", name, "--network", "host", "-e", "PACKAGER_HOST=127.0.0.1",
+                        "-e", f"PACKAGER_PORT={port}", "-v", mount, tag], check=True, capture_output=True)
+        try:
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health/ready", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    time.sleep(1)
+            else:
+                pytest.fail("volume container not ready: " + subprocess.run(
+                    [cli, "logs", name], capture_output=True, text=True).stderr[-3000:])
+            logs = subprocess.run([cli, "logs", name], capture_output=True, text=True).stdout
+            assert "weights: mounted at /opt/packager/model" in logs
+        finally:
+            subprocess.run([cli, "rm", "-f", name], capture_output=True)
+    finally:
+        subprocess.run([cli, "image", "rm", "-f", tag], capture_output=True)
