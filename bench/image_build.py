@@ -107,7 +107,7 @@ def main() -> int:
             (shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__")) if p.is_dir()
              else shutil.copy2(p, src / name))
         with open(src / "runtimes" / "launcher.py", "a") as f:
-            f.write("\n# bench: a one-line code change\n")
+            f.write(f"\n# bench: a one-line code change {time.time_ns()}\n")  # unique: wheels are reproducible
         t0 = time.monotonic()
         build_project_wheel(ctx / "dist", src, log=quiet)
         wheel_s = time.monotonic() - t0

@@ -50,6 +50,13 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def helpers():
+    """The module's helpers for tests (conftest modules are not importable by name everywhere)."""
+    import types
+    return types.SimpleNamespace(free_port=free_port, packager_cli=packager_cli)
+
+
+@pytest.fixture(scope="session")
 def built_image(tmp_path_factory):
     cli = require_engine()
     out = tmp_path_factory.mktemp("image-out")

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_code_only_rebuild_reuses_deps_and_weights(built_image, tmp_path):
         (shutil.copytree(p, src / name, ignore=shutil.ignore_patterns("__pycache__")) if p.is_dir()
          else shutil.copy2(p, src / name))
     with open(src / "runtimes" / "launcher.py", "a") as f:
-        f.write("\n# a one-line code change\n")
+        f.write(f"\n# a one-line code change {time.time_ns()}\n")  # unique: the wheel is reproducible
     ctx = tmp_path / "context"
     shutil.copytree(built_image["context"], ctx, copy_function=_link)
     shutil.rmtree(ctx / "dist")
@@ -108,12 +109,12 @@ def _link(src, dst):
         shutil.copy2(src, dst)
 
 
-def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, tmp_path):
+def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, helpers, tmp_path):
     """--weights volume: same deps layer, no weights layer; the launcher verifies the mount."""
     import time
     import urllib.request
 
-    from tests.image.conftest import free_port, packager_cli
+    free_port, packager_cli = helpers.free_port, helpers.packager_cli
 
     cli, tag = built_image["cli"], built_image["tag"] + "-vol"
     proc = packager_cli("build", "--hardware", "cpu", "--out", str(tmp_path), "--tag", tag,
