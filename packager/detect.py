@@ -53,6 +53,42 @@ def _nvidia_gpus() -> list[tuple[str, float, float | None]]:
         pynvml.nvmlShutdown()
 
 
+KFD_NODES = "/sys/class/kfd/kfd/topology/nodes"
+GFX_TO_CATALOG = {"gfx942": "amd-mi300x", "gfx90a": "amd-mi250x"}
+
+
+def _amd_gpus(root: str = KFD_NODES) -> list[tuple[str, float]]:
+    """(gfx target, memory GiB) per AMD GPU, read from the ROCm kernel driver's topology (no tools needed)."""
+    out = []
+    try:
+        nodes = sorted(os.listdir(root))
+    except OSError:
+        return out
+    for node in nodes:
+        try:
+            with open(os.path.join(root, node, "properties")) as f:
+                props = dict(line.split(None, 1) for line in f if " " in line)
+        except OSError:
+            continue
+        version = int(props.get("gfx_target_version", "0").strip() or 0)
+        if not version:
+            continue  # a CPU node
+        major, minor, step = version // 10000, (version // 100) % 100, version % 100
+        gfx = f"gfx{major}{minor:x}{step:x}" if minor or step else f"gfx{major}"
+        mem = 0.0
+        banks = os.path.join(root, node, "mem_banks")
+        for bank in (os.listdir(banks) if os.path.isdir(banks) else ()):
+            try:
+                with open(os.path.join(banks, bank, "properties")) as f:
+                    for line in f:
+                        if line.startswith("size_in_bytes"):
+                            mem += int(line.split()[1]) / 2**30
+            except OSError:
+                pass
+        out.append((gfx, round(mem, 1)))
+    return out
+
+
 def match_catalog(name: str, memory_gib: float) -> Accelerator | None:
     """Best catalog row for a reported device name (e.g. 'NVIDIA H100 80GB HBM3')."""
     n = name.lower().replace(" ", "")
@@ -79,6 +115,16 @@ def detect_hardware() -> Hardware:
                               fp16_tflops=50, compute_capability=cc, runtimes=("vllm", "triton"), source="NVML")
         pool = Pool(name="local", accelerator=acc, count=len(gpus), nodes=1, memory_gib=mem, cpu_cores=cores,
                     cloud="onprem", resource_key=DEFAULT_RESOURCE_KEYS["nvidia"])
+        return Hardware(name="this-machine", pools=(pool,))
+    amd = _amd_gpus()
+    if amd:
+        gfx, gmem = amd[0]
+        key = GFX_TO_CATALOG.get(gfx)
+        acc = catalog()[key] if key else Accelerator(
+            key=gfx, vendor="amd", name=f"AMD {gfx}", memory_gib=gmem or None, bandwidth_gbs=1000, bf16_tflops=100,
+            fp16_tflops=100, gfx_target=gfx, runtimes=("vllm", "triton"), source="ROCm KFD topology")
+        pool = Pool(name="local", accelerator=acc, count=len(amd), nodes=1, memory_gib=mem, cpu_cores=cores,
+                    cloud="onprem", resource_key=DEFAULT_RESOURCE_KEYS["amd"])
         return Hardware(name="this-machine", pools=(pool,))
     pool = Pool(name="local", accelerator=catalog()["cpu"], count=1, nodes=1, memory_gib=mem, cpu_cores=cores,
                 cloud="onprem", resource_key=None)
