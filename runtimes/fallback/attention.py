@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .batch import ForwardBatch
+from .batch import ForwardBatch, attn_len
 from .kernels import Ops
 
 
@@ -26,14 +26,10 @@ def attention(
         pos = batch.decode_seq_lens - 1
         k_cache[batch.decode_slots, :, pos] = k[:b]
         v_cache[batch.decode_slots, :, pos] = v[:b]
-        # One kernel call per sequence: each sequence then sees exactly the
-        # computation it would see alone (the batched kernel pads to the
-        # longest sequence, which changes the last bits of the softmax sums
-        # and so could flip a greedy choice).
-        for i, (slot, n) in enumerate(zip(batch.decode_slot_list, batch.decode_len_list)):
-            out[i : i + 1] = ops.decode_attention(
-                q[i : i + 1], k_cache, v_cache, batch.decode_slots[i : i + 1], batch.decode_seq_lens[i : i + 1], scale, n
-            )
+        # One batched call over the prefix padded to ATTN_LEN_ALIGN: the
+        # cache is allocated to a multiple of it, so the padding always fits.
+        n = attn_len(max(batch.decode_len_list))
+        out[:b] = ops.decode_attention(q[:b], k_cache, v_cache, batch.decode_slots, batch.decode_seq_lens, scale, n)
     for seg in batch.prefill:
         rows = slice(seg.row, seg.row + seg.length)
         end = seg.start + seg.length

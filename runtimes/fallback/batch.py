@@ -17,10 +17,19 @@ from dataclasses import dataclass
 import torch
 
 ROW_ALIGN = 8
+# Decode attention runs over the cached prefix padded to a multiple of this,
+# for the same reason: the softmax and the probs @ V reductions give the same
+# bits for a sequence whatever the longest sequence in the batch, as long as
+# the padded length has no ragged tail (tests/runtime check this).
+ATTN_LEN_ALIGN = 64
 
 
 def padded(n: int) -> int:
     return max(ROW_ALIGN, -(-n // ROW_ALIGN) * ROW_ALIGN)
+
+
+def attn_len(n: int) -> int:
+    return -(-n // ATTN_LEN_ALIGN) * ATTN_LEN_ALIGN
 
 
 @dataclass(frozen=True)

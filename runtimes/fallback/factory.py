@@ -6,6 +6,7 @@ import logging
 
 import torch
 
+from .batch import attn_len
 from .config import EngineConfig
 from .engine import LLMEngine
 from .kernels import select_ops
@@ -46,7 +47,7 @@ def create_engine(
             f"{mcfg.sliding_window}, which this runtime does not implement"
         )
     torch_dtype = DTYPES[dtype]
-    need = KVCache.bytes_needed(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype)
+    need = KVCache.bytes_needed(mcfg, cfg.max_num_seqs, attn_len(cfg.max_model_len), torch_dtype)
     avail = _available_memory_bytes() if device == "cpu" else None
     if avail is not None and need > 0.8 * avail:
         raise ValueError(
@@ -56,7 +57,8 @@ def create_engine(
         )
     ops = select_ops(device=device, kernels=kernels)
     model = build_model(mcfg, loaded.weights, cfg.max_model_len).to(device)
-    kv = KVCache(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype, device)
+    # Room for decode attention's padded length (batch.ATTN_LEN_ALIGN).
+    kv = KVCache(mcfg, cfg.max_num_seqs, attn_len(cfg.max_model_len), torch_dtype, device)
     log.info(
         "engine: %s, %d layers, dtype %s, ops %s, KV %d x %d tokens (%.2f GiB)",
         mcfg.architecture, mcfg.num_layers, dtype, ops.name, cfg.max_num_seqs, cfg.max_model_len, need / 2**30,

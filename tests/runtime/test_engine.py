@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runtimes.fallback.batch import ROW_ALIGN
+from runtimes.fallback.batch import ROW_ALIGN, attn_len
 from runtimes.fallback.config import EngineConfig, ModelConfig
 from runtimes.fallback.factory import create_engine
 from runtimes.fallback.loader import LoadedModel
@@ -85,6 +85,28 @@ def test_linear_rows_do_not_depend_on_batch_when_rows_are_aligned():
     alone = torch.cat([F.linear(x[i : i + 1].expand(ROW_ALIGN, -1).contiguous(), w)[:1] for i in range(64)])
     for m in (8, 16, 24, 64):
         assert torch.equal(F.linear(x[:m], w), alone[:m]), f"rows differ at M={m}"
+
+
+def test_decode_attention_per_sequence_does_not_depend_on_the_batch():
+    """The premise of ATTN_LEN_ALIGN: the kernel table's batched decode
+    attention, over lengths padded to the alignment, gives each sequence the
+    bits it gets alone (stale cache contents past a length must not matter)."""
+    from runtimes.fallback.kernels import select_ops
+
+    ops = select_ops("cpu", "torch")
+    g = torch.Generator().manual_seed(0)
+    slots, hkv, max_len, d = 9, 3, attn_len(700), 64
+    kc, vc = torch.randn(slots, hkv, max_len, d, generator=g), torch.randn(slots, hkv, max_len, d, generator=g)
+    q = torch.randn(8, 9, d, generator=g)
+    lens = torch.randint(1, 700, (8,), generator=g)
+    alone = [
+        ops.decode_attention(q[i : i + 1], kc, vc, torch.tensor([i]), lens[i : i + 1], 0.125, attn_len(int(lens[i])))
+        for i in range(8)
+    ]
+    for b in (2, 3, 5, 8):
+        out = ops.decode_attention(q[:b], kc, vc, torch.arange(b), lens[:b], 0.125, attn_len(int(lens[:b].max())))
+        for i in range(b):
+            assert torch.equal(out[i : i + 1], alone[i]), f"sequence {i} differs in a batch of {b}"
 
 
 def test_greedy_outputs_do_not_depend_on_the_batch(make_engine):
