@@ -34,6 +34,7 @@ def create_engine(
     dtype: str = "float32",
     device: str = "cpu",
     kernels: str = "torch",
+    linear: str = "auto",
 ) -> LLMEngine:
     mcfg = loaded.config
     if cfg.max_model_len > mcfg.max_position_embeddings:
@@ -56,7 +57,8 @@ def create_engine(
             "lower --max-num-seqs or --max-model-len"
         )
     ops = select_ops(device=device, kernels=kernels)
-    model = build_model(mcfg, loaded.weights, cfg.max_model_len).to(device)
+    weights = {k: v.to(device) for k, v in loaded.weights.items()}
+    model = build_model(mcfg, weights, cfg.max_model_len, linear)
     # Room for decode attention's padded length (batch.ATTN_LEN_ALIGN).
     kv = KVCache(mcfg, cfg.max_num_seqs, attn_len(cfg.max_model_len), torch_dtype, device)
     log.info(

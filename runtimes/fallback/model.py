@@ -19,31 +19,32 @@ from .batch import ForwardBatch, padded
 from .config import ModelConfig
 from .kernels import Ops, rope_tables
 from .kv_cache import KVCache
+from .linear import Linear, choose_backend
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, w: Mapping[str, torch.Tensor]):
+    def __init__(self, cfg: ModelConfig, w: Mapping[str, torch.Tensor], linear: str):
         super().__init__()
         self.cfg = cfg
-        p = lambda t: nn.Parameter(t, requires_grad=False)  # noqa: E731
-        self.input_norm = p(w["input_layernorm.weight"])
-        self.post_norm = p(w["post_attention_layernorm.weight"])
-        self.qkv = p(torch.cat([w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"]]))
-        self.qkv_bias = (
-            p(torch.cat([w["self_attn.q_proj.bias"], w["self_attn.k_proj.bias"], w["self_attn.v_proj.bias"]]))
+        self.input_norm = w["input_layernorm.weight"]
+        self.post_norm = w["post_attention_layernorm.weight"]
+        qkv_bias = (
+            torch.cat([w["self_attn.q_proj.bias"], w["self_attn.k_proj.bias"], w["self_attn.v_proj.bias"]])
             if cfg.attention_bias
             else None
         )
-        self.o = p(w["self_attn.o_proj.weight"])
-        self.gate_up = p(torch.cat([w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"]]))
-        self.down = p(w["mlp.down_proj.weight"])
+        qkv = torch.cat([w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"]])
+        self.qkv = Linear(qkv, qkv_bias, linear)
+        self.o = Linear(w["self_attn.o_proj.weight"], None, linear)
+        self.gate_up = Linear(torch.cat([w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"]]), None, linear)
+        self.down = Linear(w["mlp.down_proj.weight"], None, linear)
         self.q_size = cfg.num_heads * cfg.head_dim
         self.kv_size = cfg.num_kv_heads * cfg.head_dim
 
     def forward(self, x, residual, batch, layer_idx, kv, rope, ops: Ops):
         cfg = self.cfg
         h, residual = ops.rms_norm(x, self.input_norm, cfg.rms_norm_eps, residual)
-        qkv = F.linear(h, self.qkv, self.qkv_bias)
+        qkv = self.qkv(h)
         t = qkv.shape[0]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(t, cfg.num_heads, cfg.head_dim)
@@ -52,28 +53,26 @@ class DecoderLayer(nn.Module):
         q, k = ops.rotary(q, k, batch.positions, rope[0], rope[1])
         k_cache, v_cache = kv.layer(layer_idx)
         a = attention(batch, q, k, v, k_cache, v_cache, cfg.head_dim**-0.5, ops)
-        x = F.linear(a.view(t, self.q_size), self.o)
+        x = self.o(a.view(t, self.q_size))
         h, residual = ops.rms_norm(x, self.post_norm, cfg.rms_norm_eps, residual)
-        x = F.linear(ops.silu_and_mul(F.linear(h, self.gate_up)), self.down)
+        x = self.down(ops.silu_and_mul(self.gate_up(h)))
         return x, residual
 
 
 class DecoderLM(nn.Module):
-    def __init__(self, cfg: ModelConfig, weights: Mapping[str, torch.Tensor], max_positions: int):
+    def __init__(self, cfg: ModelConfig, weights: Mapping[str, torch.Tensor], max_positions: int, linear: str = "torch"):
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Parameter(weights["model.embed_tokens.weight"], requires_grad=False)
+        self.embed = weights["model.embed_tokens.weight"]
         self.layers = nn.ModuleList(
-            DecoderLayer(cfg, _prefixed(weights, f"model.layers.{i}.")) for i in range(cfg.num_layers)
+            DecoderLayer(cfg, _prefixed(weights, f"model.layers.{i}."), linear) for i in range(cfg.num_layers)
         )
-        self.norm = nn.Parameter(weights["model.norm.weight"], requires_grad=False)
-        if cfg.tie_word_embeddings or "lm_head.weight" not in weights:
-            self.lm_head = self.embed
-        else:
-            self.lm_head = nn.Parameter(weights["lm_head.weight"], requires_grad=False)
-        cos, sin = rope_tables(cfg.head_dim, max_positions, cfg.rope_theta, cfg.rope_scaling, device=self.embed.device)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.norm = weights["model.norm.weight"]
+        head = self.embed if cfg.tie_word_embeddings or "lm_head.weight" not in weights else weights["lm_head.weight"]
+        self.lm_head = Linear(head, None, linear)
+        self.rope_cos, self.rope_sin = rope_tables(
+            cfg.head_dim, max_positions, cfg.rope_theta, cfg.rope_scaling, device=self.embed.device
+        )
 
     def forward(self, batch: ForwardBatch, kv: KVCache, ops: Ops) -> torch.Tensor:
         """Returns fp32 logits [batch.num_logits, vocab] for ``batch.logits_rows``."""
@@ -89,7 +88,7 @@ class DecoderLM(nn.Module):
         if padded(n) != n:
             rows = torch.cat([rows, rows.new_zeros(padded(n) - n)])
         h, _ = ops.rms_norm(x.index_select(0, rows), self.norm, self.cfg.rms_norm_eps, residual.index_select(0, rows))
-        return F.linear(h, self.lm_head)[:n].float()
+        return self.lm_head(h)[:n].float()
 
 
 def _prefixed(w: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -104,9 +103,14 @@ MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(cfg: ModelConfig, weights: Mapping[str, torch.Tensor], max_positions: int) -> nn.Module:
+def build_model(
+    cfg: ModelConfig, weights: Mapping[str, torch.Tensor], max_positions: int, linear: str = "auto"
+) -> nn.Module:
+    """``weights`` must already be on the target device and in the target dtype."""
     try:
         builder = MODEL_REGISTRY[cfg.architecture]
     except KeyError:
         raise ValueError(f"no model registered for {cfg.architecture}") from None
-    return builder(cfg, weights, max_positions).eval()
+    embed = weights["model.embed_tokens.weight"]
+    backend = choose_backend(str(embed.device), embed.dtype, linear)
+    return builder(cfg, weights, max_positions, backend).eval()

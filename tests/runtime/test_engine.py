@@ -77,14 +77,24 @@ def prompts():
     return {f"r{i}": torch.randint(100, VOCAB, (n,), generator=g).tolist() for i, n in enumerate(lengths)}
 
 
-def test_linear_rows_do_not_depend_on_batch_when_rows_are_aligned():
-    """The premise of ForwardBatch's padding, on this machine's BLAS."""
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_linear_rows_do_not_depend_on_batch_when_rows_are_aligned(backend):
+    """The premise of ForwardBatch's padding, on this machine's BLAS, for the
+    matmul path the model uses (auto: oneDNN on CPU) and plain F.linear."""
+    from runtimes.fallback.linear import Linear, choose_backend
+
     torch.manual_seed(0)
-    w = torch.randn(1536, 576)
-    x = torch.randn(64, 576)
-    alone = torch.cat([F.linear(x[i : i + 1].expand(ROW_ALIGN, -1).contiguous(), w)[:1] for i in range(64)])
-    for m in (8, 16, 24, 64):
-        assert torch.equal(F.linear(x[:m], w), alone[:m]), f"rows differ at M={m}"
+    x = torch.randn(300, 1536)
+    for n, k in ((960, 576), (576, 1536)):
+        w = torch.randn(n, k)
+        lin = Linear(w, None, choose_backend("cpu", torch.float32, backend))
+        torch.testing.assert_close(lin(x[:16, :k]), F.linear(x[:16, :k], w), atol=1e-3, rtol=1e-4)
+        alone = torch.cat([lin(x[i : i + 1, :k].expand(ROW_ALIGN, -1).contiguous())[:1] for i in range(40)])
+        for m in (8, 16, 24, 40):
+            assert torch.equal(lin(x[:m, :k]), alone[:m]), f"rows differ at M={m}"
+        # Rows anywhere in a big (prefill-sized) aligned batch.
+        big = torch.cat([torch.randn(37, k), x[:3, :k], torch.randn(256 - 40, k)])
+        assert torch.equal(lin(big)[37:40], alone[:3])
 
 
 def test_decode_attention_per_sequence_does_not_depend_on_the_batch():
