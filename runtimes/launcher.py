@@ -295,6 +295,32 @@ def _load(path: str, what: str) -> dict:
         raise LaunchError(f"cannot read the image's {what} at {path}: {exc}") from None
 
 
+def vllm_plugin_path(cache_dir: str) -> str:
+    """A directory holding only our vLLM middleware, for vLLM's own Python to import.
+
+    vLLM runs in the upstream image's environment, not our venv; putting our whole
+    site-packages on its path would mix two sets of packages. The module imports
+    nothing but what vLLM's server already has (starlette).
+    """
+    import runtimes.vllm_health as health
+
+    target = Path(cache_dir) / "vllm-plugins" / "runtimes"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "__init__.py").write_text("")
+    (target / "vllm_health.py").write_text(Path(health.__file__).read_text())
+    return str(target.parent)
+
+
+def engine_environment(argv: list[str], env: Mapping[str, str]) -> dict[str, str]:
+    """Environment for the engine: vLLM gets our middleware on PYTHONPATH."""
+    out = dict(env)
+    if argv and Path(argv[0]).name == "vllm" and "--middleware" in argv:
+        cache = env.get("PACKAGER_CACHE_DIR", "/var/cache/packager")
+        plugins = vllm_plugin_path(cache)
+        out["PYTHONPATH"] = os.pathsep.join(p for p in (plugins, env.get("PYTHONPATH", "")) if p)
+    return out
+
+
 def main(env: Mapping[str, str] | None = None, execvp=os.execvp) -> int:
     env = os.environ if env is None else env
     try:
@@ -317,6 +343,12 @@ def main(env: Mapping[str, str] | None = None, execvp=os.execvp) -> int:
         print(f"packager launcher: {exc}", file=sys.stderr, flush=True)
         return exc.code
     argv = list(decision.argv)
+    try:
+        engine_env = engine_environment(argv, env)
+    except OSError as exc:
+        print(f"packager launcher: cannot prepare the engine: {exc}", file=sys.stderr, flush=True)
+        return EXIT_BAD_INPUT
+    os.environ.update(engine_env)  # execvp passes os.environ on
     print("exec: " + " ".join(argv), flush=True)
     execvp(argv[0], argv)
     return 0  # only reached when execvp is replaced (tests)

@@ -175,3 +175,25 @@ def test_volume_download_into_cache_with_token_and_checksum(tmp_path):
         assert not (tmp_path / "cache2" / "model" / "other.bin").exists()  # a bad download is not kept
     finally:
         srv.shutdown()
+
+
+def test_vllm_gets_only_our_middleware_on_its_path(tmp_path):
+    import importlib.util
+    import subprocess
+    import sys
+
+    from runtimes.launcher import engine_environment
+
+    argv = ["vllm", "serve", "/opt/packager/model", "--middleware", "runtimes.vllm_health.nim_health_paths"]
+    env = engine_environment(argv, {"PACKAGER_CACHE_DIR": str(tmp_path), "PYTHONPATH": "/x"})
+    first = env["PYTHONPATH"].split(":")[0]
+    assert env["PYTHONPATH"].endswith(":/x")
+    assert sorted(p.name for p in (tmp_path / "vllm-plugins" / "runtimes").iterdir()) == ["__init__.py", "vllm_health.py"]
+    # A bare interpreter with only that path imports the middleware vLLM will load.
+    code = "import runtimes.vllm_health as m; print(m.__file__)"
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {first!r}); {code}"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith(first)
+    # The fallback runtime's environment is left alone.
+    assert engine_environment(["python3", "-m", "runtimes.fallback"], {"A": "1"}) == {"A": "1"}
+    assert importlib.util.find_spec("runtimes.vllm_health") is not None
