@@ -78,7 +78,7 @@ def profiles(
     else:
         from packager.table import render_plan
         typer.echo(render_plan(plan))
-    if plan.selected is None and not as_json:
+    if plan.selected is None:  # nothing fits: the plan (with advice) is printed, the exit code says so
         raise typer.Exit(1)
 
 
@@ -114,14 +114,9 @@ def _register_optional_commands() -> None:
     """Commands whose modules bring heavier imports are registered from their own modules."""
     for module, names in (("packager.commands.chart", ("chart", "publish", "deploy")),
                           ("packager.commands.build", ("build",))):
-        try:
-            mod = __import__(module, fromlist=list(names))
-        except ImportError:
-            continue
+        mod = __import__(module, fromlist=list(names))
         for name in names:
-            fn = getattr(mod, name, None)
-            if fn is not None:
-                app.command(name)(fn)
+            app.command(name)(getattr(mod, name))
 
 
 _register_optional_commands()
@@ -139,10 +134,10 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here under standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (unknown option, bad value) arrive here under standalone_mode=False.
+        # Matched by shape: typer may bundle its own copy of click.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(2)
         raise

@@ -53,39 +53,57 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], file: str, ancestors: frozenset = frozenset()) -> None:
+    if id(node) in ancestors:  # an alias inside its own anchor: the data would be infinite
+        raise UserError("a YAML alias refers to its own anchor", file=file, line=node.start_mark.line + 1,
+                        hint="remove the recursive anchor/alias")
+    ancestors = ancestors | {id(node)}
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             child = path + (key,)
             lines[child] = key_node.start_mark.line + 1
-            _index_lines(value_node, child, lines)
+            _index_lines(value_node, child, lines, file, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, path + (i,), lines)
+            _index_lines(item, path + (i,), lines, file, ancestors)
+
+
+MAX_ALIASES = 64  # manifests are small; many aliases means an alias bomb, not a manifest
+
+
+def _check_aliases(text: str, file: str) -> None:
+    count = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            count += 1
+            if count > MAX_ALIASES:
+                raise UserError(f"more than {MAX_ALIASES} YAML aliases", file=file, line=event.start_mark.line + 1,
+                                hint="write the values out instead of repeating anchors")
 
 
 def parse_yaml(text: str, file: str) -> YamlDoc:
     """Parse `text`; YAML errors become a UserError naming the file and line."""
     try:
+        _check_aliases(text, file)
         node = yaml.compose(text, Loader=_Loader)
+        lines: dict[tuple, int] = {}
+        if node is not None:
+            _index_lines(node, (), lines, file)  # first: it refuses recursive aliases
         data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or str(exc)
-        raise UserError(
-            f"malformed YAML: {problem}",
-            file=file,
-            line=line,
-            hint="check indentation, quoting and that every key is followed by ': '",
-        ) from None
+        hint = ("remove or rename one of the two keys" if "duplicate key" in problem
+                else "check indentation, quoting and that every key is followed by ': '")
+        raise UserError(f"malformed YAML: {problem}", file=file, line=line, hint=hint) from None
     except yaml.YAMLError as exc:
         raise UserError(f"malformed YAML: {exc}", file=file, hint="fix the YAML syntax") from None
-    lines: dict[tuple, int] = {}
-    if node is not None:
-        _index_lines(node, (), lines)
+    except RecursionError:
+        raise UserError("an alias refers to itself (or nests too deeply)", file=file,
+                        hint="remove the recursive anchor/alias") from None
     return YamlDoc(data=data, file=file, lines=lines)
 
 

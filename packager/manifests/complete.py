@@ -81,6 +81,23 @@ def estimate_parameters(a: dict) -> int:
     return v * h + head + L * (attn + mlp + 2 * h)
 
 
+def _checked_facts(arch: dict, local: str, doc: YamlDoc) -> dict:
+    """Facts read from the model's files get the manifest's own validation (types, > 0, heads/kv_heads)."""
+    from pydantic import ValidationError
+
+    from packager.manifests.model import Architecture
+
+    known = {k: v for k, v in arch.items() if k in Architecture.model_fields}
+    try:
+        return Architecture.model_validate(known).model_dump(exclude_none=True)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "architecture"
+        raise UserError(f"the model files give a bad {field}: {err['msg'].lower()} (got {err.get('input')!r})",
+                        file=str(Path(local) / "config.json") if Path(local).is_dir() else local,
+                        hint=f"fix the model's config, or write `architecture.{field}` in {doc.file} (it wins)") from None
+
+
 def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
     arch = {k: v for k, v in manifest.architecture.model_dump().items() if v is not None}
     local = locate_weights(manifest, doc)
@@ -91,7 +108,7 @@ def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
             raise UserError(f"cannot read architecture from {local}: {exc}", file=doc.file,
                             line=doc.line_of(("source",)), field="source",
                             hint="write the facts under `architecture:` instead") from None
-        arch = {**found, **arch}  # what the manifest says wins over the files
+        arch = _checked_facts({**found, **arch}, local, doc)  # what the manifest says wins over the files
     missing = [k for k in REQUIRED if k not in arch]
     if missing:
         where = "the weights are not on this machine" if not local else "the model files do not say"

@@ -13,7 +13,7 @@ from packager.manifests.hardware import AcceleratorSpec, HardwareManifest
 from packager.manifests.model import ModelManifest
 from packager.yamlsource import YamlDoc, parse_yaml, read_yaml
 
-SHORTHAND = re.compile(r"^(?P<key>[a-z0-9][a-z0-9-]*)(?::(?P<count>\d+)(?:x(?P<nodes>\d+))?)?$")
+SHORTHAND = re.compile(r"^(?P<key>[a-z0-9][a-z0-9-]*)(?::(?P<count>[0-9]+)(?:x(?P<nodes>[0-9]+))?)?$")
 
 
 def load_model(path: str) -> ModelFacts:
@@ -41,7 +41,8 @@ def shorthand_doc(arg: str) -> YamlDoc:
     key = m["key"]
     count, nodes = int(m["count"] or 1), int(m["nodes"] or 1)
     text = f"name: {key}-x{count}{'x' + str(nodes) if nodes > 1 else ''}\npools:\n  - accelerator: {key}\n    count: {count}\n    nodes: {nodes}\n"
-    return parse_yaml(text, where)
+    doc = parse_yaml(text, where)
+    return YamlDoc(data=doc.data, file=where, lines={})  # generated text: its line numbers mean nothing to the user
 
 
 def _host_memory_gib() -> float:

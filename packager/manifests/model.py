@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8"]
 Objective = Literal["latency", "throughput"]
@@ -50,17 +50,17 @@ class Architecture(Strict):
     """Facts from the model's config.json; omitted ones are read from local files when possible."""
 
     family: str | None = Field(None, description="llama, qwen2, mistral, mixtral, ...")
-    parameters: int | None = Field(None, gt=0)
-    layers: int | None = Field(None, gt=0)
-    hidden_size: int | None = Field(None, gt=0)
-    attention_heads: int | None = Field(None, gt=0)
-    kv_heads: int | None = Field(None, gt=0)
-    head_dim: int | None = Field(None, gt=0)
-    intermediate_size: int | None = Field(None, gt=0)
-    vocab_size: int | None = Field(None, gt=0)
-    max_position_embeddings: int | None = Field(None, gt=0)
-    experts: int | None = Field(None, gt=0, description="MoE: experts per layer.")
-    active_experts: int | None = Field(None, gt=0, description="MoE: experts per token.")
+    parameters: StrictInt | None = Field(None, gt=0)
+    layers: StrictInt | None = Field(None, gt=0)
+    hidden_size: StrictInt | None = Field(None, gt=0)
+    attention_heads: StrictInt | None = Field(None, gt=0)
+    kv_heads: StrictInt | None = Field(None, gt=0)
+    head_dim: StrictInt | None = Field(None, gt=0)
+    intermediate_size: StrictInt | None = Field(None, gt=0)
+    vocab_size: StrictInt | None = Field(None, gt=0)
+    max_position_embeddings: StrictInt | None = Field(None, gt=0)
+    experts: StrictInt | None = Field(None, gt=0, description="MoE: experts per layer.")
+    active_experts: StrictInt | None = Field(None, gt=0, description="MoE: experts per token.")
     weight_dtype: Literal["float32", "bfloat16", "float16", "fp8", "int4"] | None = None
     tie_word_embeddings: bool | None = None
 

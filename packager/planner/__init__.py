@@ -88,7 +88,18 @@ def evaluate(req: PlanRequest, c: Candidate) -> Profile | Rejection:
                    engine=engine_for(c), engine_argv=tuple(argv), low_memory=low_memory, notes=tuple(notes))
 
 
+def check_request(req: PlanRequest) -> None:
+    """Overrides from the command line or the environment get the same checks as manifests."""
+    if req.objective not in ("latency", "throughput"):
+        raise UserError(f"objective {req.objective!r} is not allowed", field="objective", hint="use latency or throughput")
+    if req.max_model_len is not None and not 0 < req.max_model_len <= req.model.max_positions:
+        raise UserError(f"max model length {req.max_model_len} is outside 1..{req.model.max_positions} "
+                        f"(the model's positions)", field="max_model_len",
+                        hint=f"use at most {req.model.max_positions}")
+
+
 def make_plan(req: PlanRequest) -> Plan:
+    check_request(req)
     profiles: list[Profile] = []
     rejected: list[Rejection] = []
     for c in enumerate_candidates(req.model, req.hardware):

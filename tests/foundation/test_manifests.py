@@ -133,10 +133,18 @@ def test_missing_file_and_bad_shorthand(run_cli, tmp_path):
 
 def test_nothing_half_written_on_error(run_cli, tmp_path):
     bad = write(tmp_path, "name: [\n")
-    before = set(tmp_path.iterdir())
     code, out, _ = run_cli("profiles", bad, "--json")
     assert code == 2 and out == ""
-    assert set(tmp_path.iterdir()) == before
+    # Commands that write: a bad manifest or a value the chart schema refuses leaves no output dir behind.
+    good = str(MODELS / "smollm2-135m-instruct.yaml")
+    cases = {"c1": ("chart", bad, "--hardware", "cpu"),
+             "c2": ("chart", good, "--hardware", "cpu", "--set", "replicaCount=two"),
+             "b1": ("build", bad, "--hardware", "cpu", "--no-image")}
+    for out_dir, args in cases.items():
+        code, _, err = run_cli(*args, "--out", str(tmp_path / out_dir))
+        assert code == 2, (args, err)
+        assert "Traceback" not in err
+        assert not (tmp_path / out_dir).exists(), args
 
 
 def test_schema_command(run_cli):
@@ -149,3 +157,45 @@ def test_schema_command(run_cli):
     assert code == 0 and "pools" in json.loads(out)["properties"]
     code, _, err = run_cli("schema", "gpu")
     assert code == 2 and "schema model" in err
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("profiles", str(MODELS / "smollm2-135m-instruct.yaml"), "--max-model-len", "0"), "--max-model-len"),
+    (("profiles", str(MODELS / "smollm2-135m-instruct.yaml"), "--max-model-len", "100000"), "at most 8192"),
+    (("profiles", str(MODELS / "smollm2-135m-instruct.yaml"), "--objective", "fast"), "latency or throughput"),
+    (("validate",), "Missing argument"),
+    (("nosuch",), "No such command"),
+    (("profiles", "--bogus"), "No such option"),
+])
+def test_usage_errors_exit_2_without_traceback(run_cli, args, fragment):
+    code, out, err = run_cli(*args)
+    assert code == 2, (code, err)
+    assert "Traceback" not in err and fragment in err, err
+
+
+def test_yaml_alias_recursion_and_bombs_are_refused(run_cli, tmp_path):
+    code, _, err = run_cli("validate", write(tmp_path, "a: &a [*a]\n"))
+    assert code == 2 and "refers to its own anchor" in err
+    bomb = "a: &a [1,2]\n" + "".join(
+        f"b{i}: &b{i} [" + ",".join(["*a" if i == 0 else f"*b{i - 1}"] * 9) + "]\n" for i in range(9))
+    code, _, err = run_cli("validate", write(tmp_path, bomb))
+    assert code == 2 and "aliases" in err
+
+
+def test_bad_facts_in_config_json_name_that_file(run_cli, tmp_path):
+    model_dir = tmp_path / "weights"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text('{"num_hidden_layers": "x", "hidden_size": 64, "num_attention_heads": 4,'
+                                           ' "vocab_size": 10, "max_position_embeddings": 128}')
+    manifest = write(tmp_path, f"name: bad\nsource:\n  path: {model_dir}\n")
+    code, _, err = run_cli("validate", manifest)
+    assert code == 2 and f"{model_dir}/config.json" in err and "layers" in err
+    (model_dir / "config.json").write_text('{"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 0,'
+                                           ' "vocab_size": 10, "max_position_embeddings": 128}')
+    code, _, err = run_cli("validate", manifest)
+    assert code == 2 and "attention_heads" in err and "Traceback" not in err
+
+
+def test_strict_integers(run_cli, tmp_path):
+    code, _, err = run_cli("validate", write(tmp_path, GOOD_MODEL.replace("layers: 4", "layers: true")))
+    assert code == 2 and "architecture.layers" in err
