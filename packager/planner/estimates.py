@@ -6,6 +6,7 @@ import math
 from packager.facts import ModelFacts
 from packager.planner.rules import rules
 from packager.planner.types import Candidate, Estimates
+from packager.vllm.defaults import kv_bytes_per_token as vllm_kv_bytes_per_token
 
 GiB = 2**30
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "awq-int4": 0.5625, "gptq-int4": 0.5625}
@@ -16,15 +17,22 @@ def compute_dtype_bytes(precision: str) -> int:
     return 4 if precision == "fp32" else 2  # quantized weights compute and store KV in 16-bit
 
 
+def _kv_dtype_args(kv_dtype_bytes: int) -> tuple[str, str]:
+    """(kv_cache_dtype, model_dtype) in vLLM's words for a KV element size."""
+    return ("fp8", "bfloat16") if kv_dtype_bytes == 1 else ("auto", "float32" if kv_dtype_bytes == 4 else "bfloat16")
+
+
 def kv_bytes_per_token(model: ModelFacts, kv_dtype_bytes: int) -> int:
-    """vLLM's formula: K and V, every layer, every KV head, head_dim values each."""
-    return 2 * model.layers * model.kv_heads * model.head_dim * kv_dtype_bytes
+    """Whole model, one token: vLLM's page-size formula (packager.vllm.defaults) at tp=1."""
+    kv, dtype = _kv_dtype_args(kv_dtype_bytes)
+    return vllm_kv_bytes_per_token(model.layers, model.kv_heads, model.head_dim, kv_cache_dtype=kv, model_dtype=dtype)
 
 
 def kv_bytes_per_token_per_device(model: ModelFacts, kv_dtype_bytes: int, tp: int, pp: int) -> int:
     """Per GPU: layers split by pp; KV heads split by tp, replicated (at least one) when tp exceeds them."""
-    heads = max(1, model.kv_heads // tp)
-    return 2 * math.ceil(model.layers / pp) * heads * model.head_dim * kv_dtype_bytes
+    kv, dtype = _kv_dtype_args(kv_dtype_bytes)
+    return vllm_kv_bytes_per_token(math.ceil(model.layers / pp), model.kv_heads, model.head_dim,
+                                   kv_cache_dtype=kv, model_dtype=dtype, tensor_parallel_size=tp)
 
 
 def weight_bytes(model: ModelFacts, precision: str) -> int:

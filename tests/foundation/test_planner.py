@@ -66,8 +66,18 @@ def test_qwen_28_heads_is_never_offered_tp8():
     assert any(c.candidate.tp == 4 for c in p.candidates)
 
 
+def without_variants(p):
+    from dataclasses import replace
+
+    from packager.planner import PlanRequest, make_plan
+    req = p.request
+    return make_plan(PlanRequest(model=replace(req.model, variants=()), hardware=req.hardware, objective=req.objective))
+
+
 def test_llama70b_16bit_on_one_80gb_gpu_is_rejected_with_memory_reason_and_advice():
-    p = plan("llama-3.1-70b-instruct", "nvidia-h100-sxm-80gb:1")
+    with_awq = plan("llama-3.1-70b-instruct", "nvidia-h100-sxm-80gb:1")
+    assert with_awq.selected.candidate.precision == "awq-int4"  # the manifest's AWQ variant fits one GPU
+    p = without_variants(with_awq)
     assert p.selected is None
     reasons = [r for rej in p.rejected if rej.name.startswith("vllm-bf16-tp1") for r in rej.reasons]
     from packager.vllm.defaults import vllm_defaults
@@ -194,3 +204,25 @@ def test_replan_within_image_profiles():
         replan(recorded, detect_hardware(), pinned="vllm-bf16-tp1-pp1-throughput")
     on_gpu = replan(recorded, load_hardware("nvidia-l4:1"))
     assert on_gpu.selected is None  # the image only carries CPU profiles
+
+
+def test_awq_needs_75_and_runs_from_the_variant_checkpoint():
+    v100 = plan("llama-3.1-8b-instruct", "nvidia-v100-32gb:1")
+    awq = [r for r in v100.rejected if "-awq-int4-" in r.name]
+    assert awq and all("awq-int4 needs compute capability 7.5; nvidia-v100-32gb has 7.0" in r.reasons[0] for r in awq)
+    t4 = [c for c in plan("llama-3.1-8b-instruct", "nvidia-t4-x1").candidates if c.candidate.precision == "awq-int4"]
+    assert t4
+    argv = t4[0].engine_argv
+    assert argv[2] == "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4"
+    assert argv[argv.index("--quantization") + 1] == "awq" and argv[argv.index("--dtype") + 1] == "float16"
+
+
+def test_awq_on_rocm_uses_rocm_spelling():
+    mi = [c for c in plan("llama-3.1-70b-instruct", "amd-mi300x-x8").candidates if c.candidate.precision == "awq-int4"]
+    assert mi and all(c.engine_argv[c.engine_argv.index("--quantization") + 1] == "awq" for c in mi)
+
+
+def test_advice_names_the_smallest_variant_when_nothing_fits():
+    p = plan("llama-3.1-70b-instruct", "nvidia-t4-x1")
+    assert p.selected is None
+    assert any("variant awq-int4" in a for a in p.advice), p.advice
