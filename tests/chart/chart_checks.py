@@ -14,7 +14,6 @@ import kubernetes_validate
 import yaml
 
 KUBE_VERSION = "1.32.0"
-FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
 
 # kind -> CRD file in shared/crds
@@ -36,8 +35,43 @@ def shared_dir() -> Path:
     raise FileNotFoundError("no shared/crds beside the repo; set PACKAGER_SHARED_DIR")
 
 
+# The four plans the chart must serve, made by the real planner (never stale):
+# name -> (model manifest, hardware, profile to select or None for the planner's choice).
+PLANS = {
+    "cpu-smollm2": ("smollm2-135m-instruct", "cpu", None),
+    "nvidia-llama8b-tp2": ("llama-3.1-8b-instruct", "nvidia-h100-sxm-80gb-x8", "vllm-bf16-tp2-pp1-latency"),
+    "nvidia-llama70b-2x8": ("llama-3.1-70b-instruct", "nvidia-h100-sxm-80gb-2x8-gke", "vllm-bf16-tp8-pp2-throughput"),
+    "amd-mi300x-llama8b": ("llama-3.1-8b-instruct", "amd-mi300x-x8", "vllm-bf16-tp1-pp1-throughput"),
+}
+
+
+MODEL_DIR = "/opt/packager/model"
+
+
+@lru_cache(maxsize=None)
+def _plan_json(name: str) -> str:
+    from packager.manifests import load_hardware
+    from packager.planner import plan_files, replan
+
+    model, hardware, pinned = PLANS[name]
+    hw_arg = str(REPO / "manifests" / "hardware" / f"{hardware}.yaml")
+    hw_arg = hw_arg if Path(hw_arg).exists() else hardware
+    # As `packager build` plans: the engine reads the weights from the image's model dir.
+    result = plan_files(str(REPO / "manifests" / "models" / f"{model}.yaml"), hw_arg, model_ref=MODEL_DIR)
+    if pinned:
+        result = replan(result.to_dict(), load_hardware(hw_arg), pinned=pinned)
+    return json.dumps(result.to_dict())
+
+
 def plan(name: str) -> dict[str, Any]:
-    return json.loads((FIXTURES / f"{name}.json").read_text())
+    return json.loads(_plan_json(name))
+
+
+def plan_file(name: str, directory: Path) -> Path:
+    """The plan written as plan.json, for commands that take `--plan`."""
+    path = Path(directory) / f"{name}.plan.json"
+    path.write_text(_plan_json(name))
+    return path
 
 
 def _strict(schema: Any) -> Any:

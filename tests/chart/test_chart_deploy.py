@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from chart_checks import FIXTURES, REPO, plan, validate
+from chart_checks import REPO, plan, plan_file, validate
 from packager.deploy import deploy
 from packager.errors import UserError
 
@@ -51,9 +51,9 @@ def test_bad_release_name(unreachable_kubeconfig):
     assert e.value.field == "--release"
 
 
-def test_command_exits_2_without_a_cluster(unreachable_kubeconfig):
+def test_command_exits_2_without_a_cluster(unreachable_kubeconfig, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "packager.commands.chart", "deploy", "--plan", str(FIXTURES / "cpu-smollm2.json"),
+        [sys.executable, "-m", "packager.commands.chart", "deploy", "--plan", str(plan_file("cpu-smollm2", tmp_path)),
          "--namespace", "ai"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "no reachable Kubernetes cluster" in proc.stderr and "--dry-run" in proc.stderr
@@ -63,14 +63,14 @@ def test_command_exits_2_without_a_cluster(unreachable_kubeconfig):
 def test_command_dry_run_and_chart(tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "packager.commands.chart", *a], cwd=REPO,
                                     capture_output=True, text=True, timeout=120)
-    proc = run("deploy", "--plan", str(FIXTURES / "cpu-smollm2.json"), "--dry-run")
+    proc = run("deploy", "--plan", str(plan_file("cpu-smollm2", tmp_path)), "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "kind: Deployment" in proc.stdout
-    proc = run("chart", "--plan", str(FIXTURES / "amd-mi300x-llama8b.json"), "--out", str(tmp_path),
+    proc = run("chart", "--plan", str(plan_file("amd-mi300x-llama8b", tmp_path)), "--out", str(tmp_path),
                "--set", "replicaCount=2")
     assert proc.returncode == 0, proc.stderr
     values = yaml.safe_load((tmp_path / "llama-3.1-8b-instruct" / "values.yaml").read_text())
     assert values["replicaCount"] == 2 and values["accelerator"]["resourceKey"] == "amd.com/gpu"
-    proc = run("chart", "--plan", str(FIXTURES / "amd-mi300x-llama8b.json"), "--out", str(tmp_path),
+    proc = run("chart", "--plan", str(plan_file("amd-mi300x-llama8b", tmp_path)), "--out", str(tmp_path),
                "--set", "replicaCount=two")
     assert proc.returncode == 2 and "replicaCount" in proc.stderr

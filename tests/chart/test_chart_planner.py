@@ -49,7 +49,12 @@ def test_multi_node_plan_renders_a_leader_worker_set(tmp_path):
     hw.write_text(yaml.safe_dump({"name": "gke-l4-2x4", "pools": [
         {"name": "l4", "accelerator": "nvidia-l4", "count": 4, "nodes": 2, "cpu_cores": 48,
          "memory_gib": 192, "cloud": "gcp"}]}))
-    plan = plan_files(str(REPO / "manifests" / "models" / "llama-3.1-70b-instruct.yaml"), str(hw)).to_dict()
+    # Without its AWQ variant, 70B in bf16 needs both nodes of 4 x L4.
+    model = yaml.safe_load((REPO / "manifests" / "models" / "llama-3.1-70b-instruct.yaml").read_text())
+    model["serving"].pop("quantized_variants")
+    manifest = tmp_path / "llama-70b-bf16.yaml"
+    manifest.write_text(yaml.safe_dump(model))
+    plan = plan_files(str(manifest), str(hw)).to_dict()
     assert plan["selected"]["nodes"] == 2, plan["selected"]["name"]
     objs = render(write_chart(plan, tmp_path / "out"), ALL_FEATURES)
     for obj in objs:

@@ -128,12 +128,20 @@ def test_placement_by_cloud():
         "node.kubernetes.io/instance-type": "p5.48xlarge"}  # aws, 8 x H100 per node
     assert values_from_plan(plan("nvidia-llama70b-2x8"))["nodeSelector"] == {
         "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
-    amd = values_from_plan(plan("amd-mi300x-llama8b"))  # on-prem: AMD node labeller
-    assert amd["nodeSelector"] == {"amd.com/gpu.device-id": "74a1"}
-    assert {"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule"} in amd["tolerations"]
+    amd = values_from_plan(plan("amd-mi300x-llama8b"))  # the example: Azure ND MI300X v5, selector from the manifest
+    assert amd["nodeSelector"] == {"node.kubernetes.io/instance-type": "Standard_ND96isr_MI300X_v5"}
     assert {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in amd["tolerations"]
+    onprem = copy.deepcopy(plan("amd-mi300x-llama8b"))  # on-prem, no selector given: AMD node labeller
+    pool = onprem["hardware"]["pools"][0]
+    pool["cloud"], pool["kubernetes"]["node_selector"] = "onprem", {}
+    pool["kubernetes"]["tolerations"] = [{"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule"}]
+    v = values_from_plan(onprem)
+    assert v["nodeSelector"] == {"amd.com/gpu.device-id": "74a1"}
+    assert {"key": "dedicated", "operator": "Equal", "value": "inference", "effect": "NoSchedule"} in v["tolerations"]
+    assert {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in v["tolerations"]
     azure = copy.deepcopy(plan("nvidia-llama8b-tp2"))
     azure["hardware"]["pools"][0]["cloud"] = "azure"
+    azure["hardware"]["pools"][0]["kubernetes"]["node_selector"] = {}  # the manifest's own selector would win
     v = values_from_plan(azure)
     assert v["nodeSelector"] == {"node.kubernetes.io/instance-type": "Standard_ND96isr_H100_v5"}
     assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in v["tolerations"]
