@@ -123,7 +123,7 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
     if not selected:
         advice = "\n".join(f"  - {a}" for a in plan.get("advice", [])) or "  (the planner gave no advice)"
         raise UserError("no profile fits this model on this hardware; nothing to build:\n" + advice,
-                        field="selected", hint="try other --hardware, or see `packager plan` for rejections")
+                        field="selected", hint="try other --hardware, or see `packager profiles` for rejections")
     family = family_for(selected)
     name = slug(plan["model"]["name"])
     out = Path(req.out) / name

@@ -42,7 +42,7 @@ def default_image(plan: dict[str, Any]) -> dict[str, str]:
 def selected_profile(plan: dict[str, Any]) -> dict[str, Any]:
     profile = plan.get("selected")
     if not profile:
-        advice = "; ".join(plan.get("advice") or []) or "see `packager plan` for the rejected profiles"
+        advice = "; ".join(plan.get("advice") or []) or "see `packager profiles` for the rejected profiles"
         raise UserError("the plan selected no profile, so there is nothing to deploy",
                         field="selected", hint=advice)
     return profile
