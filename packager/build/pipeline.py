@@ -190,7 +190,7 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
         raise UserError(f"context rendered at {ctx_dir}, but no Docker engine is reachable ({why})",
                         hint=engine.ENGINE_FIX)
     built = engine.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
-    pushed = _push(tag, req.push, log) if req.push else None
+    pushed = _push(tag, req.push, chart, log) if req.push else None
     return BuildResult(out / "plan.json", ctx_dir, tag, built, run_cmd, chart, pushed)
 
 
@@ -269,15 +269,20 @@ def _write_chart(plan: dict, out: Path, tag: str, log) -> Path | None:
     return path
 
 
-def _push(tag: str, registry: str, log) -> str:
-    try:
-        from packager.publish import push_image
-    except ImportError:
-        raise UserError("--push needs packager.publish, which is not available here",
-                        hint=f"push by hand: docker tag {tag} {registry}/{tag.split('/', 1)[-1]} && docker push ...")
-    ref = push_image(tag, registry)
-    log(f"pushed: {ref}")
-    return str(ref)
+def _push(tag: str, registry: str, chart: Path | None, log) -> str:
+    """Push the image; with a chart beside it, publish that too, pinned to the pushed digest."""
+    from packager.publish import parse_registry, publish, push_image
+
+    if chart is None:
+        ref = push_image(tag, parse_registry(registry).host)
+        log(f"pushed: {ref}")
+        return str(ref)
+    charts = parse_registry(registry)
+    charts_ref = charts.oci if charts.path else f"{charts.oci}/charts"
+    result = publish(chart, charts_ref, image=tag, image_registry=charts.host)
+    log(f"pushed: {result.image_ref}")
+    log(f"chart:  {result.chart_ref}@{result.chart_digest}")
+    return f"{result.image_ref} (chart {result.chart_ref})"
 
 
 def report(result: BuildResult) -> str:

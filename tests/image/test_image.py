@@ -154,3 +154,23 @@ def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, helpe
             subprocess.run([cli, "rm", "-f", name], capture_output=True)
     finally:
         subprocess.run([cli, "image", "rm", "-f", tag], capture_output=True)
+
+
+def test_push_publishes_image_and_chart_to_a_real_registry(built_image, tmp_path):
+    """`build --push REGISTRY`: the image and the chart beside the context reach the loopback registry."""
+    import yaml
+
+    from packager.build.pipeline import _push
+    from packager.publish import pull_chart
+
+    repo = Path(__file__).resolve().parents[2]
+    subprocess.run(["bash", str(repo / ".ci" / "registry.sh")], check=True, timeout=900)
+    chart = built_image["out"] / "smollm2-135m-instruct" / "chart"
+    assert (chart / "Chart.yaml").exists() or any(chart.glob("*/Chart.yaml"))
+    logged: list[str] = []
+    pushed = _push(built_image["tag"], "127.0.0.1:5000", chart, logged.append)
+    image_ref, chart_ref = pushed.split(" (chart ")
+    assert image_ref.startswith("127.0.0.1:5000/") and "@sha256:" in image_ref
+    pulled = pull_chart(chart_ref.rstrip(")"), tmp_path / "pulled")
+    values = yaml.safe_load((pulled / "values.yaml").read_text())
+    assert image_ref.split("@")[1] in yaml.safe_dump(values)  # the published chart pins the pushed digest
