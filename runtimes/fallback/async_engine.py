@@ -1,9 +1,14 @@
-"""Runs the engine in one background thread and hands results to asyncio.
+"""Runs the engine loop in one thread and hands results to asyncio.
 
-The event loop thread only enqueues commands (add, abort) and awaits a
-per-request ``asyncio.Queue``; the engine thread owns all engine state, so no
-locks guard it. Torch ops release the GIL, so HTTP handling continues while a
-step computes.
+The HTTP event loop (another thread) only enqueues commands (add, abort) and
+awaits a per-request ``asyncio.Queue``; the engine thread owns all engine
+state, so no locks guard it. Torch ops release the GIL, so HTTP handling
+continues while a step computes.
+
+The server runs this loop in the process's main thread: on this CPU build,
+OpenMP parallel regions started from other threads cost several microseconds
+more each, which made every decode step ~40% slower (measured: 24 vs 34 ms
+per step at batch 1).
 """
 
 from __future__ import annotations
@@ -33,23 +38,24 @@ class AsyncEngine:
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, asyncio.Queue] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._pending = 0  # adds sent to the thread but not yet scheduled there
         self._lock = threading.Lock()
         self.error: BaseException | None = None
 
     # -- lifecycle ----------------------------------------------------------
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop that receives outputs; set before any request."""
         self._loop = loop
-        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
-        self._thread.start()
+
+    def run(self) -> None:
+        """The engine loop; returns after ``stop()``. Call from the thread that
+        should run the model (the main thread in the server)."""
+        self._run()
 
     def stop(self) -> None:
         self._stop.set()
         self._commands.put(("wake", None))
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     # -- the event-loop side ------------------------------------------------
     @property
@@ -84,14 +90,20 @@ class AsyncEngine:
             self._commands.put(("abort", rid))
 
     # -- the engine thread --------------------------------------------------
-    def _deliver(self, out: RequestOutput | BaseException, request_id: str) -> None:
-        q = self._streams.get(request_id)
-        if q is not None:
-            q.put_nowait(out)
+    def _deliver(self, items: list) -> None:
+        for request_id, out in items:
+            q = self._streams.get(request_id)
+            if q is not None:
+                q.put_nowait(out)
 
     def _post(self, request_id: str, out) -> None:
+        self._post_many([(request_id, out)])
+
+    def _post_many(self, items: list) -> None:
+        # One wake-up of the event loop per step, not one per token.
         assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._deliver, out, request_id)
+        if items:
+            self._loop.call_soon_threadsafe(self._deliver, items)
 
     def _handle(self, cmd: str, arg) -> None:
         if cmd == "add":
@@ -134,8 +146,7 @@ class AsyncEngine:
                         self.engine.abort(rid)
                         self._post(rid, RuntimeError(f"engine error: {e}"))
                     continue
-                for out in outputs:
-                    self._post(out.request_id, out)
+                self._post_many([(out.request_id, out) for out in outputs])
                 self._report(self.engine.last_stats)
 
     def _report(self, stats: StepStats | None = None) -> None:
@@ -157,10 +168,13 @@ class RequestStream:
 
     async def next(self, timeout: float | None = None) -> RequestOutput | None:
         """The next output, or None if ``timeout`` passes first."""
-        try:
-            out = await asyncio.wait_for(self._q.get(), timeout)
-        except asyncio.TimeoutError:
-            return None
+        if not self._q.empty():
+            out = self._q.get_nowait()  # fast path: no timer, no task
+        else:
+            try:
+                out = await asyncio.wait_for(self._q.get(), timeout)
+            except asyncio.TimeoutError:
+                return None
         if isinstance(out, BaseException):
             self.close()
             raise out

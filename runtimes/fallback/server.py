@@ -1,9 +1,13 @@
 """OpenAI-compatible HTTP server of the fallback runtime (FastAPI + uvicorn).
 
+Threads: uvicorn and the asyncio event loop run in a background thread
+("http"); the model loads and the engine loop runs in the calling (main)
+thread, where torch is fastest (see async_engine.py).
+
 Lifecycle: the socket opens at once (liveness 200, readiness 503), the model
-loads in a worker thread, then readiness turns 200. SIGTERM starts a drain:
-readiness and new requests get 503, in-flight requests finish (or are aborted
-after --drain-timeout), and the process exits 0.
+loads, then readiness turns 200. SIGTERM starts a drain: readiness and new
+requests get 503, in-flight requests finish (or are aborted after
+--drain-timeout), and the process exits 0.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import json
 import logging
 import signal
+import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -43,6 +48,9 @@ class ServerState:
     draining: bool = False
     load_error: str | None = None
     server: uvicorn.Server | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    loop_ready: threading.Event = field(default_factory=threading.Event)
+    stopping: bool = False  # a signal arrived before the engine was serving
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -76,24 +84,6 @@ def _load(state: ServerState) -> tuple[Any, Any, int]:
     return engine, loaded.tokenizer, max_len
 
 
-async def _load_in_background(state: ServerState) -> None:
-    loop = asyncio.get_running_loop()
-    try:
-        engine, tok, max_len = await loop.run_in_executor(None, _load, state)
-    except Exception as e:  # a bad model or digest: say why and exit non-zero
-        log.error("loading the model failed: %s", e)
-        state.load_error = str(e)
-        if state.server is not None:
-            state.server.should_exit = True
-        return
-    m = state.metrics
-    state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=m.record_step)
-    state.engine.start(loop)
-    state.tokenizer, state.max_model_len = tok, max_len
-    state.ready = True
-    log.info("ready: serving %s", ", ".join(state.names))
-
-
 # -- draining ---------------------------------------------------------------
 async def drain(state: ServerState) -> None:
     deadline = time.monotonic() + state.args.drain_timeout
@@ -111,38 +101,30 @@ async def drain(state: ServerState) -> None:
         state.server.should_exit = True
 
 
-class _Server(uvicorn.Server):
-    """uvicorn would stop accepting connections at once on SIGTERM; we keep
-    answering (503) while in-flight requests finish."""
-
-    def __init__(self, config: uvicorn.Config, state: ServerState):
-        super().__init__(config)
-        self.state = state
-
-    def handle_exit(self, sig, frame) -> None:
-        # Not calling super(): it records the signal and re-raises it after
-        # shutdown, which would end the process with -SIGTERM instead of 0.
-        if self.state.draining or not self.state.ready:
-            self.should_exit = True
-            if self.state.draining and sig == signal.SIGINT:
-                self.force_exit = True
-            return
-        log.info("signal %s: draining (timeout %.0f s)", sig, self.state.args.drain_timeout)
-        self.state.draining = True
-        asyncio.get_event_loop().call_soon_threadsafe(lambda: asyncio.ensure_future(drain(self.state)))
+def _on_signal(state: ServerState, sig: int) -> None:
+    """SIGTERM/SIGINT (main thread): drain once; a second signal, or one
+    before the model is serving, stops at once."""
+    if state.draining or not state.ready:
+        log.info("signal %s: stopping now", sig)
+        state.stopping = True
+        if state.engine is not None:
+            state.engine.abort_all()
+        if state.server is not None:
+            state.server.should_exit = True
+        return
+    log.info("signal %s: draining (timeout %.0f s)", sig, state.args.drain_timeout)
+    state.draining = True
+    assert state.loop is not None
+    state.loop.call_soon_threadsafe(lambda: asyncio.ensure_future(drain(state)))
 
 
 # -- the app ----------------------------------------------------------------
 def build_app(state: ServerState) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        task = asyncio.create_task(_load_in_background(state))
-        try:
-            yield
-        finally:
-            task.cancel()
-            if state.engine is not None:
-                state.engine.stop()
+        state.loop = asyncio.get_running_loop()
+        state.loop_ready.set()
+        yield
 
     app = FastAPI(title="packager fallback runtime", lifespan=lifespan)
 
@@ -333,18 +315,50 @@ async def _sse(outputs: AsyncIterator[RequestOutput], rid: str, name: str, chat:
 
 # -- entry points -----------------------------------------------------------
 def main(argv: list[str]) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit code. Also the
-    in-process entry point for ``packager serve``."""
+    """Serve until SIGTERM/SIGINT; returns the process exit code (0 after a
+    drain, 1 if the model cannot be loaded). Also the in-process entry point
+    for ``packager serve``; signals are handled when called from the main
+    thread."""
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = args.served_model_name or [args.model]
     state = ServerState(args=args, names=names, metrics=Metrics(names[0]))
-    app = build_app(state)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=5,
-                            access_log=False)
-    server = _Server(config, state)
+    config = uvicorn.Config(build_app(state), host=args.host, port=args.port, log_level=args.log_level,
+                            timeout_graceful_shutdown=5, access_log=False)
+    server = uvicorn.Server(config)
     state.server = server
-    server.run()
-    if state.load_error:
+    http = threading.Thread(target=server.run, name="http", daemon=True)
+    http.start()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: _on_signal(state, signum))
+    try:
+        return _serve_engine(state, http)
+    finally:
+        server.should_exit = True
+        http.join(timeout=30)
+
+
+def _serve_engine(state: ServerState, http: threading.Thread) -> int:
+    try:
+        engine, tok, max_len = _load(state)
+    except Exception as e:  # a bad model or digest: say why and exit non-zero
+        log.error("loading the model failed: %s", e)
+        state.load_error = str(e)
         return 1
+    if state.stopping:
+        return 0
+    while not state.loop_ready.wait(0.1):
+        if not http.is_alive():
+            log.error("the HTTP server did not start")
+            return 1
+    state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step)
+    state.engine.attach(state.loop)
+    state.tokenizer, state.max_model_len = tok, max_len
+    state.ready = True
+    log.info("ready: serving %s on http://%s:%d", ", ".join(state.names), state.args.host, state.args.port)
+    # The engine loop runs here until the HTTP server has exited (drained).
+    watcher = threading.Thread(target=lambda: (http.join(), state.engine.stop()), name="http-watch", daemon=True)
+    watcher.start()
+    state.engine.run()
     return 0
