@@ -99,6 +99,12 @@ def serve(
         raise UserError("no fallback-runtime profile fits this hardware", file=model,
                         hint="run `packager profiles` to see why; vLLM profiles are served by the image's launcher")
     profile = fallback[0]
+    if profile.runtime == "triton":
+        from packager.detect import detect_hardware
+
+        if not any(p.accelerator.is_gpu for p in detect_hardware().pools):
+            raise UserError(f"profile {profile.name} needs a GPU and this machine has none", field="--hardware",
+                            hint="omit --hardware to plan for this machine")
     if not plan.request.model.local_path:
         raise UserError("the weights are not on this machine", file=model, field="source",
                         hint="install the package or point source.path at local weights")

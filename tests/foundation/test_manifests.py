@@ -199,3 +199,10 @@ def test_bad_facts_in_config_json_name_that_file(run_cli, tmp_path):
 def test_strict_integers(run_cli, tmp_path):
     code, _, err = run_cli("validate", write(tmp_path, GOOD_MODEL.replace("layers: 4", "layers: true")))
     assert code == 2 and "architecture.layers" in err
+
+
+def test_serve_refuses_a_gpu_profile_on_this_cpu(run_cli):
+    code, _, err = run_cli("serve", str(MODELS / "smollm2-135m-instruct.yaml"), "--hardware", "nvidia-l4:1")
+    assert code == 2 and "needs a GPU" in err
+    code, _, err = run_cli("serve", str(MODELS / "llama-3.1-8b-instruct.yaml"))
+    assert code == 2 and "no fallback-runtime profile fits" in err
