@@ -85,5 +85,5 @@ def sample_batch(logits: torch.Tensor, samplers: list[RequestSampler]) -> list[i
             out[i] = t
     for i, s in enumerate(samplers):
         if not s.params.greedy:
-            out[i] = s.sample(logits[i])
+            out[i] = s.sample(logits[i].cpu())  # the generators live on the CPU
     return out

@@ -348,10 +348,13 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
         return 1
     if state.stopping:
         return 0
-    while not state.loop_ready.wait(0.1):
+    # Wait for the socket: uvicorn sets ``started`` once it listens, and its
+    # thread ends early if it cannot (port in use).
+    while not (state.loop_ready.is_set() and state.server.started):
         if not http.is_alive():
             log.error("the HTTP server did not start")
             return 1
+        time.sleep(0.05)
     state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len
