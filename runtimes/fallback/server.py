@@ -264,6 +264,8 @@ async def _collect(outputs: AsyncIterator[RequestOutput], rid: str, name: str, c
             last = out
     except ValueError as e:  # the engine refused the request
         raise APIError(400, str(e)) from None
+    except RuntimeError as e:  # an engine step failed; the engine keeps serving
+        raise APIError(500, str(e)) from None
     if last is None or not last.finished:
         return Response(status_code=499)  # client gone; nobody reads this
     text = "".join(parts)
