@@ -88,6 +88,14 @@ def test_client_disconnect_frees_the_slot(client, server):
     assert server.metric("vllm:kv_cache_usage_perc") == 0.0
 
 
+def test_non_streaming_client_that_gives_up_frees_the_slot(server):
+    body = {"model": MODEL_NAME, "prompt": "Once upon a time", "max_tokens": 800, "ignore_eos": True}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.base + "/v1/completions", json=body, timeout=httpx.Timeout(60, read=1.5))
+    wait_metric(server, "vllm:num_requests_running", 0, timeout=10)
+    assert server.metric("vllm:kv_cache_usage_perc") == 0.0
+
+
 def test_full_queue_gets_429_with_retry_after(client, server):
     a, b = long_stream(client), long_stream(client)
     next(iter(a)), next(iter(b))
