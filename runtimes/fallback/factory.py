@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
-
 from .batch import attn_len
 from .config import EngineConfig
 from .engine import LLMEngine
