@@ -171,6 +171,10 @@ def test_push_publishes_image_and_chart_to_a_real_registry(built_image, tmp_path
     pushed = _push(built_image["tag"], "127.0.0.1:5000", chart, logged.append)
     image_ref, chart_ref = pushed.split(" (chart ")
     assert image_ref.startswith("127.0.0.1:5000/") and "@sha256:" in image_ref
-    pulled = pull_chart(chart_ref.rstrip(")"), tmp_path / "pulled")
-    values = yaml.safe_load((pulled / "values.yaml").read_text())
+    import tarfile
+
+    archive = pull_chart(chart_ref.rstrip(")"), tmp_path / "pulled")
+    with tarfile.open(archive) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/values.yaml"))
+        values = yaml.safe_load(tar.extractfile(member).read())
     assert image_ref.split("@")[1] in yaml.safe_dump(values)  # the published chart pins the pushed digest
