@@ -126,12 +126,41 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
                         field="selected", hint="try other --hardware, or see `packager profiles` for rejections")
     family = family_for(selected)
     name = slug(plan["model"]["name"])
-    out = Path(req.out) / name
+    final = Path(req.out) / name
+    # Render into a staging dir and move it into place at the end: a failure leaves nothing half-written.
+    out = final.parent / f".{name}.partial"
+    created_parent = not final.parent.exists()
+    if out.exists():
+        shutil.rmtree(out)
     ctx_dir = out / "context"
-    ctx_dir.mkdir(parents=True, exist_ok=True)
+    ctx_dir.mkdir(parents=True)
+    try:
+        return _render_and_build(req, plan, selected, family, name, out, final, log)
+    finally:
+        if out.exists():
+            shutil.rmtree(out, ignore_errors=True)
+            if created_parent and not any(final.parent.iterdir()):
+                final.parent.rmdir()
+
+
+def _commit(staged: Path, final: Path) -> None:
+    """Swap the staged output into place (the previous one, if any, is removed)."""
+    old = final.parent / f".{final.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    staged.rename(final)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _render_and_build(req: BuildRequest, plan: dict, selected: dict, family, name: str, out: Path, final: Path,
+                      log) -> BuildResult:
+    ctx_dir = out / "context"
     plan_text = json.dumps(plan, indent=2, sort_keys=False) + "\n"
     (out / "plan.json").write_text(plan_text)
-    log(f"plan: {out / 'plan.json'} (selected {selected['name']}, family {family.name})")
+    log(f"plan: {final / 'plan.json'} (selected {selected['name']}, family {family.name})")
 
     # weights: baked into context/model/, or only their checksums under volume.
     source = dict(plan["model"]["source"])
@@ -174,24 +203,29 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
                          python=_opt(req, "python") or "/usr/bin/python3")
     (ctx_dir / "Dockerfile").write_text(render_dockerfile(ictx))
     (ctx_dir / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
-    log(f"context: {ctx_dir} (Dockerfile from templates/{family.template})")
 
     tag = req.tag or f"packager/{name}:{PACKAGER_VERSION}-{family.name}"
     chart = _write_chart(plan, out, tag, log)
+    _commit(out, final)
+    ctx_dir = final / "context"
+    chart = final / chart.relative_to(out) if chart else None
+    if chart:
+        log(f"chart: {chart}")
+    log(f"context: {ctx_dir} (Dockerfile from templates/{family.template})")
     run_cmd = run_command(tag, req.weights, w, port)
     if req.no_image:
         ok, why = engine.engine_reachable()
         note = "" if ok else f" (no engine reachable: {why})"
         log(f"--no-image: context rendered, no image built{note}. Build it by hand with:\n"
             f"  DOCKER_BUILDKIT=1 docker build --network none -t {tag} {ctx_dir}")
-        return BuildResult(out / "plan.json", ctx_dir, tag, None, run_cmd, chart)
+        return BuildResult(final / "plan.json", ctx_dir, tag, None, run_cmd, chart)
     ok, why = engine.engine_reachable()
     if not ok:
         raise UserError(f"context rendered at {ctx_dir}, but no Docker engine is reachable ({why})",
                         hint=engine.ENGINE_FIX)
     built = engine.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
     pushed = _push(tag, req.push, chart, log) if req.push else None
-    return BuildResult(out / "plan.json", ctx_dir, tag, built, run_cmd, chart, pushed)
+    return BuildResult(final / "plan.json", ctx_dir, tag, built, run_cmd, chart, pushed)
 
 
 def _secret_id(spec: str) -> str:
@@ -264,9 +298,7 @@ def _write_chart(plan: dict, out: Path, tag: str, log) -> Path | None:
         from packager.chart import write_chart
     except ImportError:
         return None
-    path = Path(write_chart(plan, out / "chart", image=tag))
-    log(f"chart: {path}")
-    return path
+    return Path(write_chart(plan, out / "chart", image=tag))
 
 
 def _push(tag: str, registry: str, chart: Path | None, log) -> str:

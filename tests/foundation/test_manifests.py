@@ -139,7 +139,9 @@ def test_nothing_half_written_on_error(run_cli, tmp_path):
     good = str(MODELS / "smollm2-135m-instruct.yaml")
     cases = {"c1": ("chart", bad, "--hardware", "cpu"),
              "c2": ("chart", good, "--hardware", "cpu", "--set", "replicaCount=two"),
-             "b1": ("build", bad, "--hardware", "cpu", "--no-image")}
+             "b1": ("build", bad, "--hardware", "cpu", "--no-image"),
+             # fails late, in the wheelhouse step, after the plan and weights were staged
+             "b2": ("build", good, "--hardware", "cpu", "--no-image", "--opt", "requirements=no-such-package-xyzzy==9.9")}
     for out_dir, args in cases.items():
         code, _, err = run_cli(*args, "--out", str(tmp_path / out_dir))
         assert code == 2, (args, err)
