@@ -19,10 +19,19 @@ class GGUFError(ValueError):
 
 
 @dataclass(frozen=True)
+class TensorInfo:
+    dims: tuple[int, ...]  # GGUF order: innermost first (numpy shape is reversed)
+    ggml_type: int
+    offset: int  # from the start of the data section
+
+
+@dataclass(frozen=True)
 class GGUFHeader:
     version: int
     metadata: dict
     tensor_shapes: dict[str, tuple[int, ...]]
+    tensors: dict[str, TensorInfo]
+    data_offset: int  # where tensor data starts in the file (aligned)
 
     @property
     def parameter_count(self) -> int:
@@ -85,14 +94,18 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
             vtype = _read(f, "<I")
             meta[key] = _read_value(f, vtype, keep_arrays=False)
         shapes: dict[str, tuple[int, ...]] = {}
+        tensors: dict[str, TensorInfo] = {}
         for _ in range(n_tensors):
             name = _read_str(f)
             n_dims = _read(f, "<I")
             dims = tuple(_read(f, "<Q") for _ in range(n_dims))
-            _read(f, "<I")  # ggml type
-            _read(f, "<Q")  # offset
+            ggml_type = _read(f, "<I")
+            offset = _read(f, "<Q")
             shapes[name] = dims
-    return GGUFHeader(version=version, metadata=meta, tensor_shapes=shapes)
+            tensors[name] = TensorInfo(dims, ggml_type, offset)
+        align = int(meta.get("general.alignment", 32) or 32)
+        data_offset = -(-f.tell() // align) * align
+    return GGUFHeader(version=version, metadata=meta, tensor_shapes=shapes, tensors=tensors, data_offset=data_offset)
 
 
 def architecture_from_gguf(path: str | Path) -> dict:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from . import gguf_fast
 from .config import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -108,13 +109,14 @@ def load(model: str, tokenizer: str | None = None, dtype: str = "float32") -> Lo
 
     src = ModelSource.resolve(model)
     torch_dtype = DTYPES[dtype]
-    kw = {"gguf_file": src.gguf_file} if src.gguf_file else {}
-    hf_cfg = transformers.AutoConfig.from_pretrained(src.directory, **kw)
-    cfg = ModelConfig.from_hf(hf_cfg)
-    if src.gguf_file:
-        weights = _load_gguf(src, hf_cfg)
+    fast = gguf_fast.try_load(str(src.directory / src.gguf_file)) if src.gguf_file else None
+    if fast is not None:  # llama-layout GGUF: one header read, mmap dequantisation (~0.5 s instead of ~12 s)
+        hf_cfg, weights = fast
     else:
-        weights = _load_safetensors(src.directory)
+        kw = {"gguf_file": src.gguf_file} if src.gguf_file else {}
+        hf_cfg = transformers.AutoConfig.from_pretrained(src.directory, **kw)
+        weights = _load_gguf(src, hf_cfg) if src.gguf_file else _load_safetensors(src.directory)
+    cfg = ModelConfig.from_hf(hf_cfg)
     weights = {k: v.to(torch_dtype).contiguous() for k, v in weights.items()}
     tok = load_tokenizer(tokenizer or model)
     eos = set(cfg.eos_token_ids)
