@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from runtimes.digests import sha256_file
+
 PLAN_PATH = "/opt/packager/plan.json"
 IMAGE_CONFIG_PATH = "/opt/packager/image.json"
 MODEL_DIR = "/opt/packager/model"
@@ -208,14 +210,6 @@ def decide(plan: dict, config: dict, hardware, settings: Settings, replan: Repla
 
 # -- weights (volume mode) ----------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_url(config: dict, env: Mapping[str, str]) -> str | None:
     if env.get("PACKAGER_WEIGHTS_URL"):
         return env["PACKAGER_WEIGHTS_URL"].rstrip("/")
@@ -236,7 +230,7 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
     if files and all((mounted / rel).is_file() for rel in files):
         if verify:
             for rel, want in files.items():
-                got = _sha256(mounted / rel)
+                got = sha256_file(mounted / rel)
                 if want and got != want:
                     raise LaunchError(f"mounted weights {mounted / rel}: sha256 {got}, the image expects {want}")
         log(f"weights: mounted at {mounted}")
@@ -262,7 +256,7 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
 
 
 def _download(url: str, target: Path, want: str, token: str | None, log) -> None:
-    if target.is_file() and (not want or _sha256(target) == want):
+    if target.is_file() and (not want or sha256_file(target) == want):
         log(f"weights: {target} already in the cache")
         return
     target.parent.mkdir(parents=True, exist_ok=True)

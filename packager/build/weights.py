@@ -5,7 +5,6 @@ the image build re-checks the bytes it bakes (a corrupted context fails the buil
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 
 from packager.errors import UserError
+from runtimes.digests import sha256_file
 
 IN_IMAGE_MODEL_DIR = "/opt/packager/model"
 
@@ -35,14 +35,6 @@ class Weights:
     def in_image_ref(self) -> str:
         """The model path the engine argv uses inside the image."""
         return f"{IN_IMAGE_MODEL_DIR}/{self.root.name}" if self.is_file else IN_IMAGE_MODEL_DIR
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def locate(source: dict) -> Path:
