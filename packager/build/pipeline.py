@@ -192,7 +192,9 @@ def _render_and_build(req: BuildRequest, plan: dict, selected: dict, family, nam
     wheel = projectwheel.build_project_wheel(ctx_dir / "dist", root, log=log)
 
     # plan + launcher config, last in the image.
-    (ctx_dir / "plan.json").write_text(plan_text)
+    # The image's copy drops the build host's weights path: it means nothing (and says too much) in a container.
+    image_plan = {**plan, "model": {**plan["model"], "local_path": None}}
+    (ctx_dir / "plan.json").write_text(json.dumps(image_plan, indent=2) + "\n")
     port = int(_opt(req, "port") or DEFAULT_PORT)
     (ctx_dir / "image.json").write_text(json.dumps(launcher_config(plan, family, req.weights, w, port), indent=2) + "\n")
 

@@ -121,3 +121,19 @@ def test_no_engine_renders_everything_and_exits_0_or_2(tmp_path):
     proc = _cli("build", "--hardware", "cpu", "--out", str(out), env=env)
     assert proc.returncode == 2, proc.stderr
     assert "no Docker engine is reachable" in proc.stderr and ".ci/docker.sh" in proc.stderr
+
+
+def test_the_image_plan_carries_no_build_host_path(tmp_path):
+    import json
+
+    from packager.build.pipeline import BuildRequest, run_build
+
+    root = Path(__file__).resolve().parents[2]
+    req = BuildRequest(model=str(root / "manifests" / "models" / "smollm2-135m-instruct.yaml"), hardware="cpu",
+                       out=tmp_path, no_image=True)
+    result = run_build(req, log=lambda m: None)
+    host = json.loads(result.plan_path.read_text())
+    image = json.loads((result.context / "plan.json").read_text())
+    assert host["model"]["local_path"]  # the lockfile on the host keeps it
+    assert image["model"]["local_path"] is None
+    assert host["model"]["local_path"] not in (result.context / "plan.json").read_text()
