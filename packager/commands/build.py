@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from packager.errors import UserError
 
 
 def build(
@@ -31,17 +30,3 @@ def build(
                        opts=parse_opts(list(opt)))
     result = run_build(req)
     typer.echo(report(result))
-
-
-def main() -> None:  # `python -m packager.commands.build` while cli.py does not register it yet
-    app = typer.Typer(add_completion=False)
-    app.command()(build)
-    try:
-        app()
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(exc.exit_code) from None
-
-
-if __name__ == "__main__":
-    main()

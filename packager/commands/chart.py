@@ -83,19 +83,3 @@ def deploy(
 
     typer.echo(run(load_plan(model, hardware, objective, plan), namespace=namespace, release=release,
                    image=image, sets=set_, values_files=values, dry_run=dry_run), nl=False)
-
-
-def main() -> None:  # `python -m packager.commands.chart chart|publish|deploy` until cli.py registers them
-    app = typer.Typer(add_completion=False)
-    app.command("chart")(chart)
-    app.command("publish")(publish)
-    app.command("deploy")(deploy)
-    try:
-        app()
-    except UserError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(exc.exit_code) from None
-
-
-if __name__ == "__main__":
-    main()

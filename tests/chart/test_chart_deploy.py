@@ -53,7 +53,7 @@ def test_bad_release_name(unreachable_kubeconfig):
 
 def test_command_exits_2_without_a_cluster(unreachable_kubeconfig, tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "packager.commands.chart", "deploy", "--plan", str(plan_file("cpu-smollm2", tmp_path)),
+        [sys.executable, "-m", "packager.cli", "deploy", "--plan", str(plan_file("cpu-smollm2", tmp_path)),
          "--namespace", "ai"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "no reachable Kubernetes cluster" in proc.stderr and "--dry-run" in proc.stderr
@@ -61,7 +61,7 @@ def test_command_exits_2_without_a_cluster(unreachable_kubeconfig, tmp_path):
 
 
 def test_command_dry_run_and_chart(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "packager.commands.chart", *a], cwd=REPO,
+    run = lambda *a: subprocess.run([sys.executable, "-m", "packager.cli", *a], cwd=REPO,
                                     capture_output=True, text=True, timeout=120)
     proc = run("deploy", "--plan", str(plan_file("cpu-smollm2", tmp_path)), "--dry-run")
     assert proc.returncode == 0, proc.stderr

@@ -69,7 +69,7 @@ def test_multi_node_plan_renders_a_leader_worker_set(tmp_path):
 
 def test_chart_command_with_manifests(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "packager.commands.chart", "chart",
+        [sys.executable, "-m", "packager.cli", "chart",
          str(REPO / "manifests" / "models" / "llama-3.1-8b-instruct.yaml"),
          "--hardware", str(REPO / "manifests" / "hardware" / "amd-mi300x-x8.yaml"), "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
