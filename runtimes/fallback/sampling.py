@@ -1,6 +1,6 @@
 """Per-request sampling parameters and the sampler.
 
-Greedy (temperature 0) is an argmax over fp32 logits. Otherwise temperature,
+Greedy (temperature 0, or below 1e-5) is an argmax over fp32 logits. Otherwise temperature,
 then top-k, then top-p, then a draw from a per-request ``torch.Generator`` so a
 request with a seed gets the same text whatever else is running.
 """
@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+
+# Temperatures below this sample greedily, as in vLLM: dividing logits by a
+# vanishing temperature overflows to inf and makes the draw fail.
+_GREEDY_BELOW = 1e-5
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        return self.temperature < _GREEDY_BELOW
 
 
 class RequestSampler:

@@ -200,3 +200,16 @@ def test_abort_frees_the_slot(make_engine):
     outs = drain(eng)
     assert outs["b"]["reason"] == "length"
     assert eng.abort("a") is None
+
+
+def test_a_vanishing_temperature_is_greedy_and_does_not_fail_the_batch(make_engine):
+    # logits / 1e-40 overflows to inf and multinomial raised, failing the step
+    # for every request in it; vLLM treats temperature < 1e-5 as greedy.
+    ids = prompts()
+    greedy = run_all(make_engine(), {"x": (ids["r2"], SamplingParams(max_tokens=8, temperature=0))})["x"]["ids"]
+    outs = run_all(make_engine(), {
+        "tiny": (ids["r2"], SamplingParams(max_tokens=8, temperature=1e-40)),
+        "other": (ids["r3"], SamplingParams(max_tokens=8, temperature=0.8, seed=1)),
+    })
+    assert outs["tiny"]["ids"] == greedy
+    assert outs["other"]["reason"] == "length"
