@@ -1,14 +1,16 @@
 """OpenAI request schemas, their translation to ``SamplingParams``, and the
 OpenAI error body. Unknown fields are ignored (clients send many); fields we
-cannot honour (n > 1, logprobs, penalties) are rejected with a 400 rather than
-silently ignored."""
+cannot honour (n > 1, logprobs, penalties, tools, response_format, ...) are
+rejected with a 400 rather than silently ignored. An explicit JSON null means
+"the default", as in OpenAI's API and vLLM."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+import json
+from typing import Any, Callable, ClassVar, Literal, Union
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .sampling import SamplingParams
 
@@ -47,15 +49,50 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _off(v: Any) -> bool:
+    return not v  # None, false, 0, "", [], {}
+
+
+# Fields we cannot honour, by the values that ask for nothing (clients often
+# send defaults); any other value is a 400 naming the field.
+_COMMON_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
+    "logit_bias": _off,
+    "best_of": lambda v: v in (None, 1),
+    "use_beam_search": _off,
+    "min_tokens": _off,
+    "min_p": _off,
+    "repetition_penalty": lambda v: v in (None, 1),
+    "include_stop_str_in_output": _off,
+    "guided_json": _off,
+    "guided_regex": _off,
+    "guided_choice": _off,
+    "guided_grammar": _off,
+    "structured_outputs": _off,
+}
+_CHAT_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
+    **_COMMON_UNSUPPORTED,
+    "response_format": lambda v: _off(v) or (isinstance(v, dict) and v.get("type") == "text"),
+    "tools": _off,
+    "functions": _off,
+    "tool_choice": lambda v: v in (None, "none", "auto"),
+    "function_call": lambda v: v in (None, "none", "auto"),
+    "top_logprobs": _off,
+    "add_generation_prompt": lambda v: v in (None, True),
+    "continue_final_message": _off,
+}
+_COMPLETION_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {**_COMMON_UNSUPPORTED, "suffix": _off}
+
+
 class _Common(BaseModel):
     model_config = ConfigDict(extra="allow")
+    unsupported: ClassVar[dict[str, Callable[[Any], bool]]] = _COMMON_UNSUPPORTED
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
     top_k: int = Field(-1, ge=-1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator takes
     stop: Union[str, list[str], None] = None
     stop_token_ids: list[int] | None = None
     ignore_eos: bool = False  # vLLM extension: generate past eos (benchmarks)
@@ -66,6 +103,15 @@ class _Common(BaseModel):
     frequency_penalty: float = Field(0.0, ge=0, le=0)
     logprobs: Any = None
     user: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, data):
+        # Clients send null for "not set" (openai's Python client does for a
+        # None argument); the field's default applies.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     @field_validator("stop")
     @classmethod
@@ -101,7 +147,7 @@ class _Common(BaseModel):
 
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: Literal["text"]
+    type: str
     text: str
 
 
@@ -110,13 +156,24 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[str, list[TextPart], None] = None
 
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_parts_only(cls, v):
+        # Say which part is refused, not pydantic's "should be a valid string".
+        for part in v if isinstance(v, list) else ():
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind != "text":
+                raise ValueError(f"content part of type {kind!r} is not supported: this model takes text only")
+        return v
+
     def text(self) -> str:
         if isinstance(self.content, list):
-            return "".join(p.text for p in self.content)
+            return "\n".join(p.text for p in self.content)  # as vLLM joins text parts
         return self.content or ""
 
 
 class ChatRequest(_Common):
+    unsupported: ClassVar[dict[str, Callable[[Any], bool]]] = _CHAT_UNSUPPORTED
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
 
@@ -126,21 +183,24 @@ class ChatRequest(_Common):
 
 
 class CompletionRequest(_Common):
-    prompt: Union[str, list[int], list[str]]
+    unsupported: ClassVar[dict[str, Callable[[Any], bool]]] = _COMPLETION_UNSUPPORTED
+    prompt: Union[str, list[int]]
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's and vLLM's default for completions
     echo: bool = Field(False)
-    suffix: str | None = None
 
-    @field_validator("prompt")
+    @field_validator("prompt", mode="before")
     @classmethod
     def _one_prompt(cls, v):
-        if isinstance(v, list):
-            if not v:
-                raise ValueError("prompt must not be empty")
-            if isinstance(v[0], str):
-                if len(v) != 1:
-                    raise ValueError("only one prompt per request is supported")
-        elif v == "":
+        """A string or token ids, alone or as the only item of a list (the
+        openai client types allow ["text"] and [[ids]])."""
+        if isinstance(v, list) and len(v) == 1 and isinstance(v[0], (str, list)):
+            v = v[0]
+        if isinstance(v, list) and any(isinstance(x, (str, list)) for x in v):
+            raise ValueError("only one prompt per request is supported")
+        if isinstance(v, (str, list)) and not v:
             raise ValueError("prompt must not be empty")
+        if isinstance(v, list) and not all(type(t) is int for t in v):  # bools and floats are not token ids
+            raise ValueError("token ids must be integers")
         return v
 
     @field_validator("echo")
@@ -162,6 +222,7 @@ def parse(model_cls: type[BaseModel], body: Any):
     """Validate a decoded JSON body; a 400 naming the first bad field."""
     if not isinstance(body, dict):
         raise APIError(400, "request body must be a JSON object")
+    _refuse_unsupported(model_cls, body)
     try:
         return model_cls.model_validate(body)
     except ValidationError as e:
@@ -170,3 +231,9 @@ def parse(model_cls: type[BaseModel], body: Any):
         loc = [x for x in first.get("loc", ()) if isinstance(x, int) or (x.isidentifier() and x not in _TYPE_TAGS)]
         param = ".".join(str(x) for x in loc) or None
         raise APIError(400, f"{param}: {first.get('msg')}" if param else str(first.get("msg")), param) from None
+
+
+def _refuse_unsupported(model_cls: type[BaseModel], body: dict) -> None:
+    for name, is_noop in getattr(model_cls, "unsupported", {}).items():
+        if name in body and not is_noop(body[name]):
+            raise APIError(400, f"{name}: {json.dumps(body[name])[:80]} is not supported by this runtime", name)

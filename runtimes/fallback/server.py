@@ -173,14 +173,14 @@ def build_app(state: ServerState) -> FastAPI:
     async def completions(request: Request):
         req = parse(CompletionRequest, await _json(request))
         _check(state, req.model)
-        p = req.prompt
-        if isinstance(p, list) and isinstance(p[0], int):
+        p = req.prompt  # one string or one list of token ids (see protocol)
+        if isinstance(p, list):
             vocab = len(state.tokenizer)
-            if any(not isinstance(t, int) or t < 0 or t >= vocab for t in p):
+            if any(t < 0 or t >= vocab for t in p):
                 raise APIError(400, f"prompt token ids must be in [0, {vocab})", "prompt")
             ids = list(p)
         else:
-            ids = state.tokenizer.encode(p[0] if isinstance(p, list) else p)
+            ids = state.tokenizer.encode(p)
         return await _serve(state, request, req, ids, chat=False)
 
     return app
