@@ -181,6 +181,11 @@ class ChatRequest(_Common):
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
+    @property
+    def max_tokens_param(self) -> str:
+        """The field the limit came from, for errors (newer clients send max_completion_tokens)."""
+        return "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
+
 
 class CompletionRequest(_Common):
     unsupported: ClassVar[dict[str, Callable[[Any], bool]]] = _COMPLETION_UNSUPPORTED
@@ -213,6 +218,10 @@ class CompletionRequest(_Common):
     @property
     def requested_max_tokens(self) -> int | None:
         return self.max_tokens
+
+    @property
+    def max_tokens_param(self) -> str:
+        return "max_tokens"
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}

@@ -13,6 +13,7 @@ requests get 503, in-flight requests finish (or are aborted after
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import signal
@@ -26,6 +27,7 @@ from typing import Any, AsyncIterator
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from .args import parse_args
 from .async_engine import AsyncEngine, QueueFull, RequestStream
@@ -52,6 +54,30 @@ class ServerState:
     loop_ready: threading.Event = field(default_factory=threading.Event)
     stopping: bool = False  # a signal arrived before the engine was serving
     created: int = field(default_factory=lambda: int(time.time()))
+    fingerprint: str = ""
+
+
+def _fingerprint(args: Any) -> str:
+    """OpenAI's ``system_fingerprint``: names the backend configuration that,
+    with a seed, decides the output (model file, dtype, device, kernels)."""
+    from pathlib import Path
+
+    key = "|".join(str(x) for x in (Path(args.model).name, args.dtype, args.device, args.kernels, args.seed))
+    return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class _Head:
+    """The fields that every response body and chunk of one request carries."""
+
+    id: str
+    model: str
+    system_fingerprint: str
+    created: int = field(default_factory=lambda: int(time.time()))  # when the request came
+
+    def body(self, obj: str, **rest: Any) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "system_fingerprint": self.system_fingerprint, **rest}
 
 
 # -- loading ----------------------------------------------------------------
@@ -131,6 +157,11 @@ def build_app(state: ServerState) -> FastAPI:
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):
         return error_response(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        # Unknown routes and methods get OpenAI's error body, not FastAPI's {"detail": ...}.
+        return error_response(APIError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})))
 
     @app.get("/v1/health/live")
     async def live():
@@ -213,19 +244,19 @@ async def _serve(state: ServerState, request: Request, req, ids: list[int], chat
     want = req.requested_max_tokens
     if want is not None and n + want > limit:
         raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                            f"{n + want} tokens ({n} in the prompt, {want} for the completion).", "max_tokens")
+                            f"{n + want} tokens ({n} in the prompt, {want} for the completion).", req.max_tokens_param)
     params = req.sampling_params(want or (limit - n))
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     try:
         stream = state.engine.add(rid, ids, params)
     except QueueFull:
         raise APIError(429, "too many requests waiting; retry later", headers={"Retry-After": "1"}) from None
-    name = req.model or state.names[0]
+    head = _Head(rid, req.model or state.names[0], state.fingerprint)
     outputs = _outputs(stream, request)
     if req.stream:
-        return StreamingResponse(_sse(outputs, rid, name, chat, req.include_usage),
+        return StreamingResponse(_sse(outputs, head, chat, req.include_usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    return await _collect(outputs, rid, name, chat)
+    return await _collect(outputs, head, chat)
 
 
 async def _outputs(stream: RequestStream, request: Request) -> AsyncIterator[RequestOutput]:
@@ -255,7 +286,7 @@ def _usage(out: RequestOutput) -> dict:
             "total_tokens": out.prompt_tokens + out.completion_tokens}
 
 
-async def _collect(outputs: AsyncIterator[RequestOutput], rid: str, name: str, chat: bool):
+async def _collect(outputs: AsyncIterator[RequestOutput], head: _Head, chat: bool):
     parts: list[str] = []
     last: RequestOutput | None = None
     try:
@@ -269,19 +300,14 @@ async def _collect(outputs: AsyncIterator[RequestOutput], rid: str, name: str, c
     if last is None or not last.finished:
         return Response(status_code=499)  # client gone; nobody reads this
     text = "".join(parts)
-    created = int(time.time())
     if chat:
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": last.finish_reason, "logprobs": None}
-        body = {"id": rid, "object": "chat.completion", "created": created, "model": name, "choices": [choice]}
-    else:
-        choice = {"index": 0, "text": text, "finish_reason": last.finish_reason, "logprobs": None}
-        body = {"id": rid, "object": "text_completion", "created": created, "model": name, "choices": [choice]}
-    body["usage"] = _usage(last)
-    return body
+        return head.body("chat.completion", choices=[choice], usage=_usage(last))
+    choice = {"index": 0, "text": text, "finish_reason": last.finish_reason, "logprobs": None}
+    return head.body("text_completion", choices=[choice], usage=_usage(last))
 
 
-async def _sse(outputs: AsyncIterator[RequestOutput], rid: str, name: str, chat: bool, include_usage: bool):
-    created = int(time.time())
+async def _sse(outputs: AsyncIterator[RequestOutput], head: _Head, chat: bool, include_usage: bool):
     obj = "chat.completion.chunk" if chat else "text_completion"
 
     def event(body: dict) -> str:
@@ -293,7 +319,7 @@ async def _sse(outputs: AsyncIterator[RequestOutput], rid: str, name: str, chat:
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         else:
             choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-        return event({"id": rid, "object": obj, "created": created, "model": name, "choices": [choice]})
+        return event(head.body(obj, choices=[choice]))
 
     try:
         if chat:
@@ -306,10 +332,10 @@ async def _sse(outputs: AsyncIterator[RequestOutput], rid: str, name: str, chat:
         if last is None or not last.finished:
             return  # client gone
         if include_usage:
-            yield event({"id": rid, "object": obj, "created": created, "model": name, "choices": [], "usage": _usage(last)})
+            yield event(head.body(obj, choices=[], usage=_usage(last)))
         yield "data: [DONE]\n\n"
     except Exception as e:  # headers are sent: report in-band, as OpenAI does
-        log.exception("stream %s failed", rid)
+        log.exception("stream %s failed", head.id)
         yield event({"error": {"message": str(e), "type": "InternalServerError", "param": None, "code": 500}})
     finally:
         await outputs.aclose()
@@ -324,7 +350,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = args.served_model_name or [args.model]
-    state = ServerState(args=args, names=names, metrics=Metrics(names[0]))
+    state = ServerState(args=args, names=names, metrics=Metrics(names[0]), fingerprint=_fingerprint(args))
     config = uvicorn.Config(build_app(state), host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=5, access_log=False)
     server = uvicorn.Server(config)

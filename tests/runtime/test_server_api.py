@@ -134,6 +134,20 @@ BAD = [
     ("max_tokens past context", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": "hi", "max_tokens": MAX_LEN}}, 400, "max_tokens"),
     ("token id out of range", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": [1, 10**9]}}, 400, "prompt"),
     ("empty prompt", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": ""}}, 400, "prompt"),
+    ("max_completion_tokens past context", "/v1/chat/completions",
+     {"json": {**CHAT, "max_completion_tokens": MAX_LEN}}, 400, "max_completion_tokens"),
+    ("response_format json", "/v1/chat/completions", {"json": {**CHAT, "response_format": {"type": "json_object"}}}, 400,
+     "response_format"),
+    ("tools", "/v1/chat/completions",
+     {"json": {**CHAT, "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}}, 400, "tools"),
+    ("logit_bias", "/v1/chat/completions", {"json": {**CHAT, "logit_bias": {"1": 5}}}, 400, "logit_bias"),
+    ("image part", "/v1/chat/completions",
+     {"json": {**CHAT, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}},
+     400, "messages.0.content"),
+    ("seed too big", "/v1/chat/completions", {"json": {**CHAT, "seed": 2**64}}, 400, "seed"),
+    ("suffix", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": "x", "suffix": "y"}}, 400, "suffix"),
+    ("two prompts", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": [[1, 2], [3]]}}, 400, "prompt"),
+    ("unknown route", "/v1/no-such-route", {"json": {}}, 404, None),
 ]
 
 
@@ -156,3 +170,47 @@ def test_openai_client_sees_typed_errors(client):
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model=MODEL_NAME, prompt=LONG)
     assert_still_serving(client)
+
+
+def test_response_fields_are_typed_as_openai_s(client, server):
+    r = ask(client, "Say hi.", max_tokens=4)
+    assert r.id.startswith("chatcmpl-") and r.object == "chat.completion" and r.model == MODEL_NAME
+    assert isinstance(r.created, int) and r.system_fingerprint.startswith("fp_")
+    chunks = list(ask(client, "Say hi.", max_tokens=4, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert {(c.id, c.object, c.created, c.system_fingerprint) for c in chunks} == {
+        (chunks[0].id, "chat.completion.chunk", chunks[0].created, r.system_fingerprint)}
+    c = client.completions.create(model=MODEL_NAME, prompt="Hi", max_tokens=2, temperature=0)
+    assert c.id.startswith("cmpl-") and c.object == "text_completion" and c.system_fingerprint == r.system_fingerprint
+
+
+def test_none_arguments_from_the_client_mean_defaults(client):
+    # openai's client sends JSON null for an explicit None.
+    r = client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                       max_tokens=12, temperature=0, top_p=None, n=None, stop=None, seed=None,
+                                       presence_penalty=None, frequency_penalty=None)
+    assert "Paris" in r.choices[0].message.content
+
+
+def test_completions_default_to_16_tokens_and_take_nested_token_ids(client, smol_tokenizer):
+    r = client.completions.create(model=MODEL_NAME, prompt="Once upon a time", temperature=0, extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 16 and r.choices[0].finish_reason == "length"
+    ids = smol_tokenizer.encode("The capital of France is")
+    flat = client.completions.create(model=MODEL_NAME, prompt=ids, max_tokens=4, temperature=0)
+    nested = client.completions.create(model=MODEL_NAME, prompt=[ids], max_tokens=4, temperature=0)
+    assert nested.choices[0].text == flat.choices[0].text and nested.usage == flat.usage
+
+
+def test_text_parts_are_joined_by_newlines_as_vllm_does(client):
+    parts = [{"type": "text", "text": "What is the capital"}, {"type": "text", "text": "of France?"}]
+    kw = dict(model=MODEL_NAME, max_tokens=1, temperature=0)
+    by_parts = client.chat.completions.create(messages=[{"role": "user", "content": parts}], **kw)
+    joined = client.chat.completions.create(messages=[{"role": "user", "content": "What is the capital\nof France?"}], **kw)
+    assert by_parts.usage.prompt_tokens == joined.usage.prompt_tokens
+
+
+def test_seeded_sampling_repeats(client):
+    def story(seed):
+        return client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "Tell me a story."}],
+                                              temperature=1.0, seed=seed, max_tokens=12).choices[0].message.content
+    assert story(1234) == story(1234) != story(4321)
