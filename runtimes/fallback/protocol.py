@@ -186,11 +186,14 @@ class ChatRequest(_Common):
         """The field the limit came from, for errors (newer clients send max_completion_tokens)."""
         return "max_completion_tokens" if self.max_completion_tokens else "max_tokens"
 
+    def default_max_tokens(self, room: int) -> int:
+        """Unset max_tokens: all the room the context leaves, as vLLM."""
+        return room
+
 
 class CompletionRequest(_Common):
     unsupported: ClassVar[dict[str, Callable[[Any], bool]]] = _COMPLETION_UNSUPPORTED
     prompt: Union[str, list[int]]
-    max_tokens: int | None = Field(16, ge=1)  # OpenAI's and vLLM's default for completions
     echo: bool = Field(False)
 
     @field_validator("prompt", mode="before")
@@ -222,6 +225,10 @@ class CompletionRequest(_Common):
     @property
     def max_tokens_param(self) -> str:
         return "max_tokens"
+
+    def default_max_tokens(self, room: int) -> int:
+        """Unset max_tokens: 16, OpenAI's default for completions, within the room left."""
+        return min(16, room)
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none"}

@@ -245,7 +245,7 @@ async def _serve(state: ServerState, request: Request, req, ids: list[int], chat
     if want is not None and n + want > limit:
         raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
                             f"{n + want} tokens ({n} in the prompt, {want} for the completion).", req.max_tokens_param)
-    params = req.sampling_params(want or (limit - n))
+    params = req.sampling_params(want or req.default_max_tokens(limit - n))
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     try:
         stream = state.engine.add(rid, ids, params)

@@ -34,10 +34,11 @@ def test_null_means_the_default():
     assert r.sampling_params(8).temperature == 1.0
 
 
-def test_completions_default_to_16_tokens():
-    assert completion().requested_max_tokens == 16
-    assert completion(max_tokens=None).requested_max_tokens == 16
+def test_completions_default_to_16_tokens_within_the_room_left():
+    assert completion().default_max_tokens(100) == 16 and completion(max_tokens=None).default_max_tokens(100) == 16
+    assert completion().default_max_tokens(5) == 5  # a default never makes a prompt too long
     assert completion(max_tokens=3).requested_max_tokens == 3
+    assert chat().default_max_tokens(100) == 100
 
 
 UNSUPPORTED_CHAT = [

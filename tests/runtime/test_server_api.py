@@ -195,6 +195,8 @@ def test_none_arguments_from_the_client_mean_defaults(client):
 def test_completions_default_to_16_tokens_and_take_nested_token_ids(client, smol_tokenizer):
     r = client.completions.create(model=MODEL_NAME, prompt="Once upon a time", temperature=0, extra_body={"ignore_eos": True})
     assert r.usage.completion_tokens == 16 and r.choices[0].finish_reason == "length"
+    near_limit = client.completions.create(model=MODEL_NAME, prompt=[504] * (MAX_LEN - 5), extra_body={"ignore_eos": True})
+    assert near_limit.usage.completion_tokens == 5 and near_limit.choices[0].finish_reason == "length"
     ids = smol_tokenizer.encode("The capital of France is")
     flat = client.completions.create(model=MODEL_NAME, prompt=ids, max_tokens=4, temperature=0)
     nested = client.completions.create(model=MODEL_NAME, prompt=[ids], max_tokens=4, temperature=0)
