@@ -8,7 +8,6 @@ our own (``model.py``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from runtimes.digests import sha256_file
 
 from . import gguf_fast
 from .config import ModelConfig
@@ -67,14 +68,6 @@ def parse_sha256_args(values: list[str]) -> dict[str, str]:
         if len(hexd) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexd):
             raise ValueError(f"--sha256 {name}: {hexd!r} is not a 64-digit hex digest")
     return out
-
-
-def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_digests(directory: Path, expected: dict[str, str]) -> None:
