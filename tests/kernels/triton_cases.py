@@ -13,6 +13,7 @@ variable set. To run it directly, with per-case output:
 from __future__ import annotations
 
 import os
+import random
 import sys
 
 import pytest
@@ -46,6 +47,19 @@ def T():
     return triton_ops
 
 
+# Random shapes on top of the chosen ones: drawn once from a fixed seed so a failure
+# reproduces, and mostly not powers of two.
+_rng = random.Random(20261126)
+RANDOM_NORM = [(_rng.randint(1, 9), _rng.randint(3, 900)) for _ in range(3)]
+RANDOM_SILU = [(_rng.randint(1, 6), 2 * _rng.randint(1, 1100)) for _ in range(3)]
+RANDOM_ROTARY = [(_rng.randint(1, 7), 3 * g, g, 2 * _rng.randint(4, 64)) for g in (1, 2, 3)]
+RANDOM_ATTN = []
+for _ in range(3):
+    _b, _hkv, _group = _rng.randint(1, 5), _rng.randint(1, 3), _rng.randint(1, 4)
+    RANDOM_ATTN.append((_b, _hkv * _group, _hkv, 2 * _rng.randint(8, 64),
+                        [_rng.randint(1, 130) for _ in range(_b)], _rng.choice([None, 1, 2, 3])))
+
+
 def _g(seed):
     return torch.Generator().manual_seed(seed)
 
@@ -57,7 +71,7 @@ def test_select_ops_triton_under_interpreter(T):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(5, 576), (1, 64), (2, 3, 100)])
+@pytest.mark.parametrize("shape", [(5, 576), (1, 64), (2, 3, 100)] + RANDOM_NORM)
 @pytest.mark.parametrize("with_res", [False, True])
 def test_rms_norm(T, dtype, shape, with_res):
     g = _g(10)
@@ -80,7 +94,7 @@ def test_rms_norm_strided_rows(T):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(3, 2 * 200), (2, 2, 2 * 1536), (1, 2 * 1500)])
+@pytest.mark.parametrize("shape", [(3, 2 * 200), (2, 2, 2 * 1536), (1, 2 * 1500)] + RANDOM_SILU)
 def test_silu_and_mul(T, dtype, shape):
     x = (2 * torch.randn(*shape, generator=_g(20))).to(dtype)
     y = T.silu_and_mul(x)
@@ -89,7 +103,7 @@ def test_silu_and_mul(T, dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("t,hq,hkv,d", [(1, 4, 4, 64), (5, 9, 3, 64), (3, 8, 2, 80), (4, 12, 4, 96)])
+@pytest.mark.parametrize("t,hq,hkv,d", [(1, 4, 4, 64), (5, 9, 3, 64), (3, 8, 2, 80), (4, 12, 4, 96)] + RANDOM_ROTARY)
 def test_rotary(T, dtype, t, hq, hkv, d):
     g = _g(30)
     q = torch.randn(t, hq, d, generator=g).to(dtype)
@@ -133,7 +147,7 @@ ATTN_CASES = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("b,hq,hkv,d,lens,splits", ATTN_CASES)
+@pytest.mark.parametrize("b,hq,hkv,d,lens,splits", ATTN_CASES + RANDOM_ATTN)
 def test_decode_attention(T, dtype, b, hq, hkv, d, lens, splits):
     g = _g(40)
     slots, max_len = 7, 130
