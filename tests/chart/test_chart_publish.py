@@ -8,6 +8,7 @@ import tarfile
 import uuid
 
 import helm_python as helm
+import docker
 import pytest
 import yaml
 
@@ -92,6 +93,15 @@ def test_push_image_and_publish_pin_the_digest(registry, tmp_path):
         # The registry holds it: its manifest digest is what push reported.
         data = client.api.inspect_distribution(f"{repo}:{tag.rpartition(':')[2]}")
         assert data["Descriptor"]["digest"] == digest
+        # ...and gives it back: drop every local name of the image, pull it by digest, same image id.
+        local_id = client.images.get(tag).id
+        client.images.remove(f"{repo}:{tag.rpartition(':')[2]}", force=True)
+        client.images.remove(tag, force=True)
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(local_id)
+        client.api.pull(f"{repo}@{digest}")
+        assert client.images.get(f"{repo}@{digest}").id == local_id
+        client.api.tag(local_id, *tag.rsplit(":", 1))  # publish below pushes the local tag again
 
         p = plan("cpu-smollm2")
         p["packager_version"] = f"0.1.0-t{uuid.uuid4().hex[:8]}"
