@@ -60,9 +60,10 @@ def resolve_accelerator(value: str | AcceleratorSpec, doc: YamlDoc, index: int) 
         )
     cat = catalog()
     if value not in cat:
-        guess = difflib.get_close_matches(value, list(cat), n=1, cutoff=0.5)
+        # A key's beginning ("nvidia-h100") names a family: offer its members before fuzzy matches.
+        guess = [k for k in cat if k.startswith(value)] or difflib.get_close_matches(value, list(cat), n=1, cutoff=0.5)
         raise UserError(
-            f"unknown accelerator {value!r}" + (f"; did you mean {guess[0]!r}?" if guess else ""),
+            f"unknown accelerator {value!r}" + (f"; did you mean {' or '.join(repr(g) for g in guess)}?" if guess else ""),
             file=doc.file, line=doc.line_of(("pools", index, "accelerator")), field=f"pools[{index}].accelerator",
             hint="use a catalog key (" + ", ".join(cat) + ") or give explicit specs (name, vendor, memory_gib, bandwidth_gbs, runtimes)",
         )
