@@ -226,3 +226,14 @@ def test_advice_names_the_smallest_variant_when_nothing_fits():
     p = plan("llama-3.1-70b-instruct", "nvidia-t4-x1")
     assert p.selected is None
     assert any("variant awq-int4" in a for a in p.advice), p.advice
+
+
+def test_cpu_estimates_track_the_measured_fallback_runtime():
+    """The planner's CPU numbers stay within a factor of what bench/runtime_throughput.py measured here."""
+    measured = json.loads((ROOT / "bench" / "results" / "runtime_throughput.json").read_text())
+    runs = {r["concurrency"]: r["tokens_per_s"] for r in measured["runs"]}
+    hw = "cpu"  # the 2-core machine the bench ran on (catalog cpu row: measured 40 GB/s)
+    sel = plan("smollm2-135m-instruct", hw).selected
+    assert sel.max_num_seqs == 16
+    assert 0.6 <= sel.estimates.decode_tokens_per_s / runs[1] <= 1.5
+    assert 0.6 <= sel.estimates.decode_tokens_per_s_full_batch / runs[16] <= 1.5
