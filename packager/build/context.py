@@ -36,6 +36,9 @@ class ImageContext:
     healthcheck_start_period_s: int
     packager_version: str
     port: int = DEFAULT_PORT
+    # A baked GGUF file whose tokenizer is converted once at build (saves ~3 s per start); "" when none.
+    gguf_tokenizer: str = ""
+    gguf_tokenizer_dir: str = ""  # runtimes.layout.gguf_tokenizer_dir of it
     uid: int = UID
     user: str = USER
     app_dir: str = APP_DIR

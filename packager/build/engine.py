@@ -7,6 +7,7 @@ need a buildx plugin that these machines lack, so /usr/bin/docker comes first.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -89,9 +90,11 @@ def build(context: Path, tag: str, *, secrets: tuple[str, ...] = (), no_cache: b
             line = line.rstrip("\n")
             tail = (tail + [line])[-40:]
             vertex, _, rest = line.partition(" ")
-            # "#7 [3/9] RUN ..." names a Dockerfile step; "#7 CACHED" says the cache served it.
-            if rest.startswith("[") and "/" in rest.split("]")[0] and rest.split("]")[0][1:2].isdigit():
-                names.setdefault(vertex, step_of(rest.split("] ", 1)[-1]))
+            # "#7 [3/9] RUN ..." names a Dockerfile step ("[ 3/10]" from ten steps on); "#7 CACHED" says
+            # the cache served it.
+            step = STEP_LINE.match(rest)
+            if step:
+                names.setdefault(vertex, step_of(step[1]))
             elif rest == "CACHED":
                 cached.add(vertex)
             log(line)
@@ -124,6 +127,9 @@ def history(ref: str, cli: str | None = None) -> tuple[Layer, ...]:
         created_by = row.get("CreatedBy", "")
         layers.append(Layer(step=step_of(created_by), size_bytes=int(row.get("Size") or 0), created_by=created_by))
     return tuple(layers)
+
+
+STEP_LINE = re.compile(r"^\[\s*\d+/\d+\] (.*)$")
 
 
 def step_of(created_by: str) -> str:

@@ -16,6 +16,7 @@ from packager.build.context import (CACHE_DIR, DEFAULT_PORT, LABEL_PREFIX, MODEL
 from packager.build.families import Family, default_base_image, family_for
 from packager.build.render import render_dockerfile
 from packager.errors import UserError
+from runtimes.layout import gguf_tokenizer_dir
 
 OPT_KEYS = {
     "secret": "a BuildKit secret for the build, docker's syntax: id=NAME,env=VAR or id=NAME,src=FILE (repeatable)",
@@ -277,13 +278,21 @@ def image_context(plan: dict, family: Family, base: str, mode: str, w, wheel_nam
     if family.name != "vllm":  # the vLLM image's PATH must stay; the imported base has none at all
         env.append(("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
     env.extend(family.env)
+    gguf = _gguf_to_pretokenize(family, mode, w)
     return ImageContext(
         family=family.name, template=family.template, base_image=base, python=python, weights_mode=mode,
         weights=tuple(w.files) if (w and mode == "baked") else (), project_wheel=wheel_name,
         labels=tuple(sorted(labels.items())), env=tuple(env), groups=family.groups, secrets=secret_ids,
         healthcheck_start_period_s=startup_budget_s(w.size_bytes if w else 0), packager_version=PACKAGER_VERSION,
-        port=port,
+        port=port, gguf_tokenizer=gguf, gguf_tokenizer_dir=gguf_tokenizer_dir(gguf) if gguf else "",
     )
+
+
+def _gguf_to_pretokenize(family: Family, mode: str, w) -> str:
+    """The baked GGUF whose tokenizer the build converts: fallback families only (their venv has transformers)."""
+    if mode != "baked" or w is None or family.name == "vllm" or not w.is_file or not w.root.name.endswith(".gguf"):
+        return ""
+    return w.root.name
 
 
 def run_command(tag: str, mode: str, w, port: int) -> str:

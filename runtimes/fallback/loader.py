@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from runtimes.digests import sha256_file
+from runtimes.layout import gguf_tokenizer_dir
 
 from . import gguf_fast
 from .config import ModelConfig
@@ -128,6 +129,9 @@ def load_tokenizer(path: str) -> Any:
 
     p = Path(path).expanduser()
     if p.is_file() and p.suffix == ".gguf":
+        saved = p.parent / gguf_tokenizer_dir(p.name)
+        if (saved / "tokenizer.json").is_file():  # converted at build time: ~0.2 s instead of ~3 s
+            return transformers.AutoTokenizer.from_pretrained(saved)
         return transformers.AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
     if p.is_dir() and not (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
         src = ModelSource.resolve(path)

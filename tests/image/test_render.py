@@ -137,3 +137,13 @@ def test_the_image_plan_carries_no_build_host_path(tmp_path):
     assert host["model"]["local_path"]  # the lockfile on the host keeps it
     assert image["model"]["local_path"] is None
     assert host["model"]["local_path"] not in (result.context / "plan.json").read_text()
+
+
+def test_buildkit_step_lines_are_read_with_ten_or_more_steps():
+    from packager.build.engine import STEP_LINE, step_of
+
+    for line, name in (("[3/9] RUN : layer=deps && x", "deps"), ("[ 5/10] RUN : layer=tokenizer && y", "tokenizer"),
+                       ("[10/10] COPY plan.json image.json /opt/packager/", "plan")):
+        m = STEP_LINE.match(line)
+        assert m and step_of(m[1]) == name, line
+    assert not STEP_LINE.match("[internal] load build definition from Dockerfile")

@@ -51,3 +51,20 @@ def test_unusual_files_take_the_transformers_path(gguf_path):
     assert gguf_fast.supported(header)
     qwen = replace(header, metadata={**header.metadata, "general.architecture": "qwen2"})
     assert not gguf_fast.supported(qwen)
+
+
+def test_a_tokenizer_saved_beside_the_gguf_is_used(gguf_path, tmp_path):
+    """The image build converts the GGUF tokenizer once (runtimes.layout); the loader must pick that up."""
+    import os
+
+    from runtimes.layout import gguf_tokenizer_dir
+
+    local = tmp_path / Path(gguf_path).name
+    os.symlink(gguf_path, local)
+    from_gguf = loader.load_tokenizer(str(local))
+    saved = tmp_path / gguf_tokenizer_dir(local.name)
+    from_gguf.save_pretrained(saved)
+    (saved / "chat_template.jinja").write_text("MARKER {{ messages[0]['content'] }}")  # proves which one loaded
+    tok = loader.load_tokenizer(str(local))
+    assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "MARKER hi"
+    assert tok("Paris, 世界").input_ids == from_gguf("Paris, 世界").input_ids
