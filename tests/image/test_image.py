@@ -170,6 +170,8 @@ def test_push_publishes_image_and_chart_to_a_real_registry(built_image, tmp_path
     logged: list[str] = []
     pushed = _push(built_image["tag"], "127.0.0.1:5000", chart, logged.append)
     image_ref, chart_ref = pushed.split(" (chart ")
+    local_name = "127.0.0.1:5000/" + built_image["tag"]  # push tagged the image locally under this name
+    subprocess.run([built_image["cli"], "image", "rm", local_name], capture_output=True)
     assert image_ref.startswith("127.0.0.1:5000/") and "@sha256:" in image_ref
     import tarfile
 
