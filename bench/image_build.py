@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +52,9 @@ def _start_to_ready(cli: str, tag: str, timeout: float = 600) -> dict:
                     "-e", f"PACKAGER_PORT={port}", tag], check=True, capture_output=True)
     try:
         while time.monotonic() - t0 < timeout:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.25)
+            if engine.probe_ready(port):
+                break
+            time.sleep(0.25)
         else:
             raise RuntimeError("container not ready in time")
         ready = time.monotonic() - t0

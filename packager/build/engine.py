@@ -145,3 +145,14 @@ def step_of(created_by: str) -> str:
     if "Imported from" in created_by or created_by == "":
         return "base"
     return "config"
+
+
+def probe_ready(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> bool:
+    """One readiness probe, as the image's HEALTHCHECK and Kubernetes ask it."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/v1/health/ready", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False

@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -84,12 +83,8 @@ def container(built_image):
     try:
         deadline = time.monotonic() + 600
         while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
+            if engine.probe_ready(port):
+                break
             state = json.loads(subprocess.run([cli, "inspect", name], capture_output=True, text=True).stdout)[0]
             logs = lambda: subprocess.run([cli, "logs", name], capture_output=True, text=True)  # noqa: E731
             if not state["State"]["Running"]:

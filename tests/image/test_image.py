@@ -112,7 +112,6 @@ def _link(src, dst):
 def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, helpers, tmp_path):
     """--weights volume: same deps layer, no weights layer; the launcher verifies the mount."""
     import time
-    import urllib.request
 
     free_port, packager_cli = helpers.free_port, helpers.packager_cli
 
@@ -139,12 +138,9 @@ def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, helpe
         try:
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health/ready", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    time.sleep(1)
+                if engine.probe_ready(port):
+                    break
+                time.sleep(1)
             else:
                 pytest.fail("volume container not ready: " + subprocess.run(
                     [cli, "logs", name], capture_output=True, text=True).stderr[-3000:])
