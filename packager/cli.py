@@ -25,22 +25,22 @@ def _objective(value: Optional[str]) -> Optional[str]:
 @app.command()
 def validate(files: list[str] = typer.Argument(..., help="Model or hardware manifests (or hardware shorthands).")) -> None:
     """Validate manifests; every problem names file, line and field."""
-    from packager.manifests import load_hardware, load_model
+    from packager.manifests.load import hardware_from_doc, is_file_arg, load_hardware, model_from_doc
     from packager.yamlsource import read_yaml
 
     failed = 0
     for f in files:
         try:
-            if not f.endswith((".yaml", ".yml")) and "/" not in f:
+            if not is_file_arg(f):
                 hw = load_hardware(f)
                 typer.echo(f"ok  {f}: hardware {hw.name}")
                 continue
-            doc = read_yaml(f)
+            doc = read_yaml(f)  # read once; its top-level keys say which kind of manifest it is
             if isinstance(doc.data, dict) and "pools" in doc.data:
-                hw = load_hardware(f)
+                hw = hardware_from_doc(doc)
                 typer.echo(f"ok  {f}: hardware {hw.name}, {len(hw.pools)} pool(s)")
             else:
-                m = load_model(f)
+                m = model_from_doc(doc)
                 typer.echo(f"ok  {f}: model {m.name} ({m.parameters:,} params, context {m.context_length})")
         except UserError as exc:
             failed += 1

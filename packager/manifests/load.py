@@ -11,25 +11,31 @@ from packager.manifests.complete import complete
 from packager.manifests.errors import validate
 from packager.manifests.hardware import AcceleratorSpec, HardwareManifest
 from packager.manifests.model import ModelManifest
-from packager.yamlsource import YamlDoc, parse_yaml, read_yaml
+from packager.yamlsource import YamlDoc, read_yaml
 
 SHORTHAND = re.compile(r"^(?P<key>[a-z0-9][a-z0-9-]*)(?::(?P<count>[0-9]+)(?:x(?P<nodes>[0-9]+))?)?$")
 
 
+def is_file_arg(arg: str) -> bool:
+    """A hardware argument names a file (else it is a catalog shorthand)."""
+    return arg.endswith((".yaml", ".yml")) or "/" in arg
+
+
 def load_model(path: str) -> ModelFacts:
-    doc = read_yaml(path)
-    manifest = validate(doc, ModelManifest, "model")
-    return complete(manifest, doc)
+    return model_from_doc(read_yaml(path))
+
+
+def model_from_doc(doc: YamlDoc) -> ModelFacts:
+    return complete(validate(doc, ModelManifest, "model"), doc)
 
 
 def load_hardware(arg: str) -> Hardware:
     """A hardware manifest file, or the shorthand KEY[:COUNT[xNODES]] (e.g. nvidia-h100-sxm-80gb:8x2)."""
-    if arg.endswith((".yaml", ".yml")) or "/" in arg:
-        doc = read_yaml(arg)
-    else:
-        doc = shorthand_doc(arg)
-    manifest = validate(doc, HardwareManifest, "hardware")
-    return resolve_hardware(manifest, doc)
+    return hardware_from_doc(read_yaml(arg) if is_file_arg(arg) else shorthand_doc(arg))
+
+
+def hardware_from_doc(doc: YamlDoc) -> Hardware:
+    return resolve_hardware(validate(doc, HardwareManifest, "hardware"), doc)
 
 
 def shorthand_doc(arg: str) -> YamlDoc:
@@ -40,9 +46,9 @@ def shorthand_doc(arg: str) -> YamlDoc:
                         hint="e.g. `cpu`, `nvidia-l4:1`, `nvidia-h100-sxm-80gb:8x2`, or a path to a .yaml file")
     key = m["key"]
     count, nodes = int(m["count"] or 1), int(m["nodes"] or 1)
-    text = f"name: {key}-x{count}{'x' + str(nodes) if nodes > 1 else ''}\npools:\n  - accelerator: {key}\n    count: {count}\n    nodes: {nodes}\n"
-    doc = parse_yaml(text, where)
-    return YamlDoc(data=doc.data, file=where, lines={})  # generated text: its line numbers mean nothing to the user
+    data = {"name": f"{key}-x{count}{'x' + str(nodes) if nodes > 1 else ''}",
+            "pools": [{"accelerator": key, "count": count, "nodes": nodes}]}
+    return YamlDoc(data=data, file=where, lines={})  # no text behind it: errors name the argument, not a line
 
 
 def _host_memory_gib() -> float:

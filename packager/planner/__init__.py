@@ -7,18 +7,11 @@ from packager.planner.advice import advise
 from packager.planner.argv import engine_argv, engine_for
 from packager.planner.candidates import enumerate_candidates
 from packager.planner.constraints import static_reasons
-from packager.planner.estimates import GiB, estimate, max_context_that_fits
+from packager.planner.estimates import GiB, estimate, max_context_that_fits, vllm_device
 from packager.planner.ranking import rank
 from packager.planner.rules import rules
 from packager.planner.types import Candidate, Plan, PlanRequest, Profile, Rejection
 from packager.vllm.defaults import default_max_num_seqs, vllm_defaults
-
-
-def vllm_device(acc) -> str | float:
-    """What vLLM's batch-default tiers key on: the catalog key, or the memory of an uncatalogued card."""
-    from packager.catalog import catalog
-
-    return acc.key if acc.key in catalog() else float(acc.memory_gib or 0)
 
 __all__ = ["Plan", "PlanRequest", "Profile", "Rejection", "make_plan", "plan_files", "replan"]
 
@@ -45,8 +38,9 @@ def _notes(model: ModelFacts, c: Candidate) -> list[str]:
     if c.tp > model.kv_heads:
         notes.append(f"{model.kv_heads} KV heads are replicated across tp={c.tp}")
     acc = c.pool.accelerator
-    if c.precision == "fp8" and acc.vendor == "nvidia" and (acc.compute_capability or 0) < 8.9:
-        notes.append("fp8 runs weight-only through Marlin below compute capability 8.9")
+    native_fp8 = vllm_defaults().fp8_native_min_capability / 10
+    if c.precision == "fp8" and acc.vendor == "nvidia" and (acc.compute_capability or 0) < native_fp8:
+        notes.append(f"fp8 runs weight-only through Marlin below compute capability {native_fp8}")
     if c.nodes > 1:
         notes.append(f"spans {c.nodes} nodes: vLLM with Ray across a LeaderWorkerSet group")
     return notes

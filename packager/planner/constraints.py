@@ -6,21 +6,19 @@ from packager.planner.rules import rules
 from packager.planner.types import Candidate
 from packager.vllm.defaults import fp8_kv_backends, min_capability, vllm_defaults
 
-# Below this, bf16 and fp8 are not native (vLLM: CudaPlatform.check_if_supports_dtype / supports_fp8).
-
-
-def _need(precision: str) -> tuple[float, str]:
-    """(min compute capability, which vLLM fact says so) for a precision on NVIDIA."""
+def _need(precision: str) -> float:
+    """Minimum NVIDIA compute capability for a precision, from the pinned vLLM's code
+    (CudaPlatform.check_if_supports_dtype / supports_fp8, each quantization's get_min_capability)."""
     d = vllm_defaults()
     if precision == "bf16":
-        return d.bf16_min_capability / 10, "bf16"
+        return d.bf16_min_capability / 10
     if precision == "fp8":
-        return d.fp8_native_min_capability / 10, "fp8"
+        return d.fp8_native_min_capability / 10
     if precision == "awq-int4":
-        return min_capability("awq"), "awq-int4"
+        return min_capability("awq")
     if precision == "gptq-int4":
-        return min_capability("gptq"), "gptq-int4"
-    return 7.0, precision
+        return min_capability("gptq")
+    return rules()["vllm"]["nvidia_min_compute_capability"]
 
 
 def _cc(c: Candidate) -> float | None:
@@ -70,13 +68,13 @@ def precision_reasons(model: ModelFacts, c: Candidate) -> list[str]:
         out.append("fp32 on a GPU: a 16-bit precision serves the same weights at half the memory and twice the speed")
     if acc.vendor == "nvidia":
         cc = _cc(c) or 0.0
-        need, label = _need(p)
+        need = _need(p)
         if p == "fp8" and cc < need:
             weight_only = min_capability("fp8")  # Fp8Config: weight-only through Marlin below native fp8
             if c.runtime != "vllm" or cc < weight_only:
                 out.append(f"fp8 needs compute capability {need} (weight-only {weight_only}); {acc.key} has {cc}")
         elif cc < need:
-            out.append(f"{label} needs compute capability {need}; {acc.key} has {cc}")
+            out.append(f"{p} needs compute capability {need}; {acc.key} has {cc}")
         if p == "bf16" and not acc.bf16_tflops and cc >= need:
             out.append(f"{acc.key} has no bf16 tensor cores")
     elif acc.vendor == "amd":

@@ -6,11 +6,18 @@ import math
 from packager.facts import ModelFacts
 from packager.planner.rules import rules
 from packager.planner.types import Candidate, Estimates
+from packager.catalog import Accelerator, catalog
+from packager.vllm.defaults import default_max_num_batched_tokens
 from packager.vllm.defaults import kv_bytes_per_token as vllm_kv_bytes_per_token
 
 GiB = 2**30
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "awq-int4": 0.5625, "gptq-int4": 0.5625}
 # int4 = 4 bits + one 16-bit scale and zero per group of 128 -> ~4.25 bits; 4.5 covers packing.
+
+
+def vllm_device(acc: Accelerator) -> str | float:
+    """What vLLM's batch-default tiers key on: the catalog key, or the memory of an uncatalogued card."""
+    return acc.key if acc.key in catalog() else float(acc.memory_gib or 0)
 
 
 def compute_dtype_bytes(precision: str) -> int:
@@ -23,9 +30,8 @@ def _kv_dtype_args(kv_dtype_bytes: int) -> tuple[str, str]:
 
 
 def kv_bytes_per_token(model: ModelFacts, kv_dtype_bytes: int) -> int:
-    """Whole model, one token: vLLM's page-size formula (packager.vllm.defaults) at tp=1."""
-    kv, dtype = _kv_dtype_args(kv_dtype_bytes)
-    return vllm_kv_bytes_per_token(model.layers, model.kv_heads, model.head_dim, kv_cache_dtype=kv, model_dtype=dtype)
+    """Whole model, one token: vLLM's page-size formula on a single device."""
+    return kv_bytes_per_token_per_device(model, kv_dtype_bytes, tp=1, pp=1)
 
 
 def kv_bytes_per_token_per_device(model: ModelFacts, kv_dtype_bytes: int, tp: int, pp: int) -> int:
@@ -49,9 +55,6 @@ def activation_bytes(model: ModelFacts, c: Candidate, max_num_seqs: int) -> int:
     r = rules()
     dtype = compute_dtype_bytes(c.precision)
     if c.runtime == "vllm":
-        from packager.planner import vllm_device
-        from packager.vllm.defaults import default_max_num_batched_tokens
-
         tokens = default_max_num_batched_tokens(vllm_device(c.pool.accelerator), world_size=c.devices)
         overhead = r["vllm"]["non_torch_overhead_gib"] * GiB
     else:
