@@ -87,11 +87,15 @@ def parse_yaml(text: str, file: str) -> YamlDoc:
     """Parse `text`; YAML errors become a UserError naming the file and line."""
     try:
         _check_aliases(text, file)
-        node = yaml.compose(text, Loader=_Loader)
-        lines: dict[tuple, int] = {}
-        if node is not None:
-            _index_lines(node, (), lines, file)  # first: it refuses recursive aliases
-        data = yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            lines: dict[tuple, int] = {}
+            if node is not None:
+                _index_lines(node, (), lines, file)  # first: it refuses recursive aliases
+            data = loader.construct_document(node) if node is not None else None  # the same nodes, not a re-parse
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
