@@ -208,3 +208,8 @@ def test_serve_refuses_a_gpu_profile_on_this_cpu(run_cli):
     assert code == 2 and "needs a GPU" in err
     code, _, err = run_cli("serve", str(MODELS / "llama-3.1-8b-instruct.yaml"))
     assert code == 2 and "no fallback-runtime profile fits" in err
+
+
+def test_a_mapping_used_as_a_key_is_malformed_yaml(run_cli, tmp_path):
+    code, _, err = run_cli("validate", write(tmp_path, "{{}}\n"))  # found by hypothesis
+    assert code == 2 and "mapping key must be a plain value" in err and "Traceback" not in err
