@@ -6,6 +6,7 @@
 #   3. debootstrap + docker import the base    (only if the image is missing)
 # No registry can be reached on these machines, so the base image is made here.
 set -euo pipefail
+. "$(dirname "$0")/apt.sh"
 
 SOCK="${PACKAGER_DOCKER_SOCK:-/var/run/docker.sock}"
 BASE="${PACKAGER_BASE_IMAGE:-packager-base:bookworm}"
@@ -19,14 +20,7 @@ mkdir -p "$STATE"
 answers() { [ -S "$SOCK" ] && "$DOCKER" -H "unix://$SOCK" version >/dev/null 2>&1; }
 
 if [ ! -x /usr/sbin/dockerd ] || [ ! -x "$DOCKER" ] || ! command -v debootstrap >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  # Other CI scripts may hold the dpkg lock; wait for it instead of failing.
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  # policy-rc.d 101 keeps the package's service from starting under apt; we start it below.
-  had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
-  if [ "$had_policy" = 0 ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq docker.io debootstrap >/dev/null
-  if [ "$had_policy" = 0 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  apt_install docker.io debootstrap
 fi
 
 if answers; then

@@ -3,6 +3,7 @@
 # Idempotent: returns at once when something already answers /v2/ there.
 # Storage lives in a temp dir, so every CI run starts empty.
 set -euo pipefail
+. "$(dirname "$0")/apt.sh"
 
 ADDR="${PACKAGER_REGISTRY_ADDR:-127.0.0.1:5000}"
 STATE="${PACKAGER_REGISTRY_STATE:-${TMPDIR:-/tmp}/packager-registry}"
@@ -15,14 +16,7 @@ if answers; then
 fi
 
 if ! command -v docker-registry >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  # Other CI scripts may hold the dpkg lock; wait for it instead of failing.
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  # policy-rc.d 101 keeps the package's own service from grabbing :5000 first.
-  had_policy=0; [ -e /usr/sbin/policy-rc.d ] && had_policy=1
-  if [ "$had_policy" = 0 ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; fi
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq docker-registry curl >/dev/null
-  if [ "$had_policy" = 0 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  apt_install docker-registry curl
 fi
 
 mkdir -p "${STATE}/storage"

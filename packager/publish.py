@@ -14,6 +14,7 @@ import helm_python as helm
 import yaml
 
 from packager.chart.package import find_chart, package_chart
+from packager.chart.values import parse_image
 from packager.errors import UserError
 
 # Registries on loopback speak plain HTTP (Docker and Helm both allow it there).
@@ -66,13 +67,6 @@ def _docker_client() -> Any:
     return client
 
 
-def _split_tag(ref: str) -> tuple[str, str]:
-    repo, _, tag = ref.rpartition(":")
-    if not repo or "/" in tag:
-        return ref, "latest"
-    return repo, tag
-
-
 def push_image(tag: str, registry: str) -> str:
     """Push local image `tag` to `registry`; returns `host/repo@sha256:...`.
 
@@ -88,7 +82,8 @@ def push_image(tag: str, registry: str) -> str:
     except docker.errors.ImageNotFound:
         raise UserError(f"no local image {tag!r}", field="image",
                         hint="build it first: packager build MODEL --hardware HW") from None
-    repo, version = _split_tag(tag)
+    parsed = parse_image(tag)  # the chart's own image-reference parser: host ports and digests included
+    repo, version = parsed["repository"], parsed["tag"] or "latest"
     first = repo.split("/", 1)
     # Drop a registry host the local name already carries (it has a dot or a port).
     if len(first) == 2 and ("." in first[0] or ":" in first[0] or first[0] == "localhost"):

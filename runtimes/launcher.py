@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from runtimes.digests import sha256_file
+from runtimes.layout import CACHE_DIR, IMAGE_CONFIG_PATH, MODEL_DIR, PLAN_PATH
 
-PLAN_PATH = "/opt/packager/plan.json"
-IMAGE_CONFIG_PATH = "/opt/packager/image.json"
-MODEL_DIR = "/opt/packager/model"
 EXIT_NO_FIT = 3
 EXIT_BAD_INPUT = 2
 
@@ -248,7 +246,7 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
         raise LaunchError(f"weights mode is volume but {mounted} does not hold {sorted(files)}.\n"
                           f"  fix: mount the weights there (-v DIR:{MODEL_DIR}:ro), or set PACKAGER_WEIGHTS_URL "
                           "(and PACKAGER_WEIGHTS_TOKEN) to download them into the cache dir")
-    dest = Path(config.get("cache_dir", "/var/cache/packager")) / "model"
+    dest = Path(config.get("cache_dir", CACHE_DIR)) / "model"
     token = env.get("PACKAGER_WEIGHTS_TOKEN") or env.get("HF_TOKEN")
     for rel, want in files.items():
         _download(f"{url}/{rel}", dest / rel, want, token, log)
@@ -309,7 +307,7 @@ def engine_environment(argv: list[str], env: Mapping[str, str]) -> dict[str, str
     """Environment for the engine: vLLM gets our middleware on PYTHONPATH."""
     out = dict(env)
     if argv and Path(argv[0]).name == "vllm" and "--middleware" in argv:
-        cache = env.get("PACKAGER_CACHE_DIR", "/var/cache/packager")
+        cache = env.get("PACKAGER_CACHE_DIR", CACHE_DIR)
         plugins = vllm_plugin_path(cache)
         out["PYTHONPATH"] = os.pathsep.join(p for p in (plugins, env.get("PYTHONPATH", "")) if p)
     return out

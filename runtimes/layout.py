@@ -1,6 +1,12 @@
 """File-layout conventions shared by the build (packager) and the runtime. No heavy imports."""
 from __future__ import annotations
 
+APP_DIR = "/opt/packager"
+MODEL_DIR = f"{APP_DIR}/model"
+PLAN_PATH = f"{APP_DIR}/plan.json"
+IMAGE_CONFIG_PATH = f"{APP_DIR}/image.json"
+CACHE_DIR = "/var/cache/packager"  # writable by the image's user (UID 1000)
+
 
 def gguf_tokenizer_dir(gguf_file: str) -> str:
     """Beside `model.gguf`, `model.tokenizer/` holds its tokenizer converted once at build time.

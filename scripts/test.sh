@@ -6,7 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash .ci/docker.sh          # real Docker engine + local debootstrap base image
 bash .ci/registry.sh        # real OCI registry on 127.0.0.1:5000
-if [ -f .ci/vllm_contract.sh ]; then
-  bash .ci/vllm_contract.sh # every vLLM argv the planner writes, checked against vLLM's parser
-fi
+bash .ci/vllm_contract.sh    # every vLLM argv the planner writes, checked against vLLM's parser
 python3 -m pytest -q "$@"

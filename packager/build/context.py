@@ -8,12 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-APP_DIR = "/opt/packager"
+from runtimes.layout import APP_DIR, CACHE_DIR, IMAGE_CONFIG_PATH, MODEL_DIR, PLAN_PATH
+
 VENV = f"{APP_DIR}/venv"
-MODEL_DIR = f"{APP_DIR}/model"
-CACHE_DIR = "/var/cache/packager"
-PLAN_PATH = f"{APP_DIR}/plan.json"
-IMAGE_CONFIG_PATH = f"{APP_DIR}/image.json"
 UID = 1000
 USER = "packager"
 DEFAULT_PORT = 8000

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.errors import UserError
+from runtimes.layout import MODEL_DIR
 
 ENGINE_FIX = ("start a Docker engine (as root: bash .ci/docker.sh), or pass --no-image "
               "to only render the context")
@@ -71,7 +72,7 @@ def build(context: Path, tag: str, *, secrets: tuple[str, ...] = (), no_cache: b
     cli = docker_cli()
     ok, why = engine_reachable(cli)
     if not ok:
-        raise UserError(f"no Docker engine reachable ({why})", hint=ENGINE_FIX)
+        raise UserError(f"context rendered at {context}, but no Docker engine is reachable ({why})", hint=ENGINE_FIX)
     log = log or (lambda line: print(line, file=sys.stderr))
     argv = [cli, "build", "--network", "none", "--progress", "plain", "--tag", tag]
     for s in secrets:  # docker's own syntax: id=NAME,env=VAR or id=NAME,src=FILE
@@ -136,7 +137,7 @@ def step_of(created_by: str) -> str:
     # RUN steps carry `: layer=NAME` (a shell no-op) so history names them.
     if "layer=" in created_by:
         return created_by.split("layer=", 1)[1].split()[0]
-    if "COPY" in created_by and "/opt/packager/model" in created_by:
+    if "COPY" in created_by and MODEL_DIR in created_by:
         return "weights"
     if "COPY" in created_by and "plan.json" in created_by:
         return "plan"

@@ -82,10 +82,7 @@ def family_for(profile: dict) -> Family:
 def default_base_image(family: Family, vendor: str | None) -> str:
     """The FROM line's image when --base-image is not given."""
     if family.name == "vllm":
-        try:
-            from packager.vllm import vllm_image
-        except ImportError:  # the vLLM data module is optional at package time
-            raise UserError("the vllm family needs packager.vllm (vLLM image refs)",
-                            hint="pass --base-image IMAGE (a vLLM OpenAI server image)") from None
+        from packager.vllm import vllm_image
+
         return vllm_image(vendor or "nvidia").ref
     return LOCAL_BASE

@@ -11,11 +11,12 @@ from pathlib import Path
 
 from packager import __version__ as PACKAGER_VERSION
 from packager.build import engine, projectwheel, weights as weights_mod, wheelhouse
-from packager.build.context import (CACHE_DIR, DEFAULT_PORT, LABEL_PREFIX, MODEL_DIR, VENV, ImageContext,
-                                    startup_budget_s)
+from packager.build.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
+                                    VENV, ImageContext, startup_budget_s)
 from packager.build.families import Family, default_base_image, family_for
 from packager.build.render import render_dockerfile
 from packager.errors import UserError
+from packager.planner import make_plan, plan_files, read_plan_file
 from runtimes.layout import gguf_tokenizer_dir
 
 OPT_KEYS = {
@@ -81,30 +82,30 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
 
 
-def load_plan(req: BuildRequest, log) -> dict:
-    """The lockfile: from --plan, else the planner (twice: the second pass writes in-image paths)."""
+def weights_source(model: dict) -> dict:
+    """A plan's `model.source`, with the weights' path on this machine when the planner found it."""
+    source = dict(model["source"])
+    source.setdefault("path", model.get("local_path"))
+    return source
+
+
+def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
+    """The lockfile (from --plan, else the planner) and the weights' path here when it was looked up."""
     if req.plan_file:
-        try:
-            return json.loads(Path(req.plan_file).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise UserError(f"cannot read plan: {exc}", file=str(req.plan_file)) from None
-    try:
-        from packager.planner import plan_files
-    except ImportError as exc:
-        raise UserError(f"the planner is not available ({exc})", hint="pass --plan PLAN.json") from None
+        return read_plan_file(req.plan_file), None
     model = req.model or str(default_model_manifest())
-    # Twice: the first pass names the weights file, the second writes its in-image path into engine_argv.
-    first = plan_files(model, req.hardware, objective=req.objective).to_dict()
-    source = dict(first["model"]["source"])
-    source.setdefault("path", first["model"].get("local_path"))
+    first = plan_files(model, req.hardware, objective=req.objective)
+    source = weights_source(first.request.model.to_dict())
+    root = None
     if req.weights == "volume" and source.get("kind") == "huggingface":
         # Nothing to download at package time: the launcher fetches into its cache at start.
-        ref = (weights_mod.IN_IMAGE_MODEL_DIR + "/" + (source.get("file") or "")).rstrip("/")
+        ref = (MODEL_DIR + "/" + (source.get("file") or "")).rstrip("/")
     else:
         root = weights_mod.locate(source)
-        ref = weights_mod.IN_IMAGE_MODEL_DIR + ("/" + root.name if root.is_file() else "")
+        ref = weights_mod.in_image_ref(root)
     log(f"plan: model path in the image is {ref}")
-    return plan_files(model, req.hardware, objective=req.objective, model_ref=ref).to_dict()
+    # Re-plan with the in-image path in engine_argv: same request, no second manifest read.
+    return make_plan(replace(first.request, model_ref=ref)).to_dict(), root
 
 
 def default_model_manifest() -> Path:
@@ -119,7 +120,7 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if req.weights not in ("baked", "volume"):
         raise UserError(f"--weights {req.weights!r}: expected baked or volume", field="--weights")
-    plan = load_plan(req, log)
+    plan, weights_root = load_plan(req, log)
     selected = plan.get("selected")
     if not selected:
         advice = "\n".join(f"  - {a}" for a in plan.get("advice", [])) or "  (the planner gave no advice)"
@@ -136,7 +137,7 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
     ctx_dir = out / "context"
     ctx_dir.mkdir(parents=True)
     try:
-        return _render_and_build(req, plan, selected, family, name, out, final, log)
+        return _render_and_build(req, plan, weights_root, selected, family, name, out, final, log)
     finally:
         if out.exists():
             shutil.rmtree(out, ignore_errors=True)
@@ -156,20 +157,19 @@ def _commit(staged: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _render_and_build(req: BuildRequest, plan: dict, selected: dict, family, name: str, out: Path, final: Path,
-                      log) -> BuildResult:
+def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, selected: dict, family, name: str,
+                      out: Path, final: Path, log) -> BuildResult:
     ctx_dir = out / "context"
     plan_text = json.dumps(plan, indent=2, sort_keys=False) + "\n"
     (out / "plan.json").write_text(plan_text)
     log(f"plan: {final / 'plan.json'} (selected {selected['name']}, family {family.name})")
 
     # weights: baked into context/model/, or only their checksums under volume.
-    source = dict(plan["model"]["source"])
-    source.setdefault("path", plan["model"].get("local_path"))
+    source = weights_source(plan["model"])
     recorded = source.get("sha256") or {}
     w: weights_mod.Weights | None = None
     if req.weights == "baked" or source.get("kind") != "huggingface":
-        w = weights_mod.checksum(weights_mod.locate(source), recorded)
+        w = weights_mod.checksum(weights_root or weights_mod.locate(source), recorded)
         log(f"weights: {w.root} ({w.size_bytes / 2**20:.0f} MiB), sha256 {w.files[0][1][:12]}...")
     model_dir = ctx_dir / "model"
     if req.weights == "baked":
@@ -222,10 +222,6 @@ def _render_and_build(req: BuildRequest, plan: dict, selected: dict, family, nam
         log(f"--no-image: context rendered, no image built{note}. Build it by hand with:\n"
             f"  DOCKER_BUILDKIT=1 docker build --network none -t {tag} {ctx_dir}")
         return BuildResult(final / "plan.json", ctx_dir, tag, None, run_cmd, chart)
-    ok, why = engine.engine_reachable()
-    if not ok:
-        raise UserError(f"context rendered at {ctx_dir}, but no Docker engine is reachable ({why})",
-                        hint=engine.ENGINE_FIX)
     built = engine.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
     pushed = _push(tag, req.push, chart, log) if req.push else None
     return BuildResult(final / "plan.json", ctx_dir, tag, built, run_cmd, chart, pushed)
@@ -272,7 +268,7 @@ def image_context(plan: dict, family: Family, base: str, mode: str, w, wheel_nam
         f"{LABEL_PREFIX}.weights": mode,
         f"{LABEL_PREFIX}.model": model.get("served_model_name", model["name"]),
     }
-    env = [("PACKAGER_PLAN", "/opt/packager/plan.json"), ("PACKAGER_IMAGE_CONFIG", "/opt/packager/image.json"),
+    env = [("PACKAGER_PLAN", PLAN_PATH), ("PACKAGER_IMAGE_CONFIG", IMAGE_CONFIG_PATH),
            ("HF_HOME", f"{CACHE_DIR}/hf"), ("HOME", CACHE_DIR), ("PYTHONUNBUFFERED", "1"),
            ("PYTHONDONTWRITEBYTECODE", "1")]
     if family.name != "vllm":  # the vLLM image's PATH must stay; the imported base has none at all

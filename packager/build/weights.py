@@ -13,8 +13,8 @@ from pathlib import Path
 
 from packager.errors import UserError
 from runtimes.digests import sha256_file
+from runtimes.layout import MODEL_DIR
 
-IN_IMAGE_MODEL_DIR = "/opt/packager/model"
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,11 @@ class Weights:
         base = self.root.parent if self.is_file else self.root
         return sum((base / rel).stat().st_size for rel, _ in self.files)
 
-    @property
-    def in_image_ref(self) -> str:
-        """The model path the engine argv uses inside the image."""
-        return f"{IN_IMAGE_MODEL_DIR}/{self.root.name}" if self.is_file else IN_IMAGE_MODEL_DIR
+
+
+def in_image_ref(root: Path) -> str:
+    """The model path the engine argv uses inside the image: the file itself, or the model dir."""
+    return f"{MODEL_DIR}/{root.name}" if root.is_file() else MODEL_DIR
 
 
 def locate(source: dict) -> Path:

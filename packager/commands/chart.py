@@ -1,7 +1,6 @@
 """`packager chart`, `publish`, `deploy`: typer command functions (registered by packager.cli)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,12 +16,9 @@ def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional
               plan_file: Optional[Path]) -> dict[str, Any]:
     """A plan.json file when given, else the planner's plan for MODEL on HW."""
     if plan_file is not None:
-        try:
-            return json.loads(plan_file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UserError(f"cannot read the plan: {exc.strerror}", file=str(plan_file)) from None
-        except json.JSONDecodeError as exc:
-            raise UserError(f"not valid JSON: {exc.msg}", file=str(plan_file), line=exc.lineno) from None
+        from packager.planner import read_plan_file
+
+        return read_plan_file(plan_file)
     if model is None:
         raise UserError("no model given", field="MODEL",
                         hint="pass a model manifest (e.g. manifests/models/smollm2.yaml) or --plan plan.json")

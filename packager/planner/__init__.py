@@ -13,7 +13,7 @@ from packager.planner.rules import rules
 from packager.planner.types import Candidate, Plan, PlanRequest, Profile, Rejection
 from packager.vllm.defaults import default_max_num_seqs, vllm_defaults
 
-__all__ = ["Plan", "PlanRequest", "Profile", "Rejection", "make_plan", "plan_files", "replan"]
+__all__ = ["Plan", "PlanRequest", "Profile", "Rejection", "make_plan", "plan_files", "read_plan_file", "replan"]
 
 
 def _settings(req: PlanRequest, c: Candidate) -> tuple[int, float, bool]:
@@ -104,6 +104,19 @@ def make_plan(req: PlanRequest) -> Plan:
     ranked = rank(profiles, req.objective, req.model.precisions)
     advice = advise(req, rejected) if not ranked else []
     return Plan(request=req, candidates=tuple(ranked), rejected=tuple(rejected), advice=tuple(advice))
+
+
+def read_plan_file(path) -> dict:
+    """A plan.json written earlier (`profiles --json`, `build`): bad files are a UserError with the line."""
+    import json
+    from pathlib import Path
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"cannot read the plan: {exc.strerror}", file=str(path)) from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"not valid JSON: {exc.msg}", file=str(path), line=exc.lineno) from None
 
 
 def plan_files(model_path: str, hardware: str | None = None, objective: str | None = None,

@@ -19,15 +19,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def planner_cases(models_dir: Path | None = None, hardware_dir: Path | None = None) -> list[dict]:
-    from packager.planner import plan_files
+    from packager.manifests import load_hardware, load_model
+    from packager.planner import PlanRequest, make_plan
 
-    models = sorted((models_dir or REPO / "manifests" / "models").glob("*.yaml"))
-    hardware = sorted((hardware_dir or REPO / "manifests" / "hardware").glob("*.yaml"))
+    # Each manifest is read once; the loops only plan.
+    models = [(p.stem, load_model(str(p))) for p in sorted((models_dir or REPO / "manifests" / "models").glob("*.yaml"))]
+    hardware = [(p.stem, load_hardware(str(p)))
+                for p in sorted((hardware_dir or REPO / "manifests" / "hardware").glob("*.yaml"))]
     cases, seen = [], set()
-    for m in models:
-        for h in hardware:
+    for m_name, model in models:
+        for h_name, hw in hardware:
             for objective in ("throughput", "latency"):
-                plan = plan_files(str(m), str(h), objective=objective).to_dict()
+                plan = make_plan(PlanRequest(model=model, hardware=hw, objective=objective)).to_dict()
                 for c in plan["candidates"]:
                     if c["runtime"] != "vllm":
                         continue
@@ -35,7 +38,7 @@ def planner_cases(models_dir: Path | None = None, hardware_dir: Path | None = No
                     if key in seen:
                         continue
                     seen.add(key)
-                    cases.append({"name": f"{m.stem}@{h.stem}:{c['name']}",
+                    cases.append({"name": f"{m_name}@{h_name}:{c['name']}",
                                   "argv": list(c["engine_argv"]), "expect_valid": True})
     return cases
 
