@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -11,3 +14,21 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def verify_digests(directory: Path, expected: dict[str, str]) -> None:
+    """Raise ValueError naming every file whose digest differs or is missing.
+    File names are relative to `directory` (absolute paths allowed)."""
+    errors = []
+    for name, want in expected.items():
+        path = Path(name) if Path(name).is_absolute() else Path(directory) / name
+        if not path.is_file():
+            errors.append(f"{name}: file not found under {directory}")
+            continue
+        got = sha256_file(path)
+        if got.lower() != want.lower():
+            errors.append(f"{name}: sha256 {got} != expected {want.lower()}")
+        else:
+            log.info("sha256 ok: %s", name)
+    if errors:
+        raise ValueError("model file digests do not match: " + "; ".join(errors))

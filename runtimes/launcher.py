@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from runtimes.digests import sha256_file
+from packager.errors import UserError
+from runtimes.digests import sha256_file, verify_digests
 from runtimes.layout import CACHE_DIR, IMAGE_CONFIG_PATH, MODEL_DIR, PLAN_PATH
 
 EXIT_NO_FIT = 3
@@ -86,13 +87,6 @@ def image_plan(plan: dict, config: dict) -> dict:
     return out
 
 
-def check_pinned(name: str, plan: dict) -> None:
-    names = [c["name"] for c in plan.get("candidates", [])]
-    if name not in names:
-        listed = "\n".join(f"  - {n}" for n in names) or "  (none)"
-        raise LaunchError(f"PACKAGER_PROFILE={name!r} is not a profile of this image. Profiles:\n{listed}")
-
-
 # -- the engine's command line ------------------------------------------------------------
 
 def set_flag(argv: list[str], flag: str, value: str) -> None:
@@ -107,19 +101,16 @@ def set_flag(argv: list[str], flag: str, value: str) -> None:
     argv += [flag, value]
 
 
-def engine_argv(profile: dict, settings: Settings, model_dir: str | None = None,
-                python: str = sys.executable) -> list[str]:
+def engine_argv(profile: dict, settings: Settings, python: str = sys.executable) -> list[str]:
+    """The re-planned profile's argv with this container's network settings. The model path and
+    --max-model-len are already right: decide() handed both to the planner."""
     argv = [str(a) for a in profile["engine_argv"]]
     if not argv:
         raise LaunchError(f"profile {profile['name']} has an empty engine_argv")
     if argv[0] in ("python", "python3"):  # the fallback runtime: this interpreter, whatever PATH says
         argv[0] = python
-    if model_dir and model_dir != MODEL_DIR and model_dir.startswith("/"):  # mounted or downloaded elsewhere
-        argv = [model_dir + a[len(MODEL_DIR):] if a.startswith(MODEL_DIR) else a for a in argv]
     set_flag(argv, "--host", settings.host)
     set_flag(argv, "--port", str(settings.port))
-    if settings.max_model_len:
-        set_flag(argv, "--max-model-len", str(settings.max_model_len))
     if settings.served_model_name:
         set_flag(argv, "--served-model-name", settings.served_model_name)
     return argv
@@ -186,24 +177,20 @@ Replan = Callable[..., object]
 def decide(plan: dict, config: dict, hardware, settings: Settings, replan: Replan,
            model_dir: str | None = None) -> Decision:
     restricted = image_plan(plan, config)
-    if settings.profile:
-        check_pinned(settings.profile, restricted)
     model_ref = plan.get("model_ref")
     if model_dir and model_ref and model_ref.startswith(MODEL_DIR) and model_dir != MODEL_DIR:
         # weights mounted or downloaded elsewhere; a Hub repo id replaces the path outright
         model_ref = model_dir + model_ref[len(MODEL_DIR):] if model_dir.startswith("/") else model_dir
-    try:
+    try:  # the planner refuses a pinned profile the image lacks (naming those it has) or that cannot run here
         result = replan(restricted, hardware, pinned=settings.profile, model_ref=model_ref,
                         max_model_len=settings.max_model_len)
-    except Exception as exc:  # the planner's UserError: a pinned profile that cannot run here
-        if type(exc).__name__ != "UserError":
-            raise
+    except UserError as exc:
         raise LaunchError(str(exc)) from None
     new = with_unoffered(result.to_dict() if hasattr(result, "to_dict") else dict(result), restricted)
     table = format_table(new)
     if not new.get("selected"):
         return Decision(new, table, None)
-    return Decision(new, table, tuple(engine_argv(new["selected"], settings, model_dir)))
+    return Decision(new, table, tuple(engine_argv(new["selected"], settings)))
 
 
 # -- weights (volume mode) ----------------------------------------------------------------
@@ -227,10 +214,10 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
     mounted = Path(env.get("PACKAGER_MODEL_DIR") or w.get("dir", MODEL_DIR))
     if files and all((mounted / rel).is_file() for rel in files):
         if verify:
-            for rel, want in files.items():
-                got = sha256_file(mounted / rel)
-                if want and got != want:
-                    raise LaunchError(f"mounted weights {mounted / rel}: sha256 {got}, the image expects {want}")
+            try:
+                verify_digests(mounted, {rel: want for rel, want in files.items() if want})
+            except ValueError as exc:
+                raise LaunchError(f"mounted weights at {mounted}: {exc}") from None
         log(f"weights: mounted at {mounted}")
         return str(mounted)
     if not files:  # no checksums recorded (e.g. a Hub repo planned without downloading it)

@@ -110,7 +110,11 @@ def read_gguf_header(path: str | Path) -> GGUFHeader:
 
 def architecture_from_gguf(path: str | Path) -> dict:
     """Architecture facts in the manifest's vocabulary."""
-    h = read_gguf_header(path)
+    return architecture_from_header(read_gguf_header(path))
+
+
+def architecture_from_header(h: GGUFHeader) -> dict:
+    """Architecture facts of a header already read (the runtime's GGUF loader uses them too)."""
     m = h.metadata
     arch = m.get("general.architecture", "llama")
 

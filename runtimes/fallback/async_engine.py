@@ -41,17 +41,11 @@ class AsyncEngine:
         self._stop = threading.Event()
         self._pending = 0  # adds sent to the thread but not yet scheduled there
         self._lock = threading.Lock()
-        self.error: BaseException | None = None
 
     # -- lifecycle ----------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """The event loop that receives outputs; set before any request."""
         self._loop = loop
-
-    def run(self) -> None:
-        """The engine loop; returns after ``stop()``. Call from the thread that
-        should run the model (the main thread in the server)."""
-        self._run()
 
     def stop(self) -> None:
         self._stop.set()
@@ -61,10 +55,6 @@ class AsyncEngine:
     @property
     def num_in_flight(self) -> int:
         return len(self._streams)
-
-    def num_waiting(self) -> int:
-        with self._lock:
-            return self._pending + self.engine.num_waiting
 
     def add(self, request_id: str, prompt_ids: list[int], params: SamplingParams) -> "RequestStream":
         """Queue a request; raises QueueFull when too many already wait."""
@@ -119,7 +109,9 @@ class AsyncEngine:
             if out is not None:
                 self._post(arg, out)
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The engine loop; returns after ``stop()``. Call from the thread that
+        should run the model (the main thread in the server)."""
         import torch
 
         with torch.inference_mode():
@@ -141,7 +133,6 @@ class AsyncEngine:
                     outputs = self.engine.step()
                 except BaseException as e:  # a bug or OOM: fail every request, keep serving
                     log.exception("engine step failed")
-                    self.error = e
                     for rid in list(self._streams):
                         self.engine.abort(rid)
                         self._post(rid, RuntimeError(f"engine error: {e}"))

@@ -93,10 +93,6 @@ class ModelConfig:
             eos_token_ids=tuple(int(e) for e in eos_ids),
         )
 
-    @property
-    def family(self) -> str:
-        return _FAMILY_BY_ARCH[self.architecture]
-
 
 @dataclass(frozen=True)
 class EngineConfig:

@@ -62,7 +62,7 @@ class LLMEngine:
     def add_request(self, request_id: str, prompt_ids: list[int], params: SamplingParams, arrival_time: float | None = None) -> None:
         stop_ids = set(params.stop_token_ids)
         if not params.ignore_eos:
-            stop_ids.update(params.eos_token_ids or self.eos_token_ids)
+            stop_ids.update(self.eos_token_ids)
         # Unseeded random requests draw distinct seeds from the engine seed.
         self._seed_counter += 1
         seq = Sequence(request_id, list(prompt_ids), params.max_tokens)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from packager.manifests.gguf_meta import GGUFHeader, read_gguf_header
+from packager.manifests.gguf_meta import GGUFHeader, architecture_from_header, read_gguf_header
 
 _LAYER = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
@@ -39,21 +39,16 @@ def supported(header: GGUFHeader) -> bool:
 
 def hf_config(header: GGUFHeader) -> Any:
     """The attributes ModelConfig.from_hf reads, named as in a transformers LlamaConfig."""
+    a = architecture_from_header(header)  # the packager's reading of the same header
     m = header.metadata
-    heads = int(m["llama.attention.head_count"])
-    hidden = int(m["llama.embedding_length"])
-    tokens = m.get("tokenizer.ggml.tokens")
     return SimpleNamespace(
-        architectures=["LlamaForCausalLM"], model_type="llama",
-        vocab_size=int(m.get("llama.vocab_size") or tokens),
-        hidden_size=hidden, intermediate_size=int(m["llama.feed_forward_length"]),
-        num_hidden_layers=int(m["llama.block_count"]), num_attention_heads=heads,
-        num_key_value_heads=int(m.get("llama.attention.head_count_kv") or heads),
-        head_dim=int(m.get("llama.attention.key_length") or m.get("llama.rope.dimension_count") or hidden // heads),
+        architectures=["LlamaForCausalLM"], model_type="llama", vocab_size=a["vocab_size"],
+        hidden_size=a["hidden_size"], intermediate_size=a["intermediate_size"], num_hidden_layers=a["layers"],
+        num_attention_heads=a["attention_heads"], num_key_value_heads=a["kv_heads"], head_dim=a["head_dim"],
         rms_norm_eps=float(m.get("llama.attention.layer_norm_rms_epsilon", 1e-5)),
         rope_theta=float(m.get("llama.rope.freq_base", 10000.0)), rope_scaling=None,
-        max_position_embeddings=int(m.get("llama.context_length", 2048)),
-        tie_word_embeddings="output.weight" not in header.tensors, attention_bias=False,
+        max_position_embeddings=a.get("max_position_embeddings", 2048),
+        tie_word_embeddings=a["tie_word_embeddings"], attention_bias=False,
         eos_token_id=m.get("tokenizer.ggml.eos_token_id"),
     )
 
@@ -64,11 +59,10 @@ def _unpermute(w: np.ndarray, heads: int) -> np.ndarray:
     return w.reshape(heads, rows // heads // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
-def load_weights(path: str, header: GGUFHeader) -> dict[str, torch.Tensor]:
+def load_weights(path: str, header: GGUFHeader, cfg: Any) -> dict[str, torch.Tensor]:
     from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
     from gguf.quants import dequantize
 
-    cfg = hf_config(header)
     data = np.memmap(path, dtype=np.uint8, mode="r")
     out: dict[str, torch.Tensor] = {}
     for name, info in header.tensors.items():
@@ -98,4 +92,5 @@ def try_load(path: str) -> tuple[Any, dict[str, torch.Tensor]] | None:
     header = read_gguf_header(path)
     if not supported(header):
         return None
-    return hf_config(header), load_weights(path, header)
+    cfg = hf_config(header)
+    return cfg, load_weights(path, header, cfg)

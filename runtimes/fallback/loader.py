@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from runtimes.digests import sha256_file
 from runtimes.layout import gguf_tokenizer_dir
 
 from . import gguf_fast
@@ -69,24 +68,6 @@ def parse_sha256_args(values: list[str]) -> dict[str, str]:
         if len(hexd) != 64 or any(c not in "0123456789abcdefABCDEF" for c in hexd):
             raise ValueError(f"--sha256 {name}: {hexd!r} is not a 64-digit hex digest")
     return out
-
-
-def verify_digests(directory: Path, expected: dict[str, str]) -> None:
-    """Raise ValueError naming every file whose digest differs or is missing.
-    File names are relative to the model directory (absolute paths allowed)."""
-    errors = []
-    for name, want in expected.items():
-        path = Path(name) if Path(name).is_absolute() else directory / name
-        if not path.is_file():
-            errors.append(f"{name}: file not found under {directory}")
-            continue
-        got = sha256_file(path)
-        if got.lower() != want.lower():
-            errors.append(f"{name}: sha256 {got} != expected {want.lower()}")
-        else:
-            log.info("sha256 ok: %s", name)
-    if errors:
-        raise ValueError("model file digests do not match: " + "; ".join(errors))
 
 
 # -- weights ----------------------------------------------------------------

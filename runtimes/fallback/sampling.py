@@ -7,7 +7,7 @@ request with a seed gets the same text whatever else is running.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -26,9 +26,6 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
-    # Extra token ids that end generation (the model's eos ids); filled by the
-    # engine, skipped when ignore_eos.
-    eos_token_ids: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:

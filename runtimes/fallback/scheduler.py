@@ -40,10 +40,6 @@ class ScheduledStep:
     def empty(self) -> bool:
         return not self.decode and not self.prefill
 
-    @property
-    def num_tokens(self) -> int:
-        return len(self.decode) + sum(c.length for c in self.prefill)
-
 
 class Scheduler:
     def __init__(self, max_num_seqs: int, max_model_len: int, prefill_chunk: int):
@@ -65,9 +61,6 @@ class Scheduler:
         seq.status = Status.WAITING
         self.waiting.append(seq)
         self._by_id[seq.request_id] = seq
-
-    def get(self, request_id: str) -> Sequence | None:
-        return self._by_id.get(request_id)
 
     def finish(self, seq: Sequence, reason: str) -> None:
         """Remove a sequence (done, stopped or aborted) and free its slot."""

@@ -86,7 +86,9 @@ def _load(state: ServerState) -> tuple[Any, Any, int]:
 
     from .config import EngineConfig
     from .factory import create_engine
-    from .loader import load, parse_sha256_args, verify_digests, ModelSource
+    from runtimes.digests import verify_digests
+
+    from .loader import ModelSource, load, parse_sha256_args
     from .sampling import SamplingParams
 
     a = state.args

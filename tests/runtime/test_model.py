@@ -12,7 +12,8 @@ from runtimes.fallback.batch import ForwardBatch, PrefillSegment, padded
 from runtimes.fallback.config import ModelConfig
 from runtimes.fallback.kernels import select_ops
 from runtimes.fallback.kv_cache import KVCache
-from runtimes.fallback.loader import load, parse_sha256_args, sha256_file, verify_digests
+from runtimes.digests import sha256_file, verify_digests
+from runtimes.fallback.loader import load, parse_sha256_args
 from runtimes.fallback.model import build_model
 
 VOCAB = 512
