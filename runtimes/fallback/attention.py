@@ -23,7 +23,7 @@ def attention(
     out = torch.zeros_like(q)  # padding rows stay zero
     b = batch.num_decode
     if b:
-        pos = batch.decode_seq_lens - 1
+        pos = batch.positions[:b]  # a view: decode rows come first and sit at their sequence's last position
         k_cache[batch.decode_slots, :, pos] = k[:b]
         v_cache[batch.decode_slots, :, pos] = v[:b]
         # One batched call over the prefix padded to ATTN_LEN_ALIGN: the
