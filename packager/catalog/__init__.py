@@ -29,6 +29,17 @@ class Accelerator:
     interconnect_gbs: float = 0.0
     runtimes: tuple[str, ...] = ()
     source: str = ""
+    vllm_memory_gib: float | None = None  # total as CUDA reports it: what vLLM's utilisation multiplies
+    decode_efficiency: tuple[tuple[str, float], ...] = ()  # (runtime, achieved/peak bandwidth) measured
+    calibration_source: str = ""
+
+    @property
+    def engine_memory_gib(self) -> float | None:
+        """Memory an engine can address: the CUDA-reported total when known, else the catalog total."""
+        return self.vllm_memory_gib or self.memory_gib
+
+    def efficiency(self, runtime: str) -> float | None:
+        return dict(self.decode_efficiency).get(runtime)
 
     @property
     def is_gpu(self) -> bool:
@@ -51,6 +62,7 @@ class Accelerator:
             "gfx_target": self.gfx_target,
             "interconnect": {"kind": self.interconnect_kind, "gbs": self.interconnect_gbs},
             "runtimes": list(self.runtimes), "source": self.source,
+            "vllm_memory_gib": self.vllm_memory_gib, "decode_efficiency": dict(self.decode_efficiency),
         }
 
 
@@ -72,6 +84,9 @@ def accelerator_from_row(key: str, row: dict) -> Accelerator:
         interconnect_gbs=float(inter.get("gbs", 0) or 0),
         runtimes=tuple(row.get("runtimes", ())),
         source=row.get("source", ""),
+        vllm_memory_gib=row.get("vllm_memory_gib"),
+        decode_efficiency=tuple(sorted((str(k), float(v)) for k, v in (row.get("decode_efficiency") or {}).items())),
+        calibration_source="; ".join(x for x in (row.get("vllm_memory_source"), row.get("decode_efficiency_source")) if x),
     )
 
 

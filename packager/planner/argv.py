@@ -41,7 +41,7 @@ def engine_for(c: Candidate) -> str:
 
 
 def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_model_len: int,
-                max_num_seqs: int, memory_utilization: float) -> list[str]:
+                max_num_seqs: int, memory_utilization: float, max_num_batched_tokens: int | None = None) -> list[str]:
     ref = model_ref_for(model, c, model_ref)
     if c.runtime == "vllm":
         spec = VllmServeSpec(
@@ -49,7 +49,7 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
             pipeline_parallel_size=c.pp, dtype=_vllm_dtype(c), kv_cache_dtype=c.kv_cache_dtype,
             max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,
             quantization=_quantization(c), vendor=c.pool.accelerator.vendor, nodes=c.nodes,
-            middleware=(HEALTH_MIDDLEWARE,),
+            middleware=(HEALTH_MIDDLEWARE,), max_num_batched_tokens=max_num_batched_tokens,
         )
         return build_vllm_argv(spec)
     return [

@@ -7,7 +7,6 @@ from packager.facts import ModelFacts
 from packager.planner.rules import rules
 from packager.planner.types import Candidate, Estimates
 from packager.catalog import Accelerator, catalog
-from packager.vllm.defaults import default_max_num_batched_tokens
 from packager.vllm.defaults import kv_bytes_per_token as vllm_kv_bytes_per_token
 
 GiB = 2**30
@@ -50,19 +49,69 @@ def weight_bytes(model: ModelFacts, precision: str) -> int:
     return int((model.parameters - embed) * per + embed * 2)
 
 
-def activation_bytes(model: ModelFacts, c: Candidate, max_num_seqs: int) -> int:
-    """Peak working memory besides weights and KV (vLLM's profiling run measures the same thing)."""
-    r = rules()
-    dtype = compute_dtype_bytes(c.precision)
+def forward_bytes(model: ModelFacts, precision: str, tokens: int, tp: int) -> int:
+    """Peak of the profiling run's forward pass over `tokens` batched tokens (rules.yaml vllm.memory)."""
+    m = rules()["vllm"]["memory"]
+    per_token = (m["forward_intermediate"] * model.intermediate_size // tp + m["forward_hidden"] * model.hidden_size)
+    return int(tokens * per_token * compute_dtype_bytes(precision))
+
+
+def sampler_bytes(model: ModelFacts, max_num_seqs: int) -> int:
+    """The sampler's dummy run: fp32 logits of max_num_seqs x vocab, several copies at its peak."""
+    return int(rules()["vllm"]["memory"]["sampler_logits_copies"] * max_num_seqs * model.vocab_size * 4)
+
+
+def non_torch_bytes(devices: int) -> int:
+    nt = rules()["vllm"]["memory"]["non_torch_gib"]
+    return int((nt["parallel"] if devices > 1 else nt["single"]) * GiB)
+
+
+def cuda_graph_bytes() -> int:
+    return int(rules()["vllm"]["memory"]["cuda_graph_gib"] * GiB)
+
+
+def fit_margin_bytes(budget: int) -> int:
+    m = rules()["fit_margin"]
+    return int(max(m["min_gib"] * GiB, m["fraction_of_budget"] * budget))
+
+
+def activation_bytes(model: ModelFacts, c: Candidate, max_num_seqs: int, max_num_batched_tokens: int,
+                     sampler_in_profile: bool = True) -> int:
+    """Peak working memory besides weights and KV (vLLM: what its profiling run measures as activation peak).
+
+    vLLM runs the forward pass, then the sampler, one after the other: the peak is the larger of the two.
+    """
     if c.runtime == "vllm":
-        tokens = default_max_num_batched_tokens(vllm_device(c.pool.accelerator), world_size=c.devices)
-        overhead = r["vllm"]["non_torch_overhead_gib"] * GiB
-    else:
-        tokens = min(512, max(1, max_num_seqs) * 16)  # the fallback prefills in chunks
-        overhead = 0.25 * GiB if c.runtime == "triton" else 0.5 * GiB  # CUDA context / Python + torch on CPU
+        fwd = forward_bytes(model, c.precision, max_num_batched_tokens, c.tp)
+        return max(fwd, sampler_bytes(model, max_num_seqs) if sampler_in_profile else 0)
+    dtype = compute_dtype_bytes(c.precision)
+    tokens = min(512, max(1, max_num_seqs) * 16)  # the fallback prefills in chunks
+    overhead = 0.25 * GiB if c.runtime == "triton" else 0.5 * GiB  # CUDA context / Python + torch on CPU
     per_token = (2 * model.hidden_size + 2 * model.intermediate_size // c.tp) * dtype
     logits = max_num_seqs * model.vocab_size * 4  # fp32 logits for sampling
     return int(tokens * per_token + logits + overhead)
+
+
+def device_memory_gib(c: Candidate) -> float:
+    """What the engine multiplies by its utilisation: the CUDA-reported total for GPUs, host memory for CPUs."""
+    acc = c.pool.accelerator
+    return (acc.engine_memory_gib if acc.is_gpu else None) or c.pool.device_memory_gib
+
+
+def efficiency(c: Candidate) -> float:
+    """Achieved / peak bandwidth in decode: the catalog row's measured value, else the runtime's default."""
+    return c.pool.accelerator.efficiency(c.runtime) or rules()["efficiency"][c.runtime]
+
+
+def touched_fraction(model: ModelFacts, batch: int) -> float:
+    """Share of the weights one decode step reads: MoE layers touch E(1-(1-k/E)^b) of E experts at batch b."""
+    if not model.is_moe:
+        return 1.0
+    e, k = model.experts, model.active_experts or 1
+    expert_params = 3 * model.hidden_size * model.intermediate_size * model.layers
+    shared = max(model.parameters - e * expert_params, 0)
+    touched = e * (1 - (1 - k / e) ** max(1, batch))
+    return min(1.0, (shared + touched * expert_params) / model.parameters)
 
 
 def _bandwidth_bytes_s(c: Candidate) -> float:
@@ -91,49 +140,74 @@ def _comm_seconds_per_step(model: ModelFacts, c: Candidate) -> float:
     return t
 
 
-def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seqs: int,
-             memory_utilization: float, per_slot_kv: bool) -> Estimates:
+def step_seconds(model: ModelFacts, c: Candidate, *, batch: int, context: int, weights_per_device: int,
+                 kv_bytes_per_token_per_device: int) -> float:
+    """One decode step at `batch` sequences of `context` tokens: the bandwidth and compute rooflines
+    at the device's efficiency, plus tp/pp communication. Batch 1 walks the pp stages one after another;
+    a full batch keeps them all busy with micro-batches."""
     r = rules()
-    eff = r["efficiency"][c.runtime]
+    bw = _bandwidth_bytes_s(c) * efficiency(c)
+    read = weights_per_device * touched_fraction(model, batch) + batch * context * kv_bytes_per_token_per_device
+    t_mem = read / bw * (c.pp if batch == 1 else 1)
+    t_compute = 2 * model.active_parameters * batch / (c.devices * _peak_flops(c) * r["compute_utilisation"])
+    return max(t_mem, t_compute) + _comm_seconds_per_step(model, c)
+
+
+def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seqs: int,
+             memory_utilization: float, per_slot_kv: bool, max_num_batched_tokens: int = 0,
+             sampler_in_profile: bool = True, cuda_graphs_in_budget: bool = True,
+             device_gib: float | None = None) -> Estimates:
+    """Memory and speed of one candidate. The keyword switches after per_slot_kv describe older vLLM
+    releases (calibration rows); the planner leaves them at the pinned vLLM's behaviour."""
+    r = rules()
     compute_bytes = compute_dtype_bytes(c.precision)
     kv_dtype = 1 if c.kv_cache_dtype == "fp8" else compute_bytes
     total_weights = weight_bytes(model, c.precision)
     weights_dev = total_weights // c.devices
     kv_tok = kv_bytes_per_token(model, kv_dtype)
     kv_tok_dev = kv_bytes_per_token_per_device(model, kv_dtype, c.tp, c.pp)
-    act = activation_bytes(model, c, max_num_seqs)
-    budget = int(memory_utilization * c.pool.device_memory_gib * GiB)
-    room = budget - weights_dev - act
-    kv_tokens = max(0, room // kv_tok_dev)
+    act = activation_bytes(model, c, max_num_seqs, max_num_batched_tokens, sampler_in_profile)
+    vllm = c.runtime == "vllm"
+    non_torch = non_torch_bytes(c.devices) if vllm else 0
+    graphs = cuda_graph_bytes() if vllm and cuda_graphs_in_budget else 0
+    device = int((device_gib or device_memory_gib(c)) * GiB)
+    budget = int(memory_utilization * device)
+    room = max(0, budget - weights_dev - act - non_torch - graphs)
+    margin = fit_margin_bytes(budget)
+    kv_tokens = room // kv_tok_dev
     if per_slot_kv:  # the fallback reserves max_model_len per slot, so capacity is whole slots
         slots = min(max_num_seqs, kv_tokens // max_model_len)
         kv_tokens = slots * max_model_len
     seqs = kv_tokens // max_model_len
 
-    bw = _bandwidth_bytes_s(c) * eff
-    comm = _comm_seconds_per_step(model, c)
-    active_frac = model.active_parameters / model.parameters
+    eff = efficiency(c)
     typical_ctx = min(max_model_len, 4096) // 2
-    # Batch 1: every stage reads its weight shard (only active experts) and the KV of one sequence.
-    t1 = c.pp * (weights_dev * active_frac + typical_ctx * kv_tok_dev) / bw + comm
+    step = dict(context=typical_ctx, weights_per_device=weights_dev, kv_bytes_per_token_per_device=kv_tok_dev)
+    t1 = step_seconds(model, c, batch=1, **step)
     batch = max(1, min(max_num_seqs, seqs))
-    # Full batch: all experts get touched, KV grows with the batch; compute may take over.
-    t_mem = (weights_dev * (1.0 if model.is_moe and batch > 4 else active_frac) + batch * typical_ctx * kv_tok_dev) / bw
-    t_compute = 2 * model.active_parameters * batch / (c.devices * _peak_flops(c) * r["compute_utilisation"])
-    t_full = max(t_mem, t_compute) + comm  # at full batch the pp stages work on micro-batches in parallel
+    t_full = step_seconds(model, c, batch=batch, **step)
     basis = (f"{c.runtime} at {eff:.2f} of {c.pool.accelerator.bandwidth_gbs:g} GB/s; weights "
-             f"{weights_dev / GiB:.2f} GiB/device read once per step; KV at {typical_ctx} tokens of context; "
-             f"compute at {r['compute_utilisation']:.2f} of peak; tp/pp communication {comm * 1e3:.2f} ms/step")
+             f"{weights_dev / GiB:.2f} GiB/device read once per step (MoE: the experts a batch touches); "
+             f"KV at {typical_ctx} tokens of context; compute at {r['compute_utilisation']:.2f} of peak; "
+             f"tp/pp communication {_comm_seconds_per_step(model, c) * 1e3:.2f} ms/step")
     return Estimates(
         weights_bytes_per_device=int(weights_dev), kv_cache_bytes_per_token=int(kv_tok),
         kv_cache_bytes_per_token_per_device=int(kv_tok_dev), activation_bytes_per_device=int(act),
         memory_budget_bytes_per_device=budget, kv_cache_tokens=int(kv_tokens), concurrent_sequences=int(seqs),
         decode_tokens_per_s=round(1.0 / t1, 1), decode_tokens_per_s_full_batch=round(batch / t_full, 1),
         full_batch=batch, efficiency=eff, basis=basis,
+        non_torch_bytes_per_device=int(non_torch), cuda_graph_bytes_per_device=int(graphs),
+        kv_cache_bytes_per_device=int(room), margin_bytes_per_device=int(margin),
+        device_memory_bytes=device, max_num_batched_tokens=int(max_num_batched_tokens),
     )
 
 
+def fits(est: Estimates, context: int) -> bool:
+    """KV room for one full-length sequence plus the stated margin."""
+    return est.kv_cache_bytes_per_device - est.margin_bytes_per_device >= context * est.kv_cache_bytes_per_token_per_device
+
+
 def max_context_that_fits(model: ModelFacts, c: Candidate, est: Estimates) -> int:
-    """Longest context one sequence can have in the KV room left after weights and activations."""
-    room = est.memory_budget_bytes_per_device - est.weights_bytes_per_device - est.activation_bytes_per_device
+    """Longest context one sequence can have in the KV room left after everything else and the margin."""
+    room = est.kv_cache_bytes_per_device - est.margin_bytes_per_device
     return max(0, room // est.kv_cache_bytes_per_token_per_device)

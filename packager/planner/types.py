@@ -60,6 +60,12 @@ class Estimates:
     full_batch: int
     efficiency: float
     basis: str  # how the numbers were derived, in words
+    non_torch_bytes_per_device: int = 0  # CUDA context, cuBLAS/NCCL buffers (vLLM counts them in its budget)
+    cuda_graph_bytes_per_device: int = 0
+    kv_cache_bytes_per_device: int = 0  # what is left for the KV cache: vLLM's "Available KV cache memory"
+    margin_bytes_per_device: int = 0  # a profile fits with KV for one full sequence plus this
+    device_memory_bytes: int = 0  # what the utilisation multiplies
+    max_num_batched_tokens: int = 0  # the profiling run's token budget (vLLM)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +82,7 @@ class Profile:
     engine_argv: tuple[str, ...]
     low_memory: bool = False
     notes: tuple[str, ...] = ()
+    max_num_batched_tokens: int | None = None  # vLLM's prefill token budget (set in argv on low-memory profiles)
 
     @property
     def name(self) -> str:
@@ -94,6 +101,7 @@ class Profile:
             "tensor_parallel_size": c.tp, "pipeline_parallel_size": c.pp, "nodes": c.nodes,
             "devices_per_node": c.devices if c.nodes == 1 else c.pool.count, "devices": c.devices,
             "max_model_len": self.max_model_len, "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
             "gpu_memory_utilization": self.gpu_memory_utilization, "objective": c.objective,
             "engine": self.engine, "engine_argv": list(self.engine_argv), "estimates": self.estimates.to_dict(),
             "low_memory": self.low_memory, "notes": list(self.notes),
@@ -117,6 +125,7 @@ class Plan:
     rejected: tuple[Rejection, ...]
     advice: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    why: str = ""  # one sentence: why the selected profile won
 
     @property
     def selected(self) -> Profile | None:
@@ -135,6 +144,7 @@ class Plan:
             "model": self.request.model.to_dict(),
             "hardware": self.request.hardware.to_dict(),
             "selected": sel.to_dict() if sel else None,
+            "why": self.why,
             "candidates": [p.to_dict() for p in self.candidates],
             "rejected": [r.to_dict() for r in self.rejected],
             "advice": list(self.advice),
