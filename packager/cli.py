@@ -17,8 +17,8 @@ HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]], e.g. cpu,
 
 
 def _objective(value: Optional[str]) -> Optional[str]:
-    if value is not None and value not in ("latency", "throughput"):
-        raise UserError(f"objective {value!r} is not allowed", field="--objective", hint="use latency or throughput")
+    if value is not None and value not in ("latency", "throughput", "cost"):
+        raise UserError(f"objective {value!r} is not allowed", field="--objective", hint="use latency or throughput (or cost: fewest devices whatever the precision)")
     return value
 
 
@@ -65,7 +65,7 @@ def schema(kind: str = typer.Argument(..., help="model or hardware")) -> None:
 def profiles(
     model: str = typer.Argument(..., help="Model manifest (.yaml)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency or throughput (default: the manifest's)."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="latency, throughput or cost (fewest devices whatever the precision); default: the manifest's."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan (plan.json) instead of the table."),
 ) -> None:
@@ -119,7 +119,8 @@ def serve(
 def _register_optional_commands() -> None:
     """Commands whose modules bring heavier imports are registered from their own modules."""
     for module, names in (("packager.commands.chart", ("chart", "publish", "deploy")),
-                          ("packager.commands.build", ("build",))):
+                          ("packager.commands.build", ("build",)),
+                          ("packager.commands.report", ("report",))):
         mod = __import__(module, fromlist=list(names))
         for name in names:
             app.command(name)(getattr(mod, name))

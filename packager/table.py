@@ -36,6 +36,8 @@ def render_plan(plan: Plan) -> str:
     sel = plan.selected
     if sel:
         lines.append(f"Selected  {sel.name}  ->  {sel.engine}")
+        if plan.why:
+            lines.append(f"  why: {plan.why}")
         lines.append("  " + " ".join(sel.engine_argv))
         for n in sel.notes:
             lines.append(f"  note: {n}")

@@ -88,8 +88,10 @@ def evaluate(req: PlanRequest, c: Candidate) -> Profile | Rejection:
         if c.runtime == "vllm":  # first shrink what the profiling run reserves, then the context
             low = low_memory_settings(s)
             if low != s:
-                low_notes.append(f"low memory: --max-num-seqs {s.max_num_seqs} -> {low.max_num_seqs}, "
-                                 f"--max-num-batched-tokens {s.max_num_batched_tokens} -> {low.max_num_batched_tokens}")
+                changed = [f"--{flag} {a} -> {b}" for flag, a, b in (
+                    ("max-num-seqs", s.max_num_seqs, low.max_num_seqs),
+                    ("max-num-batched-tokens", s.max_num_batched_tokens, low.max_num_batched_tokens)) if a != b]
+                low_notes.append("low memory: " + ", ".join(changed))
                 s, est = low, _estimate(model, c, low, wanted)
         if not fits(est, wanted):
             fit = (max_context_that_fits(model, c, est) // 256) * 256

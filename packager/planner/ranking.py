@@ -78,12 +78,13 @@ def explain(ranked: list[Profile], objective: str, precisions: tuple[str, ...]) 
         clauses.append(f"it uses the fewest devices ({devices}) of every profile that fits, at {prec}")
     else:
         why_prec = (f"{prec} is the manifest's most preferred precision that fits" if not preferred else
-                    f"{prec} is chosen because nothing in {', '.join(preferred)} fits this hardware")
+                    f"{prec} is chosen because no {', '.join(preferred)} profile can run on this hardware")
         if objective == "latency":
             clauses.append(f"{why_prec}, and tp={c.tp} is the largest tensor-parallel size that still buys >= 10 % "
                            f"batch-1 speed ({w.estimates.decode_tokens_per_s:g} tokens/s)")
         else:
-            room = f"room for {w.estimates.concurrent_sequences} sequences of {w.max_model_len} tokens"
+            n = w.estimates.concurrent_sequences
+            room = f"room for {n} sequence{'s' if n != 1 else ''} of {w.max_model_len} tokens"
             if not _ample(w):
                 room += f" (no {c.precision} profile here has room for {rules()['ample_sequences']})"
             clauses.append(f"{why_prec}, with {room} on the fewest devices ({devices})")
