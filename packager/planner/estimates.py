@@ -184,7 +184,8 @@ def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seq
     typical_ctx = min(max_model_len, 4096) // 2
     step = dict(context=typical_ctx, weights_per_device=weights_dev, kv_bytes_per_token_per_device=kv_tok_dev)
     t1 = step_seconds(model, c, batch=1, **step)
-    batch = max(1, min(max_num_seqs, seqs))
+    # Full batch: vLLM admits sequences by the KV they really use (typical context), the fallback whole slots.
+    batch = max(1, min(max_num_seqs, seqs if per_slot_kv else kv_tokens // max(1, typical_ctx)))
     t_full = step_seconds(model, c, batch=batch, **step)
     basis = (f"{c.runtime} at {eff:.2f} of {c.pool.accelerator.bandwidth_gbs:g} GB/s; weights "
              f"{weights_dev / GiB:.2f} GiB/device read once per step (MoE: the experts a batch touches); "

@@ -50,7 +50,7 @@ def memory_parts(p: Profile) -> list[float]:
 def concurrency_curve(plan: Plan, p: Profile) -> tuple[list[int], list[float]]:
     """Aggregate decode tokens/s at 1, 2, 4, ... concurrent sequences, up to what the KV cache holds."""
     e, model, c = p.estimates, plan.request.model, p.candidate
-    top = max(1, min(p.max_num_seqs, e.concurrent_sequences))
+    top = e.full_batch  # as many as the KV cache holds at the typical context (the plan's full batch)
     xs = sorted({min(top, 2 ** i) for i in range(0, 12)} | {top})
     context = min(p.max_model_len, 4096) // 2
     ys = [round(b / step_seconds(model, c, batch=b, context=context, weights_per_device=e.weights_bytes_per_device,
@@ -90,7 +90,7 @@ def speed_figure(plan: Plan):
         fig.add_annotation(x=math.log10(xs[-1]), y=ys[-1], text=f"selected: {sel.name}", showarrow=True,
                            arrowhead=2)  # a log axis places annotations in log10 units
     fig.update_layout(title="Decode speed against concurrency (all sequences together)",
-                      xaxis=dict(type="log", title="concurrent sequences (up to what the KV cache holds at full context)",
+                      xaxis=dict(type="log", title="concurrent sequences (up to what the KV cache holds at the typical context)",
                                  dtick=0.30102999566),
                       yaxis_title="tokens/s", height=480, margin=dict(l=10, r=10, t=60, b=40))
     return fig

@@ -123,3 +123,13 @@ def test_moe_batch_touches_more_experts():
     one, eight, many = (touched_fraction(mix, b) for b in (1, 8, 256))
     assert abs(one - mix.active_parameters / mix.parameters) < 1e-9
     assert one < eight < many <= 1.0 and many > 0.999
+
+
+def test_throughput_profiles_are_faster_at_full_batch_than_latency_ones():
+    """Issue 14 saw Qwen on an L4 with "throughput" profiles slower at full batch than "latency" ones."""
+    p = plan("qwen2.5-7b-instruct", "nvidia-l4:1")
+    by = {c.name: c.estimates for c in p.candidates}
+    for name, e in by.items():
+        if name.startswith("vllm-") and name.endswith("-throughput"):
+            lat = by[name.replace("-throughput", "-latency")]
+            assert e.full_batch > lat.full_batch and e.decode_tokens_per_s_full_batch > lat.decode_tokens_per_s_full_batch
