@@ -18,7 +18,7 @@ def advise(req: PlanRequest, rejected: list[Rejection]) -> list[str]:
     for pool in req.hardware.pools:
         acc = pool.accelerator
         util = vllm_defaults().gpu_memory_utilization if acc.is_gpu else rules()["cpu"]["memory_utilization"]
-        usable = util * pool.device_memory_gib * GiB
+        usable = util * ((acc.engine_memory_gib if acc.is_gpu else None) or pool.device_memory_gib) * GiB
         options = [p for p in _precisions(model, acc.is_gpu) if _runs_on(model, pool, p)] or _precisions(model, acc.is_gpu)
         if acc.is_gpu:  # the preferred precision, and the smallest footprint the manifest allows
             options = list(dict.fromkeys([options[0], min(options, key=lambda p: weight_bytes(model, p))]))
