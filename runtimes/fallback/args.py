@@ -30,14 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "or a JSON object of file -> hex")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--log-level", default="info")
+    # Security and hostile traffic (README "Security").
+    p.add_argument("--api-key", action="append", default=[], metavar="KEY",
+                   help="require Authorization: Bearer KEY on /v1/* (repeatable; default: $PACKAGER_API_KEY or "
+                        "$VLLM_API_KEY; prefer the environment, which ps does not show)")
+    p.add_argument("--max-request-body", type=int, default=4 << 20, metavar="BYTES", help="larger bodies get a 413")
+    p.add_argument("--body-read-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds a client has to send its request body (408 after)")
+    p.add_argument("--tokenizer-workers", type=int, default=2, help="threads that template and tokenize prompts")
+    p.add_argument("--enable-docs", action="store_true", help="serve /docs and /openapi.json (off by default)")
     return p
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = build_parser()
     a = p.parse_args(argv)
-    for name in ("max_num_seqs", "max_queue_len"):
-        if getattr(a, name) < (1 if name == "max_num_seqs" else 0):
+    for name in ("max_num_seqs", "max_queue_len", "max_request_body", "tokenizer_workers"):
+        if getattr(a, name) < (0 if name == "max_queue_len" else 1):
             p.error(f"--{name.replace('_', '-')} must be positive")
     if a.max_model_len is not None and a.max_model_len < 2:
         p.error("--max-model-len must be at least 2")

@@ -21,7 +21,7 @@ import time
 from typing import Callable
 
 from .engine import LLMEngine, RequestOutput, StepStats
-from .sampling import SamplingParams
+from .sampling import SamplingParams, take_failures
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +31,19 @@ class QueueFull(Exception):
 
 
 class AsyncEngine:
-    def __init__(self, engine: LLMEngine, max_queue_len: int, on_step: Callable[[StepStats, int, int, float], None] | None = None):
+    def __init__(self, engine: LLMEngine, max_queue_len: int, on_step: Callable[[StepStats, int, int, float], None] | None = None,
+                 on_finish: Callable[[str], None] | None = None):
         self.engine = engine
         self.max_queue_len = max_queue_len
         self.on_step = on_step
+        # Finishes the engine's step stats do not carry ("abort", "error"),
+        # counted as vLLM counts them: request_success{finished_reason=...}.
+        self.on_finish = on_finish
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._streams: dict[str, asyncio.Queue] = {}
+        # request id -> id() of its params (alive while the engine holds the
+        # request): finds the request of a failed draw, to fail it alone.
+        self._params: dict[str, int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._pending = 0  # adds sent to the thread but not yet scheduled there
@@ -98,16 +105,44 @@ class AsyncEngine:
     def _handle(self, cmd: str, arg) -> None:
         if cmd == "add":
             request_id, prompt_ids, params, arrival = arg
+            # Under the lock: the queue-length check reads _pending and the
+            # engine's waiting count together.
             with self._lock:
                 self._pending -= 1
                 try:
                     self.engine.add_request(request_id, prompt_ids, params, arrival)
-                except ValueError as e:
+                    self._params[request_id] = id(params)
+                    return
+                except ValueError as e:  # the engine refused this request: a 400 for it alone
                     self._post(request_id, e)
+                    return
+                except Exception as e:  # preparing this request failed: it fails alone
+                    log.exception("adding request %s failed", request_id)
+                    self.engine.abort(request_id)
+                    failure = e
+            self._fail(request_id, failure)
         elif cmd == "abort":
+            self._params.pop(arg, None)
             out = self.engine.abort(arg)
             if out is not None:
                 self._post(arg, out)
+                self._finished("abort")
+
+    def _fail(self, request_id: str, e: BaseException) -> None:
+        self._post(request_id, RuntimeError(f"engine error: {e}"))
+        self._finished("error")
+
+    def _fail_draws(self) -> None:
+        for params, e in take_failures():
+            rid = next((r for r, pid in self._params.items() if pid == id(params)), None)
+            self._params.pop(rid, None)
+            if rid is not None and self.engine.abort(rid) is not None:
+                log.error("sampling for %s failed: %s", rid, e)
+                self._fail(rid, e)
+
+    def _finished(self, reason: str) -> None:
+        if self.on_finish is not None:
+            self.on_finish(reason)
 
     def run(self) -> None:
         """The engine loop; returns after ``stop()``. Call from the thread that
@@ -133,11 +168,18 @@ class AsyncEngine:
                     outputs = self.engine.step()
                 except BaseException as e:  # a bug or OOM: fail every request, keep serving
                     log.exception("engine step failed")
+                    take_failures()
                     for rid in list(self._streams):
-                        self.engine.abort(rid)
+                        if self.engine.abort(rid) is not None:
+                            self._finished("error")
                         self._post(rid, RuntimeError(f"engine error: {e}"))
+                    self._params.clear()
                     continue
                 self._post_many([(out.request_id, out) for out in outputs])
+                self._fail_draws()
+                for out in outputs:
+                    if out.finished:
+                        self._params.pop(out.request_id, None)
                 self._report(self.engine.last_stats)
 
     def _report(self, stats: StepStats | None = None) -> None:

@@ -53,5 +53,10 @@ class Metrics:
         for reason in stats.finished_reasons:
             self._success.labels(self._model_name, reason).inc()
 
+    def record_finish(self, reason: str) -> None:
+        """Aborted ("abort") and failed ("error") requests, which no step
+        finishes: vLLM counts them under the same counter by reason."""
+        self._success.labels(self._model_name, reason).inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

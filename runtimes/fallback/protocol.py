@@ -12,37 +12,50 @@ from typing import Any, Callable, ClassVar, Literal, Union
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .sampling import SamplingParams
+from .sampling import MIN_TOP_P, SamplingParams
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(self, status: int, message: str, param: str | None = None, headers: dict[str, str] | None = None,
+                 code: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.headers = headers or {}
+        self.code = code if code is not None else _CODES.get(status)
 
 
 _TYPES = {
     400: "BadRequestError",
+    401: "AuthenticationError",
     404: "NotFoundError",
+    405: "MethodNotAllowedError",
+    408: "RequestTimeoutError",
+    413: "RequestTooLargeError",
+    415: "UnsupportedMediaTypeError",
     429: "RateLimitError",
     500: "InternalServerError",
     503: "ServiceUnavailableError",
 }
+# OpenAI's ``error.code`` is a string naming the cause, or null; clients
+# that switch on it break on vLLM's integer status.
+_CODES = {
+    401: "invalid_api_key",
+    408: "request_timeout",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
+    503: "service_unavailable",
+}
+
+
+def error_body(err: APIError) -> dict:
+    return {"error": {"message": err.message, "type": _TYPES.get(err.status, "APIError"), "param": err.param, "code": err.code}}
 
 
 def error_response(err: APIError) -> JSONResponse:
-    body = {
-        "error": {
-            "message": err.message,
-            "type": _TYPES.get(err.status, "APIError"),
-            "param": err.param,
-            "code": err.status,
-        }
-    }
-    return JSONResponse(body, status_code=err.status, headers=err.headers)
+    return JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
 
 
 class StreamOptions(BaseModel):
@@ -90,7 +103,7 @@ class _Common(BaseModel):
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, ge=MIN_TOP_P, le=1)  # smaller values round to 0 in the fp32 sampler
     top_k: int = Field(-1, ge=-1)
     seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator takes
     stop: Union[str, list[str], None] = None

@@ -7,6 +7,7 @@ request with a seed gets the same text whatever else is running.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,9 @@ import torch
 # Temperatures below this sample greedily, as in vLLM: dividing logits by a
 # vanishing temperature overflows to inf and makes the draw fail.
 _GREEDY_BELOW = 1e-5
+# The sampler compares top_p with fp32 probabilities: a top_p that rounds to
+# 0 in fp32 (below about 7e-46) would drop every token and fail the draw.
+MIN_TOP_P = float(torch.finfo(torch.float32).tiny)
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,10 @@ class SamplingParams:
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        if self.temperature < 0:
-            raise ValueError("temperature must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise ValueError("top_p must be in (0, 1]")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError("temperature must be a finite number >= 0")
+        if not (math.isfinite(self.top_p) and MIN_TOP_P <= self.top_p <= 1):
+            raise ValueError(f"top_p must be in [{MIN_TOP_P:.3g}, 1]")
         if self.top_k < -1:
             raise ValueError("top_k must be -1 (disabled) or >= 0")
 
@@ -62,11 +66,14 @@ class RequestSampler:
             kth = torch.topk(logits, p.top_k).values[-1]
             logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = torch.softmax(logits, dim=-1)
+        if not bool(torch.isfinite(probs).all()):  # NaN logits: no distribution to draw from
+            return int(torch.argmax(torch.nan_to_num(logits, nan=float("-inf"))))
         if p.top_p < 1.0:
             sorted_probs, idx = torch.sort(probs, descending=True)
             cum = torch.cumsum(sorted_probs, dim=-1)
             # Keep the smallest prefix whose mass reaches top_p (at least one).
             drop = (cum - sorted_probs) >= p.top_p
+            drop[0] = False  # the most likely token always stays: the draw cannot be empty
             sorted_probs = sorted_probs.masked_fill(drop, 0.0)
             choice = torch.multinomial(sorted_probs, 1, generator=self.generator)
             return int(idx[choice])
@@ -86,5 +93,23 @@ def sample_batch(logits: torch.Tensor, samplers: list[RequestSampler]) -> list[i
             out[i] = t
     for i, s in enumerate(samplers):
         if not s.params.greedy:
-            out[i] = s.sample(logits[i].cpu())  # the generators live on the CPU
+            row = logits[i].cpu()  # the generators live on the CPU
+            try:
+                out[i] = s.sample(row)
+            except Exception as e:  # one request's draw failed: it alone fails (see take_failures)
+                _failures.append((s.params, e))
+                out[i] = int(torch.argmax(torch.nan_to_num(row, nan=float("-inf"))))
+    return out
+
+
+# Draws that failed since the last take_failures(), by the request's params
+# object (the engine thread samples and takes; no lock needed).
+_failures: list[tuple[SamplingParams, Exception]] = []
+
+
+def take_failures() -> list[tuple[SamplingParams, Exception]]:
+    """The requests whose draw failed in the steps since the last call; the
+    async engine fails each of them alone instead of the whole batch."""
+    out = list(_failures)
+    _failures.clear()
     return out

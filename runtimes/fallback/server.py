@@ -14,26 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import signal
 import threading
 import time
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from .args import parse_args
-from .async_engine import AsyncEngine, QueueFull, RequestStream
-from .engine import RequestOutput
+from .async_engine import AsyncEngine
+from .auth import resolve_keys
+from .limits import Guard, Limits
 from .metrics import Metrics
-from .protocol import APIError, ChatRequest, CompletionRequest, error_response, parse
+from .prepare import Preparer
+from .protocol import APIError, ChatRequest, CompletionRequest, error_response
+from .respond import check, serve
 
 log = logging.getLogger("runtimes.fallback.server")
 
@@ -45,6 +46,7 @@ class ServerState:
     metrics: Metrics
     engine: AsyncEngine | None = None
     tokenizer: Any = None
+    preparer: Preparer | None = None
     max_model_len: int = 0
     ready: bool = False
     draining: bool = False
@@ -64,20 +66,6 @@ def _fingerprint(args: Any) -> str:
 
     key = "|".join(str(x) for x in (Path(args.model).name, args.dtype, args.device, args.kernels, args.seed))
     return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:10]
-
-
-@dataclass(frozen=True)
-class _Head:
-    """The fields that every response body and chunk of one request carries."""
-
-    id: str
-    model: str
-    system_fingerprint: str
-    created: int = field(default_factory=lambda: int(time.time()))  # when the request came
-
-    def body(self, obj: str, **rest: Any) -> dict:
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "system_fingerprint": self.system_fingerprint, **rest}
 
 
 # -- loading ----------------------------------------------------------------
@@ -154,7 +142,10 @@ def build_app(state: ServerState) -> FastAPI:
         state.loop_ready.set()
         yield
 
-    app = FastAPI(title="packager fallback runtime", lifespan=lifespan)
+    # /docs and /openapi.json are off unless asked for: no public API browser.
+    docs = bool(state.args.enable_docs)
+    app = FastAPI(title="packager fallback runtime", lifespan=lifespan, docs_url="/docs" if docs else None,
+                  redoc_url=None, openapi_url="/openapi.json" if docs else None)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, exc: APIError):
@@ -164,6 +155,12 @@ def build_app(state: ServerState) -> FastAPI:
     async def _http_error(request: Request, exc: HTTPException):
         # Unknown routes and methods get OpenAI's error body, not FastAPI's {"detail": ...}.
         return error_response(APIError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        # A bug must still answer with OpenAI's JSON body, not a plain-text 500.
+        log.exception("request failed")
+        return error_response(APIError(500, "internal error"))
 
     @app.get("/v1/health/live")
     async def live():
@@ -183,164 +180,57 @@ def build_app(state: ServerState) -> FastAPI:
 
     @app.get("/v1/models")
     async def models():
+        # "root" is the served name: the model file's host path is nobody's business.
         data = [
             {"id": n, "object": "model", "created": state.created, "owned_by": "packager",
-             "root": state.args.model, "max_model_len": state.max_model_len or None}
+             "root": n, "max_model_len": state.max_model_len or None}
             for n in state.names
         ]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest))
     async def chat(request: Request):
-        req = parse(ChatRequest, await _json(request))
-        _check(state, req.model)
-        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
-        try:
-            text = state.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception as e:  # template errors (e.g. role order) are the caller's
-            raise APIError(400, f"chat template failed: {e}", "messages") from None
-        ids = state.tokenizer.encode(text, add_special_tokens=False)
-        return await _serve(state, request, req, ids, chat=True)
+        return await _endpoint(state, request, chat=True)
 
-    @app.post("/v1/completions")
+    @app.post("/v1/completions", openapi_extra=_body_schema(CompletionRequest))
     async def completions(request: Request):
-        req = parse(CompletionRequest, await _json(request))
-        _check(state, req.model)
-        p = req.prompt  # one string or one list of token ids (see protocol)
-        if isinstance(p, list):
-            vocab = len(state.tokenizer)
-            if any(t < 0 or t >= vocab for t in p):
-                raise APIError(400, f"prompt token ids must be in [0, {vocab})", "prompt")
-            ids = list(p)
-        else:
-            ids = state.tokenizer.encode(p)
-        return await _serve(state, request, req, ids, chat=False)
+        return await _endpoint(state, request, chat=False)
 
+    if state.args.enable_docs:
+        app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
-async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise APIError(400, f"malformed JSON body: {e}") from None
+async def _endpoint(state: ServerState, request: Request, chat: bool):
+    check(state, None)  # loading or draining: say so before any work
+    body = await request.body()
+    prep = state.preparer
+    req, ids = await prep.run(prep.chat if chat else prep.completion, body)
+    check(state, req.model)
+    return await serve(state, request, req, ids, chat=chat)
 
 
-def _check(state: ServerState, model: str | None) -> None:
-    if state.draining:
-        raise APIError(503, "server is shutting down", headers={"Retry-After": "5"})
-    if not state.ready:
-        raise APIError(503, "model is loading", headers={"Retry-After": "5"})
-    if model is not None and model not in state.names:
-        raise APIError(404, f"The model `{model}` does not exist.", "model")
+def _body_schema(model: type) -> dict:
+    """The request body's real JSON schema, so the OpenAPI document (with
+    --enable-docs) lets schemathesis and client generators build bodies;
+    the handler reads the raw body itself (see prepare.py)."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-async def _serve(state: ServerState, request: Request, req, ids: list[int], chat: bool):
-    n = len(ids)
-    limit = state.max_model_len
-    if n == 0:
-        raise APIError(400, "prompt is empty", "prompt" if not chat else "messages")
-    if n >= limit:
-        raise APIError(400, f"This model's maximum context length is {limit} tokens. However, your prompt has {n} tokens.",
-                       "messages" if chat else "prompt")
-    want = req.requested_max_tokens
-    if want is not None and n + want > limit:
-        raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                            f"{n + want} tokens ({n} in the prompt, {want} for the completion).", req.max_tokens_param)
-    params = req.sampling_params(want or req.default_max_tokens(limit - n))
-    rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
-    try:
-        stream = state.engine.add(rid, ids, params)
-    except QueueFull:
-        raise APIError(429, "too many requests waiting; retry later", headers={"Retry-After": "1"}) from None
-    head = _Head(rid, req.model or state.names[0], state.fingerprint)
-    outputs = _outputs(stream, request)
-    if req.stream:
-        return StreamingResponse(_sse(outputs, head, chat, req.include_usage),
-                                 media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    return await _collect(outputs, head, chat)
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's document with the request models' $defs moved to components."""
+    if app.openapi_schema is None:
+        from fastapi.openapi.utils import get_openapi
 
-
-async def _outputs(stream: RequestStream, request: Request) -> AsyncIterator[RequestOutput]:
-    """The request's outputs; ends early, aborting the request and freeing
-    its slot, when the client disconnects (checked while waiting, and at
-    least every second while tokens flow)."""
-    last_check = time.monotonic()
-    try:
-        while True:
-            out = await stream.next(timeout=0.5)
-            if out is None or time.monotonic() - last_check > 1.0:
-                last_check = time.monotonic()
-                if await request.is_disconnected():
-                    log.info("client gone: aborting %s", stream.request_id)
-                    return
-            if out is None:
-                continue
-            yield out
-            if out.finished:
-                return
-    finally:
-        stream.close()
-
-
-def _usage(out: RequestOutput) -> dict:
-    return {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
-            "total_tokens": out.prompt_tokens + out.completion_tokens}
-
-
-async def _collect(outputs: AsyncIterator[RequestOutput], head: _Head, chat: bool):
-    parts: list[str] = []
-    last: RequestOutput | None = None
-    try:
-        async for out in outputs:
-            parts.append(out.text)
-            last = out
-    except ValueError as e:  # the engine refused the request
-        raise APIError(400, str(e)) from None
-    except RuntimeError as e:  # an engine step failed; the engine keeps serving
-        raise APIError(500, str(e)) from None
-    if last is None or not last.finished:
-        return Response(status_code=499)  # client gone; nobody reads this
-    text = "".join(parts)
-    if chat:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": last.finish_reason, "logprobs": None}
-        return head.body("chat.completion", choices=[choice], usage=_usage(last))
-    choice = {"index": 0, "text": text, "finish_reason": last.finish_reason, "logprobs": None}
-    return head.body("text_completion", choices=[choice], usage=_usage(last))
-
-
-async def _sse(outputs: AsyncIterator[RequestOutput], head: _Head, chat: bool, include_usage: bool):
-    obj = "chat.completion.chunk" if chat else "text_completion"
-
-    def event(body: dict) -> str:
-        return "data: " + json.dumps(body) + "\n\n"
-
-    def chunk(text: str | None, finish: str | None, role: bool = False) -> str:
-        if chat:
-            delta: dict = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
-            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        else:
-            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
-        return event(head.body(obj, choices=[choice]))
-
-    try:
-        if chat:
-            yield chunk(None, None, role=True)
-        last = None
-        async for out in outputs:
-            last = out
-            if out.text or out.finished:
-                yield chunk(out.text, out.finish_reason if out.finished else None)
-        if last is None or not last.finished:
-            return  # client gone
-        if include_usage:
-            yield event(head.body(obj, choices=[], usage=_usage(last)))
-        yield "data: [DONE]\n\n"
-    except Exception as e:  # headers are sent: report in-band, as OpenAI does
-        log.exception("stream %s failed", head.id)
-        yield event({"error": {"message": str(e), "type": "InternalServerError", "param": None, "code": 500}})
-    finally:
-        await outputs.aclose()
+        doc = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        comps = doc.setdefault("components", {}).setdefault("schemas", {})
+        for item in doc.get("paths", {}).values():
+            for op in item.values():
+                schema = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                comps.update(schema.pop("$defs", {}))
+        app.openapi_schema = doc
+    return app.openapi_schema
 
 
 # -- entry points -----------------------------------------------------------
@@ -353,7 +243,9 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = args.served_model_name or [args.model]
     state = ServerState(args=args, names=names, metrics=Metrics(names[0]), fingerprint=_fingerprint(args))
-    config = uvicorn.Config(build_app(state), host=args.host, port=args.port, log_level=args.log_level,
+    limits = Limits(keys=resolve_keys(args.api_key), max_body=args.max_request_body, body_timeout=args.body_read_timeout)
+    log.info("API key %s", "required on /v1/* (probes and /metrics stay open)" if limits.keys else "not set: /v1/* is open")
+    config = uvicorn.Config(Guard(build_app(state), limits), host=args.host, port=args.port, log_level=args.log_level,
                             timeout_graceful_shutdown=5, access_log=False)
     server = uvicorn.Server(config)
     state.server = server
@@ -385,7 +277,9 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
             log.error("the HTTP server did not start")
             return 1
         time.sleep(0.05)
-    state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step)
+    state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step,
+                               on_finish=state.metrics.record_finish)
+    state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len
     state.ready = True

@@ -1,0 +1,105 @@
+"""The gate in front of the app (plain ASGI, so nothing reaches FastAPI
+unchecked): API key, content type, body size and body-read deadline.
+
+Why each: an unauthenticated client must not make us read 4 MB; only JSON
+bodies are taken, because a ``text/plain`` POST needs no CORS preflight and
+any web page could send one to a server on 127.0.0.1; a body over the limit
+is refused before it is buffered; a client that trickles its body is cut off
+instead of holding a connection for ever."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .auth import authorized, needs_key
+from .protocol import APIError, error_body
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    keys: tuple[bytes, ...] = ()
+    max_body: int = 4 << 20
+    body_timeout: float = 30.0
+
+
+async def send_error(send: Send, err: APIError) -> None:
+    body = json.dumps(error_body(err)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Guard:
+    def __init__(self, app: Callable, limits: Limits):
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope.get("headers") or ())  # last value wins; names are lower-case in ASGI
+        lim = self.limits
+        if lim.keys and needs_key(scope["path"]) and not authorized(headers.get(b"authorization"), lim.keys):
+            return await send_error(send, APIError(401, "Incorrect API key provided: send Authorization: Bearer KEY.",
+                                                   headers={"WWW-Authenticate": "Bearer"}))
+        if scope["method"] not in _BODY_METHODS:
+            return await self.app(scope, receive, send)
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if ctype != b"application/json":
+            return await send_error(send, APIError(415, "Content-Type must be application/json."))
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > lim.max_body):
+            return await send_error(send, _too_large(lim.max_body))
+        body = await self._read(receive, send)
+        if body is None:
+            return
+
+        done = False
+
+        async def replay() -> dict:
+            nonlocal done
+            if not done:
+                done = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: disconnect notices
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole body within the size and time limits; None when an
+        error was sent or the client left."""
+        lim = self.limits
+        deadline = time.monotonic() + lim.body_timeout
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                msg = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                await send_error(send, APIError(408, f"request body not received within {lim.body_timeout:g} s"))
+                return None
+            if msg["type"] == "http.disconnect":
+                return None
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > lim.max_body:
+                await send_error(send, _too_large(lim.max_body))
+                return None
+            parts.append(chunk)
+            if not msg.get("more_body", False):
+                return b"".join(parts)
+
+
+def _too_large(limit: int) -> APIError:
+    return APIError(413, f"request body exceeds {limit} bytes (--max-request-body)")

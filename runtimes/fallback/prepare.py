@@ -1,0 +1,113 @@
+"""From a request body to prompt token ids, off the event loop.
+
+Decoding a 4 MB body, applying the chat template and tokenizing take
+seconds on a small CPU; on the loop they would stall every stream and the
+liveness probe with them (a pod restart). They run in a small thread pool
+(the tokenizer releases the GIL), each worker with its own tokenizer copy
+(a fast tokenizer shared across threads can fail with "Already borrowed").
+A prompt whose characters alone prove it too long is refused before any of
+that work: no token covers more characters than the longest vocabulary entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .protocol import APIError, ChatRequest, CompletionRequest, parse
+
+
+class Preparer:
+    def __init__(self, tokenizer: Any, max_model_len: int, workers: int = 2, max_pending: int = 64):
+        self.tokenizer = tokenizer
+        self.max_model_len = max_model_len
+        self.vocab_size = len(tokenizer)
+        # Longest vocabulary entry in characters: a prompt of N characters has
+        # at least N / this many tokens.
+        self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
+        self.max_pending = max_pending
+        self.pending = 0  # touched on the event loop only
+        self._local = threading.local()
+
+    async def run(self, fn, *args):
+        """``fn(*args)`` in the pool; a 429 when too many already wait."""
+        if self.pending >= self.max_pending:
+            raise APIError(429, "too many requests being prepared; retry later", headers={"Retry-After": "1"})
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        finally:
+            self.pending -= 1
+
+    def _tok(self) -> Any:
+        tok = getattr(self._local, "tok", None)
+        if tok is None:
+            tok = self._local.tok = copy.deepcopy(self.tokenizer)
+        return tok
+
+    def _too_long(self, chars: int, param: str) -> None:
+        least = chars // self.max_token_chars
+        if least >= self.max_model_len:
+            raise APIError(400, f"This model's maximum context length is {self.max_model_len} tokens. However, your "
+                                f"prompt has at least {least} tokens.", param, code="context_length_exceeded")
+
+    # -- in the pool ----------------------------------------------------------
+    def chat(self, body: bytes) -> tuple[ChatRequest, list[int]]:
+        req = parse(ChatRequest, decode_json(body))
+        messages = [{"role": m.role, "content": m.text()} for m in req.messages]
+        self._too_long(sum(len(m["content"]) for m in messages), "messages")
+        tok = self._tok()
+        try:
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        except Exception as e:  # template errors (e.g. role order) are the caller's
+            raise APIError(400, f"chat template failed: {e}", "messages") from None
+        return req, tok.encode(text, add_special_tokens=False)
+
+    def completion(self, body: bytes) -> tuple[CompletionRequest, list[int]]:
+        req = parse(CompletionRequest, decode_json(body))
+        p = req.prompt  # one string or one list of token ids (see protocol)
+        if isinstance(p, list):
+            if any(t < 0 or t >= self.vocab_size for t in p):
+                raise APIError(400, f"prompt token ids must be in [0, {self.vocab_size})", "prompt")
+            return req, list(p)
+        self._too_long(len(p), "prompt")
+        return req, self._tok().encode(p)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_json(body: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, no nesting deep enough to exhaust the
+    stack, no lone surrogates (``"\\ud800"``, from a client that cut a string
+    mid-emoji), which no tokenizer can encode."""
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise APIError(400, "malformed JSON body: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise APIError(400, f"malformed JSON body: {e}") from None
+    _check_strings(data)
+    return data
+
+
+def _check_strings(data: Any) -> None:
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                raise APIError(400, "malformed JSON body: a string holds a lone UTF-16 surrogate") from None
+        elif isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
