@@ -50,6 +50,8 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
             max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,
             quantization=_quantization(c), vendor=c.pool.accelerator.vendor, nodes=c.nodes,
             middleware=(HEALTH_MIDDLEWARE,), max_num_batched_tokens=max_num_batched_tokens,
+            # a prefill budget below the context only works chunked: say so rather than rely on the default
+            enable_chunked_prefill=True if max_num_batched_tokens and max_num_batched_tokens < max_model_len else None,
         )
         return build_vllm_argv(spec)
     return [

@@ -51,6 +51,7 @@ def test_low_memory_profiles_lower_their_batch_settings_in_argv():
         assert int(flag(c.engine_argv, "--max-num-seqs")) <= 16
         assert int(flag(c.engine_argv, "--max-num-batched-tokens")) <= 2048
         assert c.max_num_batched_tokens == int(flag(c.engine_argv, "--max-num-batched-tokens"))
+        assert "--enable-chunked-prefill" in c.engine_argv  # a prefill budget below the context needs chunking
     full = [c for c in p.candidates if not c.low_memory and c.runtime == "vllm"]
     assert all("--max-num-batched-tokens" not in c.engine_argv for c in full)  # defaults stay vLLM's
 
