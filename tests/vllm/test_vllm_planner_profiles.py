@@ -25,3 +25,12 @@ def test_planner_offers_vllm_profiles(cases):
 def test_every_planned_vllm_argv_passes_check_argv(cases):
     bad = {c["name"]: check_argv(c["argv"]) for c in cases if check_argv(c["argv"])}
     assert not bad, bad
+
+
+def test_low_memory_argvs_are_among_the_checked_ones(cases):
+    """Low-memory profiles write --max-num-batched-tokens (and chunked prefill): the contract must see some."""
+    low = [c for c in cases if "--max-num-batched-tokens" in c["argv"]]
+    assert low, "no example pair plans a low-memory vLLM profile any more: add one so its argv stays checked"
+    assert all("--enable-chunked-prefill" in c["argv"] for c in low
+               if int(c["argv"][c["argv"].index("--max-num-batched-tokens") + 1])
+               < int(c["argv"][c["argv"].index("--max-model-len") + 1]))
