@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 bash .ci/docker.sh          # real Docker engine + local debootstrap base image
 bash .ci/registry.sh        # real OCI registry on 127.0.0.1:5000
+bash .ci/security_tools.sh  # schemathesis and checkov, each in its own venv
 bash .ci/vllm_contract.sh    # every vLLM argv the planner writes, checked against vLLM's parser
 bash .ci/chromium.sh        # headless chromium: the plan report is opened and screenshotted
 python3 -m pytest -q "$@"
