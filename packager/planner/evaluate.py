@@ -84,7 +84,6 @@ def evaluate(req: PlanRequest, c: Candidate) -> Profile | Rejection:
     context, est = wanted, _estimate(model, c, s, wanted)
     low_notes: list[str] = []
     if not fits(est, wanted):
-        full = est
         if c.runtime == "vllm":  # first shrink what the profiling run reserves, then the context
             low = low_memory_settings(s)
             if low != s:
@@ -97,7 +96,9 @@ def evaluate(req: PlanRequest, c: Candidate) -> Profile | Rejection:
             fit = (max_context_that_fits(model, c, est) // 256) * 256
             floor = min(rules()["min_low_memory_context"], wanted)
             if fit < floor:
-                reason = memory_reason(c, full, wanted, s.memory_utilization)
+                reason = memory_reason(c, est, wanted, s.memory_utilization)
+                if low_notes:
+                    reason += f" even at --max-num-seqs {s.max_num_seqs} --max-num-batched-tokens {s.max_num_batched_tokens}"
                 if fit > 0:
                     reason += f"; longest context that fits is {fit} tokens"
                 return Rejection(c.name, (reason,), c)
