@@ -188,7 +188,7 @@ def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seq
     batch = max(1, min(max_num_seqs, seqs if per_slot_kv else kv_tokens // max(1, typical_ctx)))
     t_full = step_seconds(model, c, batch=batch, **step)
     basis = (f"{c.runtime} at {eff:.2f} of {c.pool.accelerator.bandwidth_gbs:g} GB/s; weights "
-             f"{weights_dev / GiB:.2f} GiB/device read once per step (MoE: the experts a batch touches); "
+             f"{weights_dev / GiB:.2f} GiB/device read once per step{' (MoE: the experts a batch touches)' if model.is_moe else ''}; "
              f"KV at {typical_ctx} tokens of context; compute at {r['compute_utilisation']:.2f} of peak; "
              f"tp/pp communication {_comm_seconds_per_step(model, c) * 1e3:.2f} ms/step")
     return Estimates(

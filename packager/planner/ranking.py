@@ -69,7 +69,7 @@ def explain(ranked: list[Profile], objective: str, precisions: tuple[str, ...]) 
     prec = c.precision + (" with an fp8 KV cache" if c.kv_cache_dtype == "fp8" else "")
     clauses = []
     if c.runtime != "vllm":
-        clauses.append("vLLM cannot serve this model here, so the fallback runtime does")
+        clauses.append("no vLLM profile can run here, so the fallback runtime serves")
     if w.low_memory:
         clauses.append("nothing fits the wanted context at default settings, so this low-memory profile "
                        f"serves {w.max_model_len} tokens with --max-num-seqs {w.max_num_seqs}")
