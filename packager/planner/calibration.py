@@ -1,6 +1,7 @@
 """The planner against public measurements: recompute its figure for every row of calibration.yaml.
 
-    python -m packager.planner.calibration     # prints measured, planned and their ratio per row
+    python -m packager.planner.calibration           # prints measured, planned and their ratio per row
+    python -m packager.planner.calibration --write   # also writes the planner's figures beside the measured ones
 
 Pure Python: the planner's own estimate functions, run on each row's model, device and settings.
 """
@@ -105,7 +106,34 @@ def all_checks() -> list[Check]:
     return [ch for row in calibration()["rows"] for ch in checks(row)]
 
 
-def main() -> int:
+def planner_columns(found: list[Check]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for ch in found:
+        out.setdefault(ch.row, {})[ch.metric] = round(ch.planned, 2)
+    return out
+
+
+def write_planner_columns(path: Path = CALIBRATION_FILE) -> None:
+    """Write each row's current planner figures beside its measured ones (`planner:` under `measured:`)."""
+    cols = planner_columns(all_checks())
+    lines, out, row = path.read_text(encoding="utf-8").split("\n"), [], None
+    for line in lines:
+        if line.startswith("  - id: "):
+            row = line.split(": ", 1)[1].strip()
+        if line.startswith("    planner: ") and row in cols:
+            continue  # replaced below, after `measured:`
+        out.append(line)
+        if line.startswith("    measured: ") and row in cols:
+            figures = ", ".join(f"{k}: {v:g}" for k, v in cols[row].items())
+            out.append(f"    planner: {{{figures}}}  # written by python -m packager.planner.calibration --write")
+    path.write_text("\n".join(out), encoding="utf-8")
+    calibration.cache_clear()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--write" in args:
+        write_planner_columns()
     rows = all_checks()
     print(f"{'row':<26s}{'metric':<28s}{'measured':>10s}{'planner':>10s}{'ratio':>8s}  role")
     for ch in rows:

@@ -33,6 +33,15 @@ def test_every_row_names_its_source_version_settings_and_role():
             assert row["device_memory_gib"] > 0
 
 
+def test_the_table_shows_the_current_planner_figures():
+    """Each row's `planner:` column is what the planner computes now (`--write` refreshes it)."""
+    for row in ROWS:
+        stored = row.get("planner") or {}
+        for c in checks(row):
+            assert c.metric in stored, f"{row['id']}: no planner figure for {c.metric}; run --write"
+            assert abs(stored[c.metric] - c.planned) <= 0.01 * c.planned + 0.01, (row["id"], c.metric, stored, c.planned)
+
+
 def test_both_kinds_have_rows_nothing_was_tuned_on():
     held = [r for r in ROWS if r["role"] == "held out"]
     assert {r["kind"] for r in held} == {"memory", "decode"}
