@@ -170,6 +170,9 @@ containers:
         value: /var/cache/packager/vllm
       - name: RAY_TMPDIR
         value: /tmp/ray
+      {{- if and (ne $role "worker") (include "packager.authSecret" $root) }}
+      {{- include "packager.authEnv" $root | nindent 6 }}
+      {{- end }}
       {{- with $v.env }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
@@ -245,4 +248,22 @@ apiVersion: apps/v1
 kind: Deployment
 {{- end }}
 name: {{ include "packager.fullname" . }}
+{{- end }}
+
+{{/* The Secret holding the API key, or empty when the API is open. */}}
+{{- define "packager.authSecret" -}}
+{{- if .Values.auth.existingSecret }}{{ .Values.auth.existingSecret }}
+{{- else if .Values.auth.apiKey }}{{ include "packager.fullname" . }}-auth
+{{- end }}
+{{- end }}
+
+{{/* The key as the environment variables the engines read (never argv, which ps shows). */}}
+{{- define "packager.authEnv" -}}
+{{- range list "PACKAGER_API_KEY" "VLLM_API_KEY" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "packager.authSecret" $ }}
+      key: {{ $.Values.auth.secretKey }}
+{{- end }}
 {{- end }}

@@ -16,7 +16,9 @@ from packager.build.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, 
 from packager.build.families import Family, default_base_image, family_for
 from packager.build.render import render_dockerfile
 from packager.errors import UserError
-from packager.planner import make_plan, plan_files, read_plan_file
+from packager.outdir import check_replaceable, child, mark, replace_dir
+from packager.planfile import read_validated_plan
+from packager.planner import make_plan, plan_files
 from runtimes.layout import gguf_tokenizer_dir
 
 OPT_KEYS = {
@@ -92,7 +94,7 @@ def weights_source(model: dict) -> dict:
 def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
     """The lockfile (from --plan, else the planner) and the weights' path here when it was looked up."""
     if req.plan_file:
-        return read_plan_file(req.plan_file), None
+        return read_validated_plan(req.plan_file), None
     model = req.model or str(default_model_manifest())
     first = plan_files(model, req.hardware, objective=req.objective)
     source = weights_source(first.request.model.to_dict())
@@ -128,14 +130,17 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
                         field="selected", hint="try other --hardware, or see `packager profiles` for rejections")
     family = family_for(selected)
     name = slug(plan["model"]["name"])
-    final = Path(req.out) / name
+    final = child(req.out, name, "model.name")
+    check_replaceable(final)  # before any work: a directory that is not ours is never replaced
     # Render into a staging dir and move it into place at the end: a failure leaves nothing half-written.
     out = final.parent / f".{name}.partial"
     created_parent = not final.parent.exists()
     if out.exists():
+        check_replaceable(out)
         shutil.rmtree(out)
     ctx_dir = out / "context"
     ctx_dir.mkdir(parents=True)
+    mark(out, "build")
     try:
         return _render_and_build(req, plan, weights_root, selected, family, name, out, final, log)
     finally:
@@ -146,15 +151,8 @@ def run_build(req: BuildRequest, log=None) -> BuildResult:
 
 
 def _commit(staged: Path, final: Path) -> None:
-    """Swap the staged output into place (the previous one, if any, is removed)."""
-    old = final.parent / f".{final.name}.old"
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    staged.rename(final)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    """Swap the staged output into place (the previous one, packager's, is removed)."""
+    replace_dir(staged, final)
 
 
 def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, selected: dict, family, name: str,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -12,6 +13,7 @@ from packager.chart.source import chart_source
 from packager.chart.validate import validate_values
 from packager.chart.values import values_from_plan
 from packager.errors import UserError
+from packager.outdir import check_replaceable, child, mark, replace_dir
 
 VALUES_HEADER = (
     "# Written by `packager chart` from the plan in `plan:` below.\n"
@@ -45,18 +47,27 @@ def write_chart(plan: dict[str, Any], out_dir: Path, *, image: str | None = None
                 sets: Iterable[str] = (), values_files: Iterable[str | Path] = ()) -> Path:
     """Write `out_dir/<model name>/`, a complete chart; returns its path.
 
-    Replaces a chart written there before, so re-running is safe.
+    Replaces a chart packager wrote there before (a marker file says so), so
+    re-running is safe; anything else at that path is refused, never removed.
+    The chart is written beside it first and moved into place whole.
     """
     source = chart_source()
     values = chart_values(plan, image=image, sets=sets, values_files=values_files)
     meta = chart_metadata(source, plan, values)
-    target = Path(out_dir) / meta["name"]
+    target = child(out_dir, meta["name"], "model.name")
     if target.resolve() == source.resolve():
         raise UserError("refusing to overwrite the packager's own chart", field="--out")
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
-    (target / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
-    (target / "values.yaml").write_text(
-        VALUES_HEADER + yaml.safe_dump(values, sort_keys=False, width=120), encoding="utf-8")
+    check_replaceable(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        staged = staging / target.name
+        shutil.copytree(source, staged)
+        (staged / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+        (staged / "values.yaml").write_text(
+            VALUES_HEADER + yaml.safe_dump(values, sort_keys=False, width=120), encoding="utf-8")
+        mark(staged, "chart")
+        replace_dir(staged, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target

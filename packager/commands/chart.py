@@ -16,9 +16,9 @@ def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional
               plan_file: Optional[Path]) -> dict[str, Any]:
     """A plan.json file when given, else the planner's plan for MODEL on HW."""
     if plan_file is not None:
-        from packager.planner import read_plan_file
+        from packager.planfile import read_validated_plan
 
-        return read_plan_file(plan_file)
+        return read_validated_plan(plan_file)
     if model is None:
         raise UserError("no model given", field="MODEL",
                         hint="pass a model manifest (e.g. manifests/models/smollm2.yaml) or --plan plan.json")
