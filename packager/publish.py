@@ -4,6 +4,7 @@ Charts go through Helm's OCI client; images through the Docker engine (docker SD
 """
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -17,32 +18,46 @@ from packager.chart.package import find_chart, package_chart
 from packager.chart.values import parse_image
 from packager.errors import UserError
 
-# Registries on loopback speak plain HTTP (Docker and Helm both allow it there).
-_LOOPBACK = ("127.", "localhost", "[::1]")
+def is_loopback(host: str) -> bool:
+    """`host[:port]` names this machine: 127.0.0.0/8, ::1 or exactly `localhost`.
+    (A prefix test let `localhost.example.com` and `127.evil.com` talk plain HTTP.)"""
+    name = host
+    if name.startswith("["):  # [v6]:port
+        name = name[1:].partition("]")[0]
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
 class Registry:
     host: str  # host[:port]
     path: str  # repository prefix, may be empty
+    insecure: bool = False  # --insecure-registry: plain HTTP off loopback, on the user's word
 
     @property
     def plain_http(self) -> bool:
-        return self.host.startswith(_LOOPBACK)
+        # Plain HTTP only on loopback (Docker and Helm allow it there) or when asked for.
+        return self.insecure or is_loopback(self.host)
 
     @property
     def oci(self) -> str:
         return "oci://" + "/".join(p for p in (self.host, self.path) if p)
 
 
-def parse_registry(ref: str) -> Registry:
+def parse_registry(ref: str, insecure: bool = False) -> Registry:
     """`oci://host[:port][/prefix]` or `host[:port][/prefix]`."""
     bare = ref.removeprefix("oci://").strip().strip("/")
     host, _, path = bare.partition("/")
     if not host or " " in bare:
         raise UserError(f"{ref!r} is not a registry", field="registry",
                         hint="e.g. oci://127.0.0.1:5000/charts or registry.example.com/team")
-    return Registry(host=host, path=path)
+    return Registry(host=host, path=path, insecure=insecure)
 
 
 @dataclass(frozen=True)
@@ -101,9 +116,9 @@ def push_image(tag: str, registry: str) -> str:
     return f"{target}@{digest}"
 
 
-def push_chart(archive: str | Path, registry: str) -> Published:
+def push_chart(archive: str | Path, registry: str, insecure: bool = False) -> Published:
     """Push a packaged chart; returns where it landed and its manifest digest."""
-    reg = parse_registry(registry)
+    reg = parse_registry(registry, insecure)
     with helm.Chart.load(str(archive)) as chart:
         name, version = chart.name, chart.version
     try:
@@ -151,7 +166,7 @@ def _pin_image(chart_dir: Path, pushed: str) -> None:
 
 
 def publish(chart_or_build_dir: str | Path, registry: str, *, image: str | None = None,
-            image_registry: str | None = None, skip_image: bool = False) -> Published:
+            image_registry: str | None = None, skip_image: bool = False, insecure: bool = False) -> Published:
     """Push the image (given, or the one the chart's values name) and then the chart.
 
     The published chart pins the pushed image by digest; the chart on disk is left as it is.
@@ -175,5 +190,5 @@ def publish(chart_or_build_dir: str | Path, registry: str, *, image: str | None 
                 raise
             _pin_image(chart, image_ref)
         archive = package_chart(chart, work / "dist")
-        result = push_chart(archive, registry)
+        result = push_chart(archive, registry, insecure)
     return Published(chart_ref=result.chart_ref, chart_digest=result.chart_digest, image_ref=image_ref)

@@ -52,11 +52,14 @@ def publish(
     image: Optional[str] = typer.Option(None, "--image", help="Local image to push (default: the one the chart's values name)."),
     image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Registry for the image (default: the chart registry's host)."),
     skip_image: bool = typer.Option(False, "--skip-image", help="Publish the chart only."),
+    insecure: bool = typer.Option(False, "--insecure-registry",
+                                  help="Plain HTTP to a registry off loopback (default: only 127.0.0.0/8, ::1, localhost)."),
 ) -> None:
     """Push the image, then the chart (pinned to the pushed image's digest), to an OCI registry."""
     from packager.publish import publish as run
 
-    result = run(chart_or_build_dir, registry, image=image, image_registry=image_registry, skip_image=skip_image)
+    result = run(chart_or_build_dir, registry, image=image, image_registry=image_registry, skip_image=skip_image,
+                 insecure=insecure)
     if result.image_ref:
         typer.echo(f"image: {result.image_ref}")
     typer.echo(f"chart: {result.chart_ref} ({result.chart_digest})")
