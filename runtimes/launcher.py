@@ -9,7 +9,8 @@ image and the package-time plan cannot disagree about what a profile means.
 Environment: PACKAGER_PROFILE (pin a profile by name), PACKAGER_HOST
 (default 0.0.0.0), PACKAGER_PORT, PACKAGER_MAX_MODEL_LEN,
 PACKAGER_SERVED_MODEL_NAME; volume weights: PACKAGER_MODEL_DIR,
-PACKAGER_WEIGHTS_URL, PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN), PACKAGER_VERIFY_WEIGHTS=0.
+PACKAGER_WEIGHTS_URL, PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN), PACKAGER_VERIFY_WEIGHTS=0;
+PACKAGER_API_KEY (or VLLM_API_KEY): the engine's API key, handed on as VLLM_API_KEY.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import sys
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,28 +243,62 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
 
 
 def _download(url: str, target: Path, want: str, token: str | None, log) -> None:
+    """One weights file into the cache: resumed from its .part, checked against its sha256.
+
+    The token goes only to the URL asked for, over HTTPS (plain HTTP only on
+    loopback), as an unredirected header: a redirect (the Hub's CDN, or any
+    other host) never receives it, and it is never logged or written."""
     if target.is_file() and (not want or sha256_file(target) == want):
         log(f"weights: {target} already in the cache")
         return
+    parts = urllib.parse.urlsplit(url)
+    if token and parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+        raise LaunchError(f"refusing to send the weights token over {parts.scheme}:// to {parts.hostname}",
+                          code=EXIT_BAD_INPUT)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".part")
+    have = tmp.stat().st_size if tmp.is_file() else 0
     req = urllib.request.Request(url)
-    if token:  # sent as a header only; never logged, never written to disk
-        req.add_header("Authorization", f"Bearer {token}")
-    log(f"weights: downloading {url}")
+    if token:
+        req.add_unredirected_header("Authorization", f"Bearer {token}")
+    if have:
+        req.add_header("Range", f"bytes={have}-")
+    log(f"weights: downloading {url}" + (f" (resuming at {have} bytes)" if have else ""))
     h = hashlib.sha256()
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp, open(tmp, "wb") as out:
-            while block := resp.read(1 << 22):
-                h.update(block)
-                out.write(block)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise LaunchError(f"downloading {url}: {exc}") from None
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            resumed = have and resp.status == 206
+            if resumed:
+                with open(tmp, "rb") as old:
+                    while block := old.read(1 << 22):
+                        h.update(block)
+            length = resp.headers.get("Content-Length")
+            got = 0
+            with open(tmp, "ab" if resumed else "wb") as out:
+                while block := resp.read(1 << 22):
+                    h.update(block)
+                    out.write(block)
+                    got += len(block)
+            if length is not None and got < int(length):  # the connection dropped early
+                raise ConnectionError(f"connection closed {int(length) - got} bytes early")
+    except OSError as exc:  # the .part stays: the next start resumes it
+        got = tmp.stat().st_size if tmp.is_file() else 0
+        raise LaunchError(f"downloading {url} stopped after {got} bytes: {exc}; the next start resumes it") from None
     if want and h.hexdigest() != want:
         tmp.unlink(missing_ok=True)
         raise LaunchError(f"downloaded {url}: sha256 {h.hexdigest()}, expected {want}")
     tmp.rename(target)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- main ---------------------------------------------------------------------------------
@@ -291,8 +327,16 @@ def vllm_plugin_path(cache_dir: str) -> str:
 
 
 def engine_environment(argv: list[str], env: Mapping[str, str]) -> dict[str, str]:
-    """Environment for the engine: vLLM gets our middleware on PYTHONPATH."""
+    """Environment for the engine: vLLM gets our middleware on PYTHONPATH, and
+    the API key as VLLM_API_KEY (vLLM's own variable; the fallback runtime
+    reads it too), never as --api-key, which any process could read with ps."""
+    if any(a == "--api-key" or a.startswith("--api-key=") for a in argv):
+        raise LaunchError("the engine command line holds --api-key, which ps shows to every process\n"
+                          "  fix: drop it from the argv and set PACKAGER_API_KEY from a Secret")
     out = dict(env)
+    key = env.get("PACKAGER_API_KEY") or env.get("VLLM_API_KEY")
+    if key:
+        out["VLLM_API_KEY"] = key
     if argv and Path(argv[0]).name == "vllm" and "--middleware" in argv:
         cache = env.get("PACKAGER_CACHE_DIR", CACHE_DIR)
         plugins = vllm_plugin_path(cache)
@@ -324,6 +368,9 @@ def main(env: Mapping[str, str] | None = None, execvp=os.execvp) -> int:
     argv = list(decision.argv)
     try:
         engine_env = engine_environment(argv, env)
+    except LaunchError as exc:
+        print(f"packager launcher: {exc}", file=sys.stderr, flush=True)
+        return exc.code
     except OSError as exc:
         print(f"packager launcher: cannot prepare the engine: {exc}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT

@@ -61,12 +61,13 @@ def built_image(tmp_path_factory):
     out = tmp_path_factory.mktemp("image-out")
     tag = f"packager-test/smollm2:{os.getpid()}"
     token = "hf_FAKE" + secrets.token_hex(16)  # the secret that must leave no trace
-    env = dict(os.environ, PACKAGER_TEST_HF_TOKEN=token)
+    api_key = "sk-canary-" + secrets.token_hex(16)  # an API key in the builder's environment must not be baked
+    env = dict(os.environ, PACKAGER_TEST_HF_TOKEN=token, PACKAGER_API_KEY=api_key, VLLM_API_KEY=api_key)
     t0 = time.monotonic()
     proc = packager_cli("build", "--hardware", "cpu", "--out", str(out), "--tag", tag, "--base-image", BASE,
                         "--opt", "secret=id=hf_token,env=PACKAGER_TEST_HF_TOKEN", env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    info = {"cli": cli, "tag": tag, "token": token, "out": out, "stdout": proc.stdout, "stderr": proc.stderr,
+    info = {"cli": cli, "tag": tag, "token": token, "api_key": api_key, "out": out, "stdout": proc.stdout, "stderr": proc.stderr,
             "context": out / "smollm2-135m-instruct" / "context", "seconds": time.monotonic() - t0,
             "inspect": engine.inspect(tag, cli)}
     yield info
