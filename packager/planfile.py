@@ -52,7 +52,12 @@ def check_served_name(name: str) -> bool:
 def read_validated_plan(path: str | Path) -> dict[str, Any]:
     """The plan in `path` as a dict, after validation (UserError, exit 2)."""
     doc = read_yaml(path)  # JSON is YAML: the same reader gives every field its line
-    plan = validate(doc, PlanFile, "plan")
+    try:
+        plan = validate(doc, PlanFile, "plan")
+    except UserError as exc:
+        exc.hint = ("names become directories and Kubernetes names: lower-case letters, digits, '-' and '.'; "
+                    "use a plan written by `packager profiles --json` or `packager build`")
+        raise
     served = plan.model.served_model_name
     if served is not None and not check_served_name(served):
         raise UserError(f"{served!r}: '..' is not allowed in a served model name", file=doc.file,

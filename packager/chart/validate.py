@@ -26,8 +26,12 @@ def schema_error(detail: str) -> UserError:
     for line in detail.splitlines():
         m = _AT.search(line)
         if m:
-            return UserError(m.group("why"), field=_field(m.group("path"), m.group("why")),
-                             hint="see the chart's values.yaml for the keys and their types")
+            field = _field(m.group("path"), m.group("why"))
+            hint = "see the chart's values.yaml for the keys and their types"
+            if field.split(".")[0] in ("securityContext", "podSecurityContext"):
+                hint = ("pods are held to the restricted Pod Security Standard: no privileged, root, privilege "
+                        "escalation, or capability but NET_BIND_SERVICE (README, Security)")
+            return UserError(m.group("why"), field=field, hint=hint)
     return UserError(detail.strip(), hint="see the chart's values.yaml for the keys and their types")
 
 
