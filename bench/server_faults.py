@@ -9,7 +9,8 @@
    finish_reason "abort", exit code, seconds to exit, new requests 503;
 3. 20 clients that disconnect mid-stream: vllm:num_requests_running back to
    0, the next request served;
-4. /v1/health/live latency (p50/p99/max) while 8 clients send 4 MB prompts.
+4. /v1/health/live latency (p50/p99/max) while 8 clients send 4 MB prompts,
+   and while 8 clients send 10,000-message chats (templated and tokenized).
 Writes bench/results/server_faults.json (with the commit) and prints it.
 """
 
@@ -33,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = "smollm2"
 KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+BIG = json.dumps({"model": NAME, "messages": [{"role": "user", "content": "word " * 800_000}]}).encode()
+MANY = json.dumps({"model": NAME, "messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": "hello there"}
+                                               for i in range(10_000)]}).encode()
 
 
 def free_port() -> int:
@@ -149,8 +153,7 @@ def _abort_count(srv: Server) -> float:
     return 0.0
 
 
-def live_probe_under_big_prompts(srv: Server, clients: int = 8, seconds: float = 10.0) -> dict:
-    big = json.dumps({"model": NAME, "messages": [{"role": "user", "content": "word " * 800_000}]}).encode()
+def live_probe_under_big_prompts(srv: Server, big: bytes, clients: int = 8, seconds: float = 10.0) -> dict:
     stop = threading.Event()
     codes: list[int] = []
 
@@ -209,7 +212,10 @@ def main() -> None:
     srv = Server("--max-num-seqs", "16", "--max-queue-len", "32", "--max-model-len", "2048")
     try:
         results = {"commit": commit, "concurrent_64": concurrent_streams(srv), "disconnects_20": disconnects(srv),
-                   "live_probe_4mb": live_probe_under_big_prompts(srv)}
+                   # 4 MB prompts: refused by their length before any tokenizing.
+                   "live_probe_4mb": live_probe_under_big_prompts(srv, BIG),
+                   # 10,000 short messages: templated and tokenized (75k tokens) in the pool, then refused.
+                   "live_probe_10k_messages": live_probe_under_big_prompts(srv, MANY)}
     finally:
         srv.stop()
     results["sigterm_16"] = sigterm_drain()

@@ -168,7 +168,9 @@ def test_a_poisoned_request_among_8_streams_fails_alone(server, client):
 # -- bad traffic cannot stall the loop ----------------------------------------------
 def test_live_probe_stays_fast_while_8_clients_send_4mb_prompts(server, client):
     big = {**CHAT, "messages": [{"role": "user", "content": "word " * 800_000}]}  # 4 MB: refused by its length alone
-    mid = {**CHAT, "messages": [{"role": "user", "content": "many words here " * 40_000}]}  # 640 kB: tokenized
+    # 10,000 messages: templated and tokenized (75k tokens) in the pool before the length check refuses them
+    mid = {**CHAT, "messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": "hello there"}
+                                for i in range(10_000)]}
     stop = threading.Event()
     codes: list[int] = []
 
