@@ -9,7 +9,8 @@ image and the package-time plan cannot disagree about what a profile means.
 Environment: PACKAGER_PROFILE (pin a profile by name), PACKAGER_HOST
 (default 0.0.0.0), PACKAGER_PORT, PACKAGER_MAX_MODEL_LEN,
 PACKAGER_SERVED_MODEL_NAME; volume weights: PACKAGER_MODEL_DIR,
-PACKAGER_WEIGHTS_URL, PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN), PACKAGER_VERIFY_WEIGHTS=0;
+PACKAGER_WEIGHTS_URL, PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN, or a file at HF_TOKEN_PATH),
+PACKAGER_VERIFY_WEIGHTS=0;
 PACKAGER_API_KEY (or VLLM_API_KEY): the engine's API key, handed on as VLLM_API_KEY.
 """
 from __future__ import annotations
@@ -236,7 +237,7 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
                           f"  fix: mount the weights there (-v DIR:{MODEL_DIR}:ro), or set PACKAGER_WEIGHTS_URL "
                           "(and PACKAGER_WEIGHTS_TOKEN) to download them into the cache dir")
     dest = Path(config.get("cache_dir", CACHE_DIR)) / "model"
-    token = env.get("PACKAGER_WEIGHTS_TOKEN") or env.get("HF_TOKEN")
+    token = env.get("PACKAGER_WEIGHTS_TOKEN") or env.get("HF_TOKEN") or _token_file(env.get("HF_TOKEN_PATH"))
     for rel, want in files.items():
         _download(f"{url}/{rel}", dest / rel, want, token, log)
     return str(dest)
@@ -288,6 +289,16 @@ def _download(url: str, target: Path, want: str, token: str | None, log) -> None
         tmp.unlink(missing_ok=True)
         raise LaunchError(f"downloaded {url}: sha256 {h.hexdigest()}, expected {want}")
     tmp.rename(target)
+
+
+def _token_file(path: str | None) -> str | None:
+    """A token in a mounted Secret file (HF_TOKEN_PATH, as huggingface_hub names it)."""
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise LaunchError(f"HF_TOKEN_PATH={path}: cannot read the token file: {exc.strerror}") from None
 
 
 def _is_loopback(host: str) -> bool:

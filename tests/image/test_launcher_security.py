@@ -104,3 +104,16 @@ def test_the_api_key_reaches_the_engine_as_env_never_argv(tmp_path):
     for argv in (vllm + ["--api-key", "k"], fallback + ["--api-key=k"]):
         with pytest.raises(LaunchError, match="ps"):
             launcher.engine_environment(argv, {})
+
+
+def test_the_token_can_come_from_a_mounted_secret_file(tmp_path):
+    seen: list = []
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    with serve(_handler(seen)) as url:
+        env = {"PACKAGER_MODEL_DIR": str(tmp_path / "none"), "PACKAGER_WEIGHTS_URL": url + "/repo",
+               "HF_TOKEN_PATH": str(tmp_path / "token")}
+        launcher.ensure_weights(_config(tmp_path / "cache"), env, log=lambda m: None)
+    assert seen[0]["auth"] == f"Bearer {TOKEN}"
+    with pytest.raises(LaunchError, match="HF_TOKEN_PATH"):
+        launcher.ensure_weights(_config(tmp_path / "cache2"), dict(env, HF_TOKEN_PATH=str(tmp_path / "missing")),
+                                log=lambda m: None)
