@@ -4,6 +4,7 @@ where the meaning is the same (docs/contracts.md)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-dtype", default="auto", choices=["auto"], help="KV cache dtype (auto = --dtype)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--kernels", default="auto", choices=["auto", "torch", "triton"])
+    p.add_argument("--quantization", "-q", default="auto", choices=["auto", "int8", "w8a8", "none"],
+                   help="matmul weights on CPU: int8 (weight-only, per channel), w8a8 (int8 weights and "
+                        "activations: faster at large batches, less accurate) or none (fp32); "
+                        "auto = int8 on a CPU whose torch has the int8 kernels, else none")
+    p.add_argument("--batch-invariant", action="store_true",
+                   default=os.environ.get("VLLM_BATCH_INVARIANT", "0") not in ("", "0"),
+                   help="a sequence's output independent of its batch neighbours, bit for bit, at a speed cost "
+                        "(also VLLM_BATCH_INVARIANT=1)")
     p.add_argument("--max-queue-len", type=int, default=128, help="requests waiting for a slot before 429")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -54,4 +63,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--max-num-batched-tokens must exceed --max-num-seqs (room for a prefill chunk)")
     if a.dtype == "auto":
         a.dtype = "float32" if a.device == "cpu" else "bfloat16"
+    if a.quantization == "auto":
+        from .linear import int8_available  # torch import: only when the server parses its args
+
+        import torch
+
+        a.quantization = "int8" if int8_available(a.device, getattr(torch, a.dtype)) else "none"
+    elif a.quantization != "none" and a.device != "cpu":
+        p.error(f"--quantization {a.quantization} runs on CPU only; GPUs use vLLM's quantized checkpoints")
     return a

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .batch import ForwardBatch, attn_len
+from .batch import ForwardBatch
 from .kernels import Ops
 
 
@@ -20,16 +20,19 @@ def attention(
     scale: float,
     ops: Ops,
 ) -> torch.Tensor:
-    out = torch.zeros_like(q)  # padding rows stay zero
+    out = torch.empty_like(q)  # every row is a decode row or in a prefill segment
     b = batch.num_decode
     if b:
         pos = batch.positions[:b]  # a view: decode rows come first and sit at their sequence's last position
         k_cache[batch.decode_slots, :, pos] = k[:b]
         v_cache[batch.decode_slots, :, pos] = v[:b]
-        # One batched call over the prefix padded to ATTN_LEN_ALIGN: the
-        # cache is allocated to a multiple of it, so the padding always fits.
-        n = attn_len(max(batch.decode_len_list))
-        out[:b] = ops.decode_attention(q[:b], k_cache, v_cache, batch.decode_slots, batch.decode_seq_lens, scale, n)
+        if batch.row_groups is None:
+            n = max(batch.decode_len_list)
+            out[:b] = ops.decode_attention(q[:b], k_cache, v_cache, batch.decode_slots, batch.decode_seq_lens, scale, n)
+        else:  # batch-invariant: each sequence alone, as it would run by itself
+            for i, n in enumerate(batch.decode_len_list):
+                r = slice(i, i + 1)
+                out[r] = ops.decode_attention(q[r], k_cache, v_cache, batch.decode_slots[r], batch.decode_seq_lens[r], scale, n)
     for seg in batch.prefill:
         rows = slice(seg.row, seg.row + seg.length)
         end = seg.start + seg.length

@@ -1,13 +1,15 @@
 """The explicit batch object a forward pass receives (no module globals).
 
-Rows are tokens. Decode tokens come first (one per running sequence), then the
-prefill chunks, then padding rows up to a multiple of ``ROW_ALIGN``.
+Rows are tokens: decode tokens first (one per running sequence), then the
+prefill chunks. No padding: every matmul computes only the rows it has.
 
-Why pad: MKL's fp32 GEMM computes a row with different kernels depending on
-how many rows the matrix has (1, 2-3, or a full block), which changes the last
-bits. With the row count always a multiple of 8, every row is computed by the
-same kernel whatever else is in the batch, so a sequence's greedy output does
-not depend on its neighbours (tests/runtime check this).
+``row_groups`` is set in batch-invariant mode only (``--batch-invariant``,
+as vLLM's ``VLLM_BATCH_INVARIANT``): each decode row is a group and each
+prefill chunk is a group, and every matmul and attention call runs once per
+group. A sequence's rows then meet the same calls, with the same shapes and
+the same data, whatever else is in the batch, so its bits cannot depend on
+its neighbours on any CPU or BLAS. The default path batches the rows instead
+and promises the same answers only to a tolerance.
 """
 
 from __future__ import annotations
@@ -16,20 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-ROW_ALIGN = 8
-# Decode attention runs over the cached prefix padded to a multiple of this,
-# for the same reason: the softmax and the probs @ V reductions give the same
-# bits for a sequence whatever the longest sequence in the batch, as long as
-# the padded length has no ragged tail (tests/runtime check this).
-ATTN_LEN_ALIGN = 64
-
-
-def padded(n: int) -> int:
-    return max(ROW_ALIGN, -(-n // ROW_ALIGN) * ROW_ALIGN)
-
-
-def attn_len(n: int) -> int:
-    return -(-n // ATTN_LEN_ALIGN) * ATTN_LEN_ALIGN
+RowGroups = tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True)
@@ -45,9 +34,9 @@ class PrefillSegment:
 
 @dataclass(frozen=True)
 class ForwardBatch:
-    input_ids: torch.Tensor  # [T_pad] int64
-    positions: torch.Tensor  # [T_pad] int64
-    num_tokens: int  # real rows; rows past this are padding
+    input_ids: torch.Tensor  # [T] int64
+    positions: torch.Tensor  # [T] int64
+    num_tokens: int
     # Decode part: rows 0 .. num_decode.
     decode_slots: torch.Tensor  # [B] int64
     decode_seq_lens: torch.Tensor  # [B] int64, current token included
@@ -56,6 +45,8 @@ class ForwardBatch:
     prefill: tuple[PrefillSegment, ...]
     # Rows whose logits are needed (last token of each sequence that samples).
     logits_rows: torch.Tensor  # [N] int64
+    # Batch-invariant mode: (start, end) row ranges computed one call each.
+    row_groups: RowGroups | None = None
 
     @property
     def num_decode(self) -> int:

@@ -105,6 +105,8 @@ class EngineConfig:
     prefill_chunk: int = 256
     max_queue_len: int = 128
     seed: int = 0
+    # A sequence's bits independent of its batch neighbours (batch.py says how).
+    batch_invariant: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_model_len", "prefill_chunk"):

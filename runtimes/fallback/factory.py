@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 
-from .batch import attn_len
 from .config import EngineConfig
 from .engine import LLMEngine
 from .kernels import select_ops
@@ -33,6 +32,7 @@ def create_engine(
     device: str = "cpu",
     kernels: str = "torch",
     linear: str = "auto",
+    quantization: str | None = None,
 ) -> LLMEngine:
     mcfg = loaded.config
     if cfg.max_model_len > mcfg.max_position_embeddings:
@@ -46,7 +46,7 @@ def create_engine(
             f"{mcfg.sliding_window}, which this runtime does not implement"
         )
     torch_dtype = DTYPES[dtype]
-    need = KVCache.bytes_needed(mcfg, cfg.max_num_seqs, attn_len(cfg.max_model_len), torch_dtype)
+    need = KVCache.bytes_needed(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype)
     avail = _available_memory_bytes() if device == "cpu" else None
     if avail is not None and need > 0.8 * avail:
         raise ValueError(
@@ -56,11 +56,12 @@ def create_engine(
         )
     ops = select_ops(device=device, kernels=kernels)
     weights = {k: v.to(device) for k, v in loaded.weights.items()}
-    model = build_model(mcfg, weights, cfg.max_model_len, linear)
-    # Room for decode attention's padded length (batch.ATTN_LEN_ALIGN).
-    kv = KVCache(mcfg, cfg.max_num_seqs, attn_len(cfg.max_model_len), torch_dtype, device)
+    model = build_model(mcfg, weights, cfg.max_model_len, linear, quantization)
+    kv = KVCache(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype, device)
     log.info(
-        "engine: %s, %d layers, dtype %s, ops %s, KV %d x %d tokens (%.2f GiB)",
-        mcfg.architecture, mcfg.num_layers, dtype, ops.name, cfg.max_num_seqs, cfg.max_model_len, need / 2**30,
+        "engine: %s, %d layers, dtype %s, quantization %s, ops %s, KV %d x %d tokens (%.2f GiB)%s",
+        mcfg.architecture, mcfg.num_layers, dtype, quantization or "none", ops.name, cfg.max_num_seqs,
+        cfg.max_model_len, need / 2**30, ", batch-invariant" if cfg.batch_invariant else "",
     )
-    return LLMEngine(ModelRunner(model, kv, ops, device), loaded.tokenizer, cfg, loaded.eos_token_ids)
+    runner = ModelRunner(model, kv, ops, device, batch_invariant=cfg.batch_invariant)
+    return LLMEngine(runner, loaded.tokenizer, cfg, loaded.eos_token_ids)

@@ -1,11 +1,25 @@
-"""The matmuls of the model: y = x @ W^T (+ b), through the fastest path that
-keeps every row's result independent of how many rows the batch has.
+"""The matmuls of the model: y = x @ W^T (+ b), through the fastest path this
+machine has for the weights' precision.
 
-On CPU, oneDNN with weights reordered once at load time runs these shapes
-2-3x faster than the default MKL path (measured: all SmolLM2 layer matmuls at
-8 rows 15 ms vs 35 ms; 256 rows 118 ms vs 324 ms) and, with rows padded to
-``batch.ROW_ALIGN``, gives the same bits per row whatever the row count.
-Elsewhere (GPU, other dtypes, a torch without oneDNN) plain ``F.linear``.
+Backends (chosen once per model, logged):
+- ``int8`` (CPU default): weights quantized per output channel at load time.
+  Up to ``INT8_DIRECT_ROWS`` rows (decode) multiply the int8 weights directly
+  with bf16 activations (``_weight_int8pack_mm``: a quarter of fp32's bytes on
+  a memory-bound step); more rows (prefill, big batches) are compute-bound and
+  go through oneDNN on an fp32 copy of the same int8 values.
+- ``w8a8``: int8 weights and int8 activations quantized per row, multiplied
+  exactly into int32 (``torch._int_mm``): fastest at large batches and exactly
+  batch-invariant, but it loses more of a small model's quality.
+- ``onednn``: fp32 with weights reordered once for oneDNN.
+- ``torch``: plain ``F.linear`` (GPUs, other dtypes).
+bench/results/quantization_quality.json and runtime_throughput.json hold the
+measured speed and the agreement with fp32 of each.
+
+Every backend computes the rows it is given, no padding. Batch invariance
+(a row's bits independent of its neighbours) is not a property of these GEMMs:
+they pick kernels by row count and CPU. ``__call__`` therefore takes optional
+row groups: each group is computed by its own call, so a sequence's rows see
+the same call whatever else is in the batch (``batch.ForwardBatch.row_groups``).
 """
 
 from __future__ import annotations
@@ -18,6 +32,11 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 _ROWS_HINT = 16  # oneDNN picks its weight layout for about this many rows
+# Measured on this project's 2-core machine (engine decode step, SmolLM2):
+# int8 direct 20 ms at 1 row vs fp32 oneDNN 36 ms; at 16 rows 81 vs 75 ms.
+INT8_DIRECT_ROWS = 8
+BACKENDS = ("auto", "torch", "onednn", "int8", "w8a8")
+QUANTIZATIONS = (None, "int8", "w8a8")
 
 
 def onednn_available(device: str, dtype: torch.dtype) -> bool:
@@ -30,6 +49,20 @@ def onednn_available(device: str, dtype: torch.dtype) -> bool:
     )
 
 
+def int8_available(device: str, dtype: torch.dtype) -> bool:
+    return (
+        onednn_available(device, dtype)
+        and hasattr(torch.ops.aten, "_weight_int8pack_mm")
+        and hasattr(torch, "_int_mm")
+    )
+
+
+def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per row: x ~ q * scale, scale [rows, 1]."""
+    scale = x.abs().amax(dim=-1, keepdim=True).clamp_min(1e-8) / 127.0
+    return torch.round(x / scale).to(torch.int8), scale
+
+
 class Linear:
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, backend: str):
         self.out_features, self.in_features = weight.shape
@@ -37,21 +70,57 @@ class Linear:
         self.backend = backend
         if backend == "onednn":
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), _ROWS_HINT)
+        elif backend == "int8":
+            q, scale = _quantize_rows(weight.float())
+            self.weight, self.scale = q.contiguous(), scale.view(-1).bfloat16()
+            dequant = q.float() * scale
+            self.weight_wide = torch.ops.mkldnn._reorder_linear_weight(dequant, _ROWS_HINT)
+        elif backend == "w8a8":
+            q, scale = _quantize_rows(weight.float())
+            self.weight = q.t()  # [in, out]: a transposed view is the layout _int_mm wants
+            self.scale = scale.view(1, -1)
         elif backend == "torch":
             self.weight = weight
         else:
             raise ValueError(f"unknown linear backend {backend!r}")
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def _mm(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend == "int8":
+            if x.shape[0] > INT8_DIRECT_ROWS:
+                return torch.ops.mkldnn._linear_pointwise(x, self.weight_wide, self.bias, "none", [], "")
+            y = torch.ops.aten._weight_int8pack_mm(x.bfloat16(), self.weight, self.scale).float()
+            return y if self.bias is None else y.add_(self.bias)
+        if self.backend == "w8a8":
+            xq, xs = _quantize_rows(x)
+            y = torch._int_mm(xq, self.weight).float().mul_(xs).mul_(self.scale)
+            return y if self.bias is None else y.add_(self.bias)
         if self.backend == "onednn":
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
+    def __call__(self, x: torch.Tensor, groups: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
+        if groups is None:
+            return self._mm(x)
+        # Batch-invariant mode: one call per group, each on a contiguous copy.
+        out = x.new_empty(x.shape[0], self.out_features)
+        for start, end in groups:
+            out[start:end] = self._mm(x[start:end].contiguous())
+        return out
 
-def choose_backend(device: str, dtype: torch.dtype, requested: str = "auto") -> str:
+
+def choose_backend(device: str, dtype: torch.dtype, requested: str = "auto", quantization: str | None = None) -> str:
+    """``quantization``: None (full precision), "int8" or "w8a8" (CPU)."""
+    if requested not in BACKENDS:
+        raise ValueError(f"linear backend must be one of {BACKENDS}, not {requested!r}")
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be int8, w8a8 or none, not {quantization!r}")
+    if quantization is not None and requested not in ("auto", quantization):
+        raise ValueError(f"--quantization {quantization} needs the {quantization} linear backend, not {requested!r}")
     if requested == "auto":
-        requested = "onednn" if onednn_available(device, dtype) else "torch"
-    elif requested == "onednn" and not onednn_available(device, dtype):
+        requested = quantization or ("onednn" if onednn_available(device, dtype) else "torch")
+    if requested == "onednn" and not onednn_available(device, dtype):
         raise ValueError("oneDNN linear needs a CPU, float32 and a torch built with oneDNN")
+    if requested in ("int8", "w8a8") and not int8_available(device, dtype):
+        raise ValueError(f"{requested} linear needs a CPU, float32 weights and a torch with oneDNN and int8 matmuls")
     log.info("linear backend: %s (device %s, %s)", requested, device, dtype)
     return requested

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention
-from .batch import ForwardBatch, padded
+from .batch import ForwardBatch
 from .config import ModelConfig
 from .kernels import Ops, rope_tables
 from .kv_cache import KVCache
@@ -44,7 +44,8 @@ class DecoderLayer(nn.Module):
     def forward(self, x, residual, batch, layer_idx, kv, rope, ops: Ops):
         cfg = self.cfg
         h, residual = ops.rms_norm(x, self.input_norm, cfg.rms_norm_eps, residual)
-        qkv = self.qkv(h)
+        groups = batch.row_groups
+        qkv = self.qkv(h, groups)
         t = qkv.shape[0]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(t, cfg.num_heads, cfg.head_dim)
@@ -53,9 +54,9 @@ class DecoderLayer(nn.Module):
         q, k = ops.rotary(q, k, batch.positions, rope[0], rope[1])
         k_cache, v_cache = kv.layer(layer_idx)
         a = attention(batch, q, k, v, k_cache, v_cache, cfg.head_dim**-0.5, ops)
-        x = self.o(a.view(t, self.q_size))
+        x = self.o(a.view(t, self.q_size), groups)
         h, residual = ops.rms_norm(x, self.post_norm, cfg.rms_norm_eps, residual)
-        x = self.down(ops.silu_and_mul(self.gate_up(h)))
+        x = self.down(ops.silu_and_mul(self.gate_up(h, groups)), groups)
         return x, residual
 
 
@@ -81,14 +82,12 @@ class DecoderLM(nn.Module):
         rope = (self.rope_cos, self.rope_sin)
         for i, layer in enumerate(self.layers):
             x, residual = layer(x, residual, batch, i, kv, rope, ops)
-        # Only rows that sample need the norm and the (large) vocab matmul;
-        # pad them to the row alignment for batch-invariant numerics.
+        # Only rows that sample need the norm and the (large) vocab matmul.
         n = batch.num_logits
         rows = batch.logits_rows
-        if padded(n) != n:
-            rows = torch.cat([rows, rows.new_zeros(padded(n) - n)])
         h, _ = ops.rms_norm(x.index_select(0, rows), self.norm, self.cfg.rms_norm_eps, residual.index_select(0, rows))
-        return self.lm_head(h)[:n].float()
+        groups = None if batch.row_groups is None else tuple((i, i + 1) for i in range(n))
+        return self.lm_head(h, groups).float()
 
 
 def _prefixed(w: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -104,13 +103,18 @@ MODEL_REGISTRY: dict[str, Callable[..., nn.Module]] = {
 
 
 def build_model(
-    cfg: ModelConfig, weights: Mapping[str, torch.Tensor], max_positions: int, linear: str = "auto"
+    cfg: ModelConfig,
+    weights: Mapping[str, torch.Tensor],
+    max_positions: int,
+    linear: str = "auto",
+    quantization: str | None = None,
 ) -> nn.Module:
-    """``weights`` must already be on the target device and in the target dtype."""
+    """``weights`` must already be on the target device and in the target dtype;
+    ``quantization="int8"`` packs every matmul's weights (not the embedding)."""
     try:
         builder = MODEL_REGISTRY[cfg.architecture]
     except KeyError:
         raise ValueError(f"no model registered for {cfg.architecture}") from None
     embed = weights["model.embed_tokens.weight"]
-    backend = choose_backend(str(embed.device), embed.dtype, linear)
+    backend = choose_backend(str(embed.device), embed.dtype, linear, quantization)
     return builder(cfg, weights, max_positions, backend).eval()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .batch import ForwardBatch, PrefillSegment, padded
+from .batch import ForwardBatch, PrefillSegment
 from .kernels import Ops
 from .kv_cache import KVCache
 from .sampling import sample_batch
@@ -14,15 +14,16 @@ from .sequence import Sequence
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, kv: KVCache, ops: Ops, device: str = "cpu"):
+    def __init__(self, model: torch.nn.Module, kv: KVCache, ops: Ops, device: str = "cpu", batch_invariant: bool = False):
         self.model = model
         self.kv = kv
         self.ops = ops
         self.device = device
+        self.batch_invariant = batch_invariant
 
     def prepare(self, step: ScheduledStep) -> tuple[ForwardBatch, list[Sequence]]:
-        """Rows: decode tokens, then prefill chunks, then padding. Returns the
-        batch and the sequences that sample, in logits-row order."""
+        """Rows: decode tokens, then prefill chunks. Returns the batch and the
+        sequences that sample, in logits-row order."""
         ids: list[int] = []
         pos: list[int] = []
         logits_rows: list[int] = []
@@ -43,9 +44,10 @@ class ModelRunner:
                 logits_rows.append(len(ids) - 1)
                 samplers.append(seq)
         n = len(ids)
-        pad = padded(n) - n
-        ids.extend([0] * pad)
-        pos.extend([0] * pad)
+        groups = None
+        if self.batch_invariant:
+            groups = tuple((i, i + 1) for i in range(len(step.decode)))
+            groups += tuple((seg.row, seg.row + seg.length) for seg in segments)
         dev = self.device
         slots = [s.slot for s in step.decode]
         lens = [s.num_computed + 1 for s in step.decode]
@@ -59,6 +61,7 @@ class ModelRunner:
             decode_len_list=tuple(lens),
             prefill=tuple(segments),
             logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=dev),
+            row_groups=groups,
         )
         return batch, samplers
 

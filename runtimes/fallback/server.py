@@ -64,7 +64,8 @@ def _fingerprint(args: Any) -> str:
     with a seed, decides the output (model file, dtype, device, kernels)."""
     from pathlib import Path
 
-    key = "|".join(str(x) for x in (Path(args.model).name, args.dtype, args.device, args.kernels, args.seed))
+    key = "|".join(str(x) for x in (Path(args.model).name, args.dtype, args.device, args.kernels, args.seed,
+                                    args.quantization, args.batch_invariant))
     return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
@@ -90,8 +91,9 @@ def _load(state: ServerState) -> tuple[Any, Any, int]:
     max_len = a.max_model_len or min(loaded.config.max_position_embeddings, 4096)
     chunk = (a.max_num_batched_tokens - a.max_num_seqs) if a.max_num_batched_tokens else 256
     cfg = EngineConfig(max_num_seqs=a.max_num_seqs, max_model_len=max_len, prefill_chunk=chunk,
-                       max_queue_len=a.max_queue_len, seed=a.seed)
-    engine = create_engine(loaded, cfg, a.dtype, a.device, a.kernels)
+                       max_queue_len=a.max_queue_len, seed=a.seed, batch_invariant=a.batch_invariant)
+    quant = None if a.quantization == "none" else a.quantization
+    engine = create_engine(loaded, cfg, a.dtype, a.device, a.kernels, quantization=quant)
     # Warm-up: the first forward pays one-off costs (allocator, kernel init).
     engine.add_request("warmup", [loaded.tokenizer.eos_token_id or 0] * 4, SamplingParams(max_tokens=2, temperature=0))
     while engine.has_work():

@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from runtimes.fallback.batch import ForwardBatch, PrefillSegment, padded
+from runtimes.fallback.batch import ForwardBatch, PrefillSegment
 from runtimes.fallback.config import ModelConfig
 from runtimes.fallback.kernels import select_ops
 from runtimes.fallback.kv_cache import KVCache
@@ -52,10 +52,9 @@ def prefill_logits(model, cfg: ModelConfig, ids: list[int], chunk: int | None = 
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         n = len(part)
-        pad = padded(n) - n
         batch = ForwardBatch(
-            input_ids=torch.tensor(part + [0] * pad),
-            positions=torch.tensor(list(range(start, start + n)) + [0] * pad),
+            input_ids=torch.tensor(part),
+            positions=torch.tensor(list(range(start, start + n))),
             num_tokens=n,
             decode_slots=torch.zeros(0, dtype=torch.long),
             decode_seq_lens=torch.zeros(0, dtype=torch.long),

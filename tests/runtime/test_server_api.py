@@ -85,12 +85,19 @@ PROMPTS = [
 ]
 
 
-def test_concurrent_greedy_requests_match_their_solo_answers(client):
-    alone = [ask(client, p, max_tokens=40).choices[0].message.content for p in PROMPTS]
+def test_batch_invariant_server_answers_concurrent_greedy_requests_as_it_answers_them_alone(server_factory):
+    # The default path batches rows and promises answers to a tolerance only
+    # (tests/runtime/test_engine.py); --batch-invariant promises the bits.
+    s = server_factory("--max-num-seqs", "8", "--max-model-len", str(MAX_LEN), "--batch-invariant")
+    s.wait_ready()
+    bi = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=120)
+    alone = [ask(bi, p, max_tokens=40).choices[0].message.content for p in PROMPTS]
     with ThreadPoolExecutor(len(PROMPTS)) as pool:
-        together = list(pool.map(lambda p: ask(client, p, max_tokens=40).choices[0].message.content, PROMPTS))
+        together = list(pool.map(lambda p: ask(bi, p, max_tokens=40).choices[0].message.content, PROMPTS))
     for p, a, t in zip(PROMPTS, alone, together):
         assert t == a, f"batched answer differs for {p!r}"
+    assert "Paris" in alone[0]
+    s.stop()
 
 
 def test_metrics_move(client, server):
