@@ -127,9 +127,15 @@ def test_bad_fields_are_a_400_naming_the_field(server, client, name, fields, par
     assert_still_serving(client)
 
 
-def test_ten_thousand_messages_are_templated_and_refused_by_length(server, client):
+def test_ten_thousand_messages_are_refused_by_length(server, client):
     msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": "hello there"} for i in range(10_000)]
     assert_openai_error(post(server, body={**CHAT, "messages": msgs}), 400, "context_length_exceeded")
+    assert_still_serving(client)
+
+
+def test_a_million_token_ids_are_refused_by_length(server, client):
+    body = {"model": MODEL_NAME, "prompt": [[1] * 1_000_000], "max_tokens": 4}
+    assert_openai_error(post(server, "/v1/completions", body=body), 400, "context_length_exceeded")
     assert_still_serving(client)
 
 
@@ -168,9 +174,9 @@ def test_a_poisoned_request_among_8_streams_fails_alone(server, client):
 # -- bad traffic cannot stall the loop ----------------------------------------------
 def test_live_probe_stays_fast_while_8_clients_send_4mb_prompts(server, client):
     big = {**CHAT, "messages": [{"role": "user", "content": "word " * 800_000}]}  # 4 MB: refused by its length alone
-    # 10,000 messages: templated and tokenized (75k tokens) in the pool before the length check refuses them
+    # 1,500 messages: validated, templated and tokenized (11k tokens) in the pool, then refused by length
     mid = {**CHAT, "messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": "hello there"}
-                                for i in range(10_000)]}
+                                for i in range(1_500)]}
     stop = threading.Event()
     codes: list[int] = []
 
