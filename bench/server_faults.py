@@ -104,6 +104,7 @@ def stream(base: str, prompt: str, max_tokens: int, out: dict, stop_after: int |
                     out["in_band_error"] = True
                     continue
                 chunks += 1
+                out["first"] = True
                 for c in data.get("choices", []):
                     if c.get("finish_reason"):
                         out["finish_reason"] = c["finish_reason"]
@@ -187,8 +188,10 @@ def sigterm_drain(n: int = 16) -> dict:
     results = [dict() for _ in range(n)]
     pool = ThreadPoolExecutor(n)
     for i, r in enumerate(results):  # half finish within the drain, half cannot
-        pool.submit(stream, srv.base, f"Story {i}.", 24 if i % 2 == 0 else 900, r)
-    time.sleep(2.0)
+        pool.submit(stream, srv.base, f"Story {i}.", 16 if i % 2 == 0 else 900, r)
+    deadline = time.monotonic() + 120
+    while not all(r.get("first") for r in results) and time.monotonic() < deadline:
+        time.sleep(0.02)  # every stream is in flight (has its first chunk)
     t0 = time.monotonic()
     srv.proc.send_signal(signal.SIGTERM)
     time.sleep(0.3)

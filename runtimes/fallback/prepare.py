@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import threading
+import queue
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from .protocol import APIError, ChatRequest, CompletionRequest, parse
@@ -32,7 +33,13 @@ class Preparer:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
         self.max_pending = max_pending
         self.pending = 0  # touched on the event loop only
-        self._local = threading.local()
+        # One tokenizer per worker, copied and warmed now: a copy made on first
+        # use holds the GIL ~150 ms, which would stall the event loop mid-serving.
+        self._toks: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(workers):
+            tok = copy.deepcopy(tokenizer)
+            tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+            self._toks.put(tok)
 
     async def run(self, fn, *args):
         """``fn(*args)`` in the pool; a 429 when too many already wait."""
@@ -44,11 +51,13 @@ class Preparer:
         finally:
             self.pending -= 1
 
-    def _tok(self) -> Any:
-        tok = getattr(self._local, "tok", None)
-        if tok is None:
-            tok = self._local.tok = copy.deepcopy(self.tokenizer)
-        return tok
+    @contextmanager
+    def _tok(self):
+        tok = self._toks.get()  # never waits: there are as many copies as workers
+        try:
+            yield tok
+        finally:
+            self._toks.put(tok)
 
     def _too_long(self, chars: int, param: str) -> None:
         least = chars // self.max_token_chars
@@ -72,12 +81,12 @@ class Preparer:
         req = parse(ChatRequest, data)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         self._too_long(sum(len(m["content"]) for m in messages), "messages")
-        tok = self._tok()
-        try:
-            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception as e:  # template errors (e.g. role order) are the caller's
-            raise APIError(400, f"chat template failed: {e}", "messages") from None
-        return req, tok.encode(text, add_special_tokens=False)
+        with self._tok() as tok:
+            try:
+                text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            except Exception as e:  # template errors (e.g. role order) are the caller's
+                raise APIError(400, f"chat template failed: {e}", "messages") from None
+            return req, tok.encode(text, add_special_tokens=False)
 
     def completion(self, body: bytes) -> tuple[CompletionRequest, list[int]]:
         data = decode_json(body)
@@ -92,7 +101,8 @@ class Preparer:
                 raise APIError(400, f"prompt token ids must be in [0, {self.vocab_size})", "prompt")
             return req, list(p)
         self._too_long(len(p), "prompt")
-        return req, self._tok().encode(p)
+        with self._tok() as tok:
+            return req, tok.encode(p)
 
 
 def _no_constant(name: str) -> Any:

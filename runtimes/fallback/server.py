@@ -13,6 +13,7 @@ requests get 503, in-flight requests finish (or are aborted after
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import logging
 import signal
@@ -284,6 +285,11 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
     state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len
+    # Everything loaded so far (torch, the model, the tokenizers) lives as long as the
+    # process: freeze it out of the GC, whose full passes over it held the GIL ~200 ms
+    # and stalled the event loop (live probe p99 190 ms vs 24 ms frozen, 8 busy clients).
+    gc.collect()
+    gc.freeze()
     state.ready = True
     log.info("ready: serving %s on http://%s:%d", ", ".join(state.names), state.args.host, state.args.port)
     # The engine loop runs here until the HTTP server has exited (drained).
