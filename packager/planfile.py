@@ -15,12 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from packager.errors import UserError
 from packager.manifests.errors import validate
-from packager.manifests.model import SLUG
+from packager.manifests.model import SERVED_NAME, SLUG
 from packager.yamlsource import read_yaml
 
-# What clients send as `model`: printable, no path separators a tool could
-# join to a directory ("org/name" as on the Hub is fine: it is never a path).
-SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$"
 PROFILE_NAME = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 
 

@@ -10,6 +10,7 @@ Objective = Literal["latency", "throughput"]
 RuntimePreference = Literal["auto", "vllm", "triton", "cpu"]
 Sha256 = Field(pattern=r"^[0-9a-fA-F]{64}$")
 SLUG = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
+SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$"  # e.g. org/model-name, as on the Hub
 
 
 class Strict(BaseModel):
@@ -94,7 +95,9 @@ class Serving(Strict):
 
 class ModelManifest(Strict):
     name: str = Field(pattern=SLUG, description="Slug used for images, charts and releases.")
-    served_model_name: str | None = Field(None, min_length=1, description="Name clients send as `model`; defaults to name.")
+    # Printable, no spaces or quotes: it lands in argv, chart values, NOTES and the helm test pod.
+    served_model_name: str | None = Field(None, pattern=SERVED_NAME,
+                                          description="Name clients send as `model`; defaults to name.")
     license: str | None = None
     source: Source
     architecture: Architecture = Field(default_factory=Architecture)
