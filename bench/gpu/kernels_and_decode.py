@@ -233,23 +233,44 @@ def check_kernels(run: Run, torch, T, Rf, rope_tables, device, dtypes, smoke: bo
             else:
                 lens_t = torch.tensor(lens)
             slots = b + 3
-            kc = rnd(slots, hkv, max_len, d, dtype=dtype)
-            vc = rnd(slots, hkv, max_len, d, dtype=dtype)
+            cap = _pad16(max_len)
+            kc = rnd(slots, hkv, cap, d, dtype=dtype)
+            vc = rnd(slots, hkv, cap, d, dtype=dtype)
             slot_ids = torch.randperm(slots, generator=gen)[:b]
             for i in range(b):  # never-written rows: must not leak into the output
                 vc[int(slot_ids[i]), :, int(lens_t[i]):] = float("nan")
+            kc, vc = to_pages(kc), to_pages(vc)
             q = rnd(b, hq, d, dtype=dtype)
-            slot_ids, lens_d = slot_ids.to(device), lens_t.to(device)
+            bt, lens_d = tables_for(torch, slot_ids.to(device), cap), lens_t.to(device)
             mx = int(lens_t.max())
-            want = Rf.decode_attention(q, kc, vc, slot_ids, lens_d, d ** -0.5, mx)
+            want = Rf.decode_attention(q, kc, vc, bt, lens_d, d ** -0.5, mx)
             for label, kw in (("auto", {"max_seq_len": mx}), ("no-bound", {}), ("1-split", {"num_splits": 1})):
-                got = T.decode_attention(q, kc, vc, slot_ids, lens_d, d ** -0.5, **kw)
+                got = T.decode_attention(q, kc, vc, bt, lens_d, d ** -0.5, **kw)
                 c = compare(torch, got, want, atol_attn)
                 c["variant"] = label
                 record(f"decode_attn[{label}]", dtype, [b, hq, hkv, d, mx, max_len], c)
         run.save()
     checks = run.res["kernel_checks"]
     run.res["kernel_checks_ok"] = all(c["ok"] for c in checks) and len(checks) > 0
+
+
+PAGE = 16  # KV block size of the paged cache the kernels read
+
+
+def to_pages(c):
+    """[S, Hkv, L, D] per sequence slot -> paged [S * L / PAGE, PAGE, Hkv, D]:
+    slot s owns the consecutive blocks s * L / PAGE onwards."""
+    s_, h, length, d = c.shape
+    return c.permute(0, 2, 1, 3).contiguous().view(s_ * length // PAGE, PAGE, h, d)
+
+
+def tables_for(torch, slot_ids, length):
+    nb = length // PAGE
+    return (slot_ids[:, None] * nb + torch.arange(nb, device=slot_ids.device)).contiguous()
+
+
+def _pad16(n: int) -> int:
+    return -(-n // PAGE) * PAGE
 
 
 # ---------------------------------------------------------------------------
@@ -273,8 +294,9 @@ def time_kernels(run: Run, torch, T, Rf, rope_tables, device, dtype, timer, smok
     cos, sin = rope_tables(s.head_dim, 4096 if not smoke else 64, s.theta, device=device)
     pos = torch.full((b,), 7, device=device, dtype=torch.int64)
     slots = b
-    kc, vc = rnd(slots, s.kv_heads, ctx, s.head_dim), rnd(slots, s.kv_heads, ctx, s.head_dim)
-    slot_ids = torch.arange(b, device=device)
+    kc = to_pages(rnd(slots, s.kv_heads, _pad16(ctx), s.head_dim))
+    vc = to_pages(rnd(slots, s.kv_heads, _pad16(ctx), s.head_dim))
+    slot_ids = tables_for(torch, torch.arange(b, device=device), _pad16(ctx))  # block tables
     lens = torch.full((b,), ctx, device=device, dtype=torch.int64)
     qa = rnd(b, s.heads, s.head_dim)
     b1 = (qa[:1], slot_ids[:1], lens[:1])
@@ -350,7 +372,8 @@ class Model:
 
 
 def decode_step(torch, F, ops, m: Model, caches, tokens, positions, slot_ids, seq_lens, max_seq_len):
-    """One decode token for every sequence in the batch -> logits [B, vocab]."""
+    """One decode token for every sequence in the batch -> logits [B, vocab].
+    ``caches``: paged per layer; slot s owns consecutive blocks (to_pages)."""
     s = m.s
     b = tokens.shape[0]
     nq, nkv = s.heads * s.head_dim, s.kv_heads * s.head_dim
@@ -364,9 +387,11 @@ def decode_step(torch, F, ops, m: Model, caches, tokens, positions, slot_ids, se
         k = qkv[:, nq:nq + nkv].view(b, s.kv_heads, s.head_dim)
         v = qkv[:, nq + nkv:].view(b, s.kv_heads, s.head_dim)
         q, k = ops.rotary(q, k, positions, m.cos, m.sin)
-        kc[slot_ids, :, positions] = k  # [B, Hkv, D] into slot, position
-        vc[slot_ids, :, positions] = v
-        a = ops.decode_attention(q, kc, vc, slot_ids, seq_lens, scale, max_seq_len)
+        per_slot = kc.shape[0] // m.slots * PAGE
+        flat = slot_ids * per_slot + positions  # [B] cache positions
+        kc.view(-1, s.kv_heads, s.head_dim)[flat] = k
+        vc.view(-1, s.kv_heads, s.head_dim)[flat] = v
+        a = ops.decode_attention(q, kc, vc, m.tables(slot_ids), seq_lens, scale, max_seq_len)
         x = F.linear(a.reshape(b, nq), L["wo"])
         y, res = ops.rms_norm(x, L["ln2"], s.eps, res)
         x = F.linear(ops.silu_and_mul(F.linear(y, L["wgu"])), L["wdown"])
@@ -380,13 +405,15 @@ def decode_bench(run: Run, torch, F, T, Rf, rope_tables, device, dtype, timer, c
     batches = [int(v) for v in (args.batches or ("1,3" if smoke else "1,32")).split(",")]
     ctx = args.ctx or (20 if smoke else 512)
     iters = args.iters or (2 if smoke else 30)
-    max_len = max(ctx + 64, 64)
+    max_len = _pad16(max(ctx + 64, 64))
     slots = max(batches)
     m = Model(torch, s, dtype, device, rope_tables)
+    m.slots = slots
+    m.tables = lambda ids: tables_for(torch, ids, max_len)
     g = torch.Generator(device=device).manual_seed(5)
     caches = [
-        (torch.randn(slots, s.kv_heads, max_len, s.head_dim, generator=g, device=device).to(dtype),
-         torch.randn(slots, s.kv_heads, max_len, s.head_dim, generator=g, device=device).to(dtype))
+        (to_pages(torch.randn(slots, s.kv_heads, max_len, s.head_dim, generator=g, device=device).to(dtype)),
+         to_pages(torch.randn(slots, s.kv_heads, max_len, s.head_dim, generator=g, device=device).to(dtype)))
         for _ in range(s.layers)
     ]
     elem = torch.tensor([], dtype=dtype).element_size()

@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
                    default=os.environ.get("VLLM_BATCH_INVARIANT", "0") not in ("", "0"),
                    help="a sequence's output independent of its batch neighbours, bit for bit, at a speed cost "
                         "(also VLLM_BATCH_INVARIANT=1)")
+    p.add_argument("--block-size", type=int, default=16, help="KV-cache block size in tokens")
+    p.add_argument("--num-gpu-blocks-override", type=int, default=None, metavar="N",
+                   help="KV-cache blocks (default: room for --max-num-seqs sequences of --max-model-len)")
+    p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True,
+                   help="reuse the KV blocks of a prompt prefix computed before (default on; off with --batch-invariant)")
     p.add_argument("--max-queue-len", type=int, default=128, help="requests waiting for a slot before 429")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -54,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = build_parser()
     a = p.parse_args(argv)
-    for name in ("max_num_seqs", "max_queue_len", "max_request_body", "tokenizer_workers"):
+    for name in ("max_num_seqs", "max_queue_len", "max_request_body", "tokenizer_workers", "block_size"):
         if getattr(a, name) < (0 if name == "max_queue_len" else 1):
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if a.num_gpu_blocks_override is not None and a.num_gpu_blocks_override < 1:
+        p.error("--num-gpu-blocks-override must be positive")
     if a.max_model_len is not None and a.max_model_len < 2:
         p.error("--max-model-len must be at least 2")
     if a.max_num_batched_tokens is not None and a.max_num_batched_tokens <= a.max_num_seqs:

@@ -1,5 +1,6 @@
-"""Attention over the per-slot KV cache for a mixed batch: store the new K/V,
-then decode rows through the kernel table and prefill chunks through SDPA."""
+"""Attention over the paged KV cache for a mixed batch: store the new K/V at
+their slots, then decode rows through the kernel table (block tables) and
+prefill chunks through SDPA."""
 
 from __future__ import annotations
 
@@ -15,36 +16,38 @@ def attention(
     q: torch.Tensor,  # [T, Hq, D]
     k: torch.Tensor,  # [T, Hkv, D]
     v: torch.Tensor,
-    k_cache: torch.Tensor,  # [num_slots, Hkv, max_len, D]
+    k_cache: torch.Tensor,  # [num_blocks, block_size, Hkv, D]
     v_cache: torch.Tensor,
     scale: float,
     ops: Ops,
 ) -> torch.Tensor:
+    hkv, d = k_cache.shape[2], k_cache.shape[3]
+    k_flat, v_flat = k_cache.view(-1, hkv, d), v_cache.view(-1, hkv, d)
+    k_flat.index_copy_(0, batch.slot_mapping, k)
+    v_flat.index_copy_(0, batch.slot_mapping, v)
     out = torch.empty_like(q)  # every row is a decode row or in a prefill segment
     b = batch.num_decode
     if b:
-        pos = batch.positions[:b]  # a view: decode rows come first and sit at their sequence's last position
-        k_cache[batch.decode_slots, :, pos] = k[:b]
-        v_cache[batch.decode_slots, :, pos] = v[:b]
+        tables, lens = batch.decode_block_tables, batch.decode_seq_lens
         if batch.row_groups is None:
-            n = max(batch.decode_len_list)
-            out[:b] = ops.decode_attention(q[:b], k_cache, v_cache, batch.decode_slots, batch.decode_seq_lens, scale, n)
+            out[:b] = ops.decode_attention(q[:b], k_cache, v_cache, tables, lens, scale, max(batch.decode_len_list))
         else:  # batch-invariant: each sequence alone, as it would run by itself
             for i, n in enumerate(batch.decode_len_list):
                 r = slice(i, i + 1)
-                out[r] = ops.decode_attention(q[r], k_cache, v_cache, batch.decode_slots[r], batch.decode_seq_lens[r], scale, n)
+                out[r] = ops.decode_attention(q[r], k_cache, v_cache, tables[r], lens[r], scale, n)
     for seg in batch.prefill:
         rows = slice(seg.row, seg.row + seg.length)
-        end = seg.start + seg.length
-        k_cache[seg.slot, :, seg.start : end] = k[rows].transpose(0, 1)
-        v_cache[seg.slot, :, seg.start : end] = v[rows].transpose(0, 1)
         qs = q[rows].transpose(0, 1).unsqueeze(0)  # [1, Hq, L, D]
-        ks = k_cache[seg.slot : seg.slot + 1, :, :end]  # [1, Hkv, end, D]
-        vs = v_cache[seg.slot : seg.slot + 1, :, :end]
-        if seg.start == 0:
+        if seg.context_slots is None:
+            ks = k[rows].transpose(0, 1).unsqueeze(0)  # [1, Hkv, L, D]
+            vs = v[rows].transpose(0, 1).unsqueeze(0)
             o = F.scaled_dot_product_attention(qs, ks, vs, is_causal=True, scale=scale, enable_gqa=True)
         else:
-            # A later chunk sees the cached prefix plus its own causal part.
+            # A later chunk (or one after a cached prefix) sees the cached
+            # context plus its own causal part.
+            end = seg.start + seg.length
+            ks = k_flat.index_select(0, seg.context_slots).transpose(0, 1).unsqueeze(0)  # [1, Hkv, end, D]
+            vs = v_flat.index_select(0, seg.context_slots).transpose(0, 1).unsqueeze(0)
             qpos = torch.arange(seg.start, end, device=q.device).view(-1, 1)
             mask = torch.arange(end, device=q.device).view(1, -1) <= qpos
             o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale, enable_gqa=True)

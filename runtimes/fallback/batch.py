@@ -23,13 +23,15 @@ RowGroups = tuple[tuple[int, int], ...]
 
 @dataclass(frozen=True)
 class PrefillSegment:
-    """``length`` prompt tokens of the sequence in cache ``slot``, starting at
-    position ``start``, occupying rows ``row .. row+length`` of the batch."""
+    """``length`` prompt tokens starting at position ``start``, occupying rows
+    ``row .. row+length`` of the batch. ``context_slots`` [start+length]: the
+    cache positions of the whole context so far, for chunks that attend to a
+    cached prefix (None when ``start`` is 0: the chunk is its own context)."""
 
-    slot: int
     start: int
     length: int
     row: int
+    context_slots: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,10 @@ class ForwardBatch:
     input_ids: torch.Tensor  # [T] int64
     positions: torch.Tensor  # [T] int64
     num_tokens: int
+    slot_mapping: torch.Tensor  # [T] int64: cache position each row's K/V is written to
     # Decode part: rows 0 .. num_decode.
-    decode_slots: torch.Tensor  # [B] int64
+    decode_block_tables: torch.Tensor  # [B, max_blocks] int64 (unused entries 0)
     decode_seq_lens: torch.Tensor  # [B] int64, current token included
-    decode_slot_list: tuple[int, ...]
     decode_len_list: tuple[int, ...]
     prefill: tuple[PrefillSegment, ...]
     # Rows whose logits are needed (last token of each sequence that samples).
@@ -50,7 +52,7 @@ class ForwardBatch:
 
     @property
     def num_decode(self) -> int:
-        return len(self.decode_slot_list)
+        return len(self.decode_len_list)
 
     @property
     def num_logits(self) -> int:

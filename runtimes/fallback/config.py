@@ -107,10 +107,23 @@ class EngineConfig:
     seed: int = 0
     # A sequence's bits independent of its batch neighbours (batch.py says how).
     batch_invariant: bool = False
+    # Paged KV cache (vLLM's --block-size, --num-gpu-blocks-override,
+    # --enable-prefix-caching). num_blocks None: as many as max_num_seqs
+    # full-length sequences need, the memory the per-slot cache used to take.
+    block_size: int = 16
+    num_blocks: int | None = None
+    enable_prefix_caching: bool = True
+
+    @property
+    def kv_blocks(self) -> int:
+        per_seq = -(-self.max_model_len // self.block_size)
+        return self.num_blocks or self.max_num_seqs * per_seq
 
     def __post_init__(self) -> None:
-        for name in ("max_num_seqs", "max_model_len", "prefill_chunk"):
+        for name in ("max_num_seqs", "max_model_len", "prefill_chunk", "block_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_blocks is not None and self.num_blocks < 1:
+            raise ValueError(f"num_blocks must be >= 1, got {self.num_blocks}")
         if self.max_queue_len < 0:
             raise ValueError("max_queue_len must be >= 0")

@@ -14,6 +14,7 @@ from .config import EngineConfig
 from .detokenizer import IncrementalDetokenizer
 from .runner import ModelRunner
 from .sampling import RequestSampler, SamplingParams
+from .block_manager import BlockManager
 from .scheduler import ScheduledStep, Scheduler
 from .sequence import Sequence
 
@@ -39,6 +40,9 @@ class StepStats:
     itl: list[float] = field(default_factory=list)
     e2e: list[float] = field(default_factory=list)
     finished_reasons: list[str] = field(default_factory=list)
+    # Prefix cache, in prompt tokens: looked up / found (vLLM's counters).
+    prefix_queries: int = 0
+    prefix_hits: int = 0
 
 
 @dataclass
@@ -55,7 +59,8 @@ class LLMEngine:
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.eos_token_ids = tuple(eos_token_ids)
-        self.scheduler = Scheduler(cfg.max_num_seqs, cfg.max_model_len, cfg.prefill_chunk)
+        self.blocks = BlockManager(cfg.kv_blocks, cfg.block_size, cfg.enable_prefix_caching)
+        self.scheduler = Scheduler(cfg.max_num_seqs, cfg.max_model_len, cfg.prefill_chunk, self.blocks)
         self._seed_counter = cfg.seed
         self.last_stats = StepStats()
 
@@ -86,8 +91,9 @@ class LLMEngine:
         return self.scheduler.has_work()
 
     def step(self) -> list[RequestOutput]:
+        q0, h0 = self.blocks.queries, self.blocks.hits
         step = self.scheduler.schedule()
-        self.last_stats = StepStats()
+        self.last_stats = StepStats(prefix_queries=self.blocks.queries - q0, prefix_hits=self.blocks.hits - h0)
         if step.empty:
             return []
         seqs, tokens = self.runner.run(step)
@@ -96,7 +102,8 @@ class LLMEngine:
     def _postprocess(self, step: ScheduledStep, seqs: list[Sequence], tokens: list[int]) -> list[RequestOutput]:
         now = time.monotonic()
         stats = self.last_stats
-        stats.prompt_tokens = sum(c.length for c in step.prefill)
+        # Cached prompt tokens count as processed, as in vLLM's prompt_tokens.
+        stats.prompt_tokens = sum(c.length for c in step.prefill) + stats.prefix_hits
         self.scheduler.advance(step)
         outputs = []
         for seq, tok in zip(seqs, tokens):
@@ -148,7 +155,9 @@ class LLMEngine:
 
     @property
     def num_free_slots(self) -> int:
-        return self.scheduler.slots.num_free
+        """Sequences that could start now, as far as --max-num-seqs goes."""
+        return self.cfg.max_num_seqs - self.scheduler.num_running
 
     def kv_usage(self) -> float:
-        return self.scheduler.slots.usage()
+        """Fraction of KV blocks in use (vllm:kv_cache_usage_perc)."""
+        return self.blocks.usage()

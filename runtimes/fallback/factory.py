@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from .config import EngineConfig
@@ -35,6 +36,11 @@ def create_engine(
     quantization: str | None = None,
 ) -> LLMEngine:
     mcfg = loaded.config
+    if cfg.batch_invariant and cfg.enable_prefix_caching:
+        # A cache hit changes where a prompt's chunks start, so its bits
+        # would depend on what ran before it.
+        log.info("batch-invariant mode: prefix caching off")
+        cfg = dataclasses.replace(cfg, enable_prefix_caching=False)
     if cfg.max_model_len > mcfg.max_position_embeddings:
         raise ValueError(
             f"--max-model-len {cfg.max_model_len} exceeds the model's "
@@ -46,22 +52,24 @@ def create_engine(
             f"{mcfg.sliding_window}, which this runtime does not implement"
         )
     torch_dtype = DTYPES[dtype]
-    need = KVCache.bytes_needed(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype)
+    need = KVCache.bytes_needed(mcfg, cfg.kv_blocks, cfg.block_size, torch_dtype)
     avail = _available_memory_bytes() if device == "cpu" else None
     if avail is not None and need > 0.8 * avail:
         raise ValueError(
-            f"KV cache for {cfg.max_num_seqs} x {cfg.max_model_len} tokens needs "
+            f"KV cache of {cfg.kv_blocks} blocks x {cfg.block_size} tokens needs "
             f"{need / 2**30:.2f} GiB, more than 80% of the {avail / 2**30:.2f} GiB available; "
-            "lower --max-num-seqs or --max-model-len"
+            "lower --max-num-seqs, --max-model-len or --num-gpu-blocks-override"
         )
     ops = select_ops(device=device, kernels=kernels)
     weights = {k: v.to(device) for k, v in loaded.weights.items()}
     model = build_model(mcfg, weights, cfg.max_model_len, linear, quantization)
-    kv = KVCache(mcfg, cfg.max_num_seqs, cfg.max_model_len, torch_dtype, device)
+    kv = KVCache(mcfg, cfg.kv_blocks, cfg.block_size, torch_dtype, device)
     log.info(
-        "engine: %s, %d layers, dtype %s, quantization %s, ops %s, KV %d x %d tokens (%.2f GiB)%s",
-        mcfg.architecture, mcfg.num_layers, dtype, quantization or "none", ops.name, cfg.max_num_seqs,
-        cfg.max_model_len, need / 2**30, ", batch-invariant" if cfg.batch_invariant else "",
+        "engine: %s, %d layers, dtype %s, quantization %s, ops %s, KV %d blocks x %d tokens (%.2f GiB), "
+        "prefix caching %s%s",
+        mcfg.architecture, mcfg.num_layers, dtype, quantization or "none", ops.name, cfg.kv_blocks,
+        cfg.block_size, need / 2**30, "on" if cfg.enable_prefix_caching else "off",
+        ", batch-invariant" if cfg.batch_invariant else "",
     )
     runner = ModelRunner(model, kv, ops, device, batch_invariant=cfg.batch_invariant)
     return LLMEngine(runner, loaded.tokenizer, cfg, loaded.eos_token_ids)

@@ -1,8 +1,10 @@
-"""Per-slot contiguous KV cache: one slot per running sequence.
+"""Paged KV cache: ``num_blocks`` blocks of ``block_size`` positions per layer.
 
-Layout per layer: k and v of [num_slots, Hkv, max_len, D]; the engine writes a
-token's K/V at [slot, :, pos]. Slot bookkeeping lives in ``slots.py`` (no
-torch) so the scheduler can be tested without tensors.
+Layout per layer: k and v of [num_blocks, block_size, Hkv, D] (vLLM's). A
+token's K/V live at flat position ``block * block_size + offset``; the runner
+hands attention a ``slot_mapping`` of those positions for the rows it writes
+and block tables for the prefixes it reads. Which blocks belong to whom is
+``block_manager.py``'s business (no torch there).
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ from .config import ModelConfig
 
 
 class KVCache:
-    def __init__(self, cfg: ModelConfig, num_slots: int, max_len: int, dtype: torch.dtype, device: str = "cpu"):
-        shape = (cfg.num_layers, num_slots, cfg.num_kv_heads, max_len, cfg.head_dim)
-        # Zeros, not empty: attention kernels may read (masked) past a
-        # sequence's length, and 0 * NaN from garbage would poison them.
+    def __init__(self, cfg: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype, device: str = "cpu"):
+        shape = (cfg.num_layers, num_blocks, block_size, cfg.num_kv_heads, cfg.head_dim)
+        # Zeros, not empty: kernels may read (masked) past a sequence's
+        # length, and 0 * NaN from garbage would poison them.
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.num_slots = num_slots
-        self.max_len = max_len
+        self.num_blocks = num_blocks
+        self.block_size = block_size
 
     @staticmethod
-    def bytes_needed(cfg: ModelConfig, num_slots: int, max_len: int, dtype: torch.dtype) -> int:
+    def bytes_needed(cfg: ModelConfig, num_blocks: int, block_size: int, dtype: torch.dtype) -> int:
         elem = torch.empty((), dtype=dtype).element_size()
-        return 2 * cfg.num_layers * num_slots * cfg.num_kv_heads * max_len * cfg.head_dim * elem
+        return 2 * cfg.num_layers * num_blocks * block_size * cfg.num_kv_heads * cfg.head_dim * elem
 
     def layer(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.k[i], self.v[i]

@@ -18,7 +18,13 @@ class Metrics:
         self.running = Gauge("vllm:num_requests_running", "Requests in the running batch.", labels, registry=r).labels(model_name)
         self.waiting = Gauge("vllm:num_requests_waiting", "Requests waiting for a KV slot.", labels, registry=r).labels(model_name)
         self.kv_usage = Gauge(
-            "vllm:kv_cache_usage_perc", "KV-cache usage: fraction of sequence slots reserved (1 = full).", labels, registry=r
+            "vllm:kv_cache_usage_perc", "KV-cache usage: fraction of KV blocks in use (1 = full).", labels, registry=r
+        ).labels(model_name)
+        self.prefix_queries = Counter(
+            "vllm:prefix_cache_queries", "Prompt tokens looked up in the prefix cache.", labels, registry=r
+        ).labels(model_name)
+        self.prefix_hits = Counter(
+            "vllm:prefix_cache_hits", "Prompt tokens found in the prefix cache.", labels, registry=r
         ).labels(model_name)
         self.prompt_tokens = Counter("vllm:prompt_tokens", "Prefill tokens processed.", labels, registry=r).labels(model_name)
         self.generation_tokens = Counter("vllm:generation_tokens", "Tokens generated.", labels, registry=r).labels(model_name)
@@ -42,6 +48,9 @@ class Metrics:
         self.kv_usage.set(kv_usage)
         if stats.prompt_tokens:
             self.prompt_tokens.inc(stats.prompt_tokens)
+        if stats.prefix_queries:
+            self.prefix_queries.inc(stats.prefix_queries)
+            self.prefix_hits.inc(stats.prefix_hits)
         if stats.generation_tokens:
             self.generation_tokens.inc(stats.generation_tokens)
         for v in stats.ttft:

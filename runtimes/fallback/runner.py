@@ -21,43 +21,56 @@ class ModelRunner:
         self.device = device
         self.batch_invariant = batch_invariant
 
+    def _slots(self, table: list[int], start: int, end: int) -> list[int]:
+        bs = self.kv.block_size
+        return [table[p // bs] * bs + p % bs for p in range(start, end)]
+
     def prepare(self, step: ScheduledStep) -> tuple[ForwardBatch, list[Sequence]]:
         """Rows: decode tokens, then prefill chunks. Returns the batch and the
         sequences that sample, in logits-row order."""
         ids: list[int] = []
         pos: list[int] = []
+        slots: list[int] = []
         logits_rows: list[int] = []
         samplers: list[Sequence] = []
+        bs = self.kv.block_size
+        dev = self.device
         for seq in step.decode:
             logits_rows.append(len(ids))
             samplers.append(seq)
             ids.append(seq.last_token)
-            pos.append(seq.num_computed)
+            p = seq.num_computed
+            pos.append(p)
+            slots.append(seq.block_table[p // bs] * bs + p % bs)
         segments = []
         for chunk in step.prefill:
             seq = chunk.seq
             row = len(ids)
-            ids.extend(seq.prompt_ids[chunk.start : chunk.start + chunk.length])
-            pos.extend(range(chunk.start, chunk.start + chunk.length))
-            segments.append(PrefillSegment(seq.slot, chunk.start, chunk.length, row))
+            end = chunk.start + chunk.length
+            ids.extend(seq.prompt_ids[chunk.start : end])
+            pos.extend(range(chunk.start, end))
+            slots.extend(self._slots(seq.block_table, chunk.start, end))
+            ctx = None
+            if chunk.start:
+                ctx = torch.tensor(self._slots(seq.block_table, 0, end), dtype=torch.long, device=dev)
+            segments.append(PrefillSegment(chunk.start, chunk.length, row, ctx))
             if chunk.completes_prompt:
                 logits_rows.append(len(ids) - 1)
                 samplers.append(seq)
-        n = len(ids)
         groups = None
         if self.batch_invariant:
             groups = tuple((i, i + 1) for i in range(len(step.decode)))
             groups += tuple((seg.row, seg.row + seg.length) for seg in segments)
-        dev = self.device
-        slots = [s.slot for s in step.decode]
         lens = [s.num_computed + 1 for s in step.decode]
+        width = max((len(s.block_table) for s in step.decode), default=0)
+        tables = [s.block_table + [0] * (width - len(s.block_table)) for s in step.decode]
         batch = ForwardBatch(
             input_ids=torch.tensor(ids, dtype=torch.long, device=dev),
             positions=torch.tensor(pos, dtype=torch.long, device=dev),
-            num_tokens=n,
-            decode_slots=torch.tensor(slots, dtype=torch.long, device=dev),
+            num_tokens=len(ids),
+            slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev),
+            decode_block_tables=torch.tensor(tables, dtype=torch.long, device=dev).view(len(tables), width),
             decode_seq_lens=torch.tensor(lens, dtype=torch.long, device=dev),
-            decode_slot_list=tuple(slots),
             decode_len_list=tuple(lens),
             prefill=tuple(segments),
             logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=dev),

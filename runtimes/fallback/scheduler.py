@@ -5,10 +5,13 @@ at most ``prefill_chunk`` prompt tokens of sequences that are joining. Running
 requests therefore always advance by one token per step and a burst of new
 prompts only lengthens a step by a bounded amount (no starvation).
 
-Prompts are cut at fixed positions (multiples of ``prefill_chunk``) and a
-chunk is never split further to fill a step: a sequence's prefill is then the
-same computation whatever else is running, which keeps greedy outputs
-independent of the batch.
+Prompts are cut at fixed positions (multiples of ``prefill_chunk`` after any
+cached prefix) and a chunk is never split further to fill a step: a
+sequence's prefill is then the same computation whatever else is running.
+
+KV blocks come from the ``BlockManager``: a newcomer is admitted when a
+sequence slot is free and its blocks can be reserved; a cached prefix is
+mapped, not recomputed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .sequence import Sequence, Status
-from .slots import SlotPool
+from .block_manager import BlockManager
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,13 @@ class ScheduledStep:
 
 
 class Scheduler:
-    def __init__(self, max_num_seqs: int, max_model_len: int, prefill_chunk: int):
-        self.slots = SlotPool(max_num_seqs)
+    def __init__(self, max_num_seqs: int, max_model_len: int, prefill_chunk: int, blocks: BlockManager):
+        self.max_num_seqs = max_num_seqs
+        self.blocks = blocks
         self.max_model_len = max_model_len
         self.prefill_chunk = prefill_chunk
         self.waiting: deque[Sequence] = deque()
-        self.running: list[Sequence] = []  # have a slot (prefilling or decoding)
+        self.running: list[Sequence] = []  # have their blocks (prefilling or decoding)
         self._by_id: dict[str, Sequence] = {}
 
     # -- membership ---------------------------------------------------------
@@ -56,6 +60,11 @@ class Scheduler:
             raise ValueError("empty prompt")
         if seq.prompt_len >= self.max_model_len:
             raise ValueError(f"prompt of {seq.prompt_len} tokens leaves no room in max_model_len {self.max_model_len}")
+        if self.blocks.blocks_for(self._total(seq)) > self.blocks.num_blocks:
+            raise ValueError(
+                f"prompt of {seq.prompt_len} tokens plus max_tokens {seq.max_tokens} needs more than the "
+                f"{self.blocks.num_blocks * self.blocks.block_size} KV positions this server has"
+            )
         if seq.request_id in self._by_id:
             raise ValueError(f"duplicate request id {seq.request_id}")
         seq.status = Status.WAITING
@@ -63,14 +72,14 @@ class Scheduler:
         self._by_id[seq.request_id] = seq
 
     def finish(self, seq: Sequence, reason: str) -> None:
-        """Remove a sequence (done, stopped or aborted) and free its slot."""
+        """Remove a sequence (done, stopped or aborted) and free its blocks."""
         if seq.finished:
             return
         seq.status = Status.FINISHED
         seq.finish_reason = reason
-        if seq.slot is not None:
-            self.slots.free(seq.slot)
-            seq.slot = None
+        if seq.block_table is not None:
+            self.blocks.free(seq.request_id)
+            seq.block_table = None
         if seq in self.running:
             self.running.remove(seq)
         else:
@@ -89,28 +98,44 @@ class Scheduler:
     # -- the step -----------------------------------------------------------
     def schedule(self) -> ScheduledStep:
         step = ScheduledStep()
-        step.decode = [s for s in self.running if s.status is Status.DECODING]
+        for seq in self.running:
+            if seq.status is Status.DECODING:
+                self.blocks.ensure(seq.request_id, seq.num_computed + 1)
+                step.decode.append(seq)
         budget = self.prefill_chunk
         # Sequences already part-way through their prompt go first (FIFO),
-        # then newcomers while there is a free slot and budget.
+        # then newcomers while there is a sequence slot, blocks and budget.
         for seq in [s for s in self.running if s.status is Status.PREFILLING]:
             chunk = self._next_chunk(seq)
             if chunk.length > budget:
                 return step
-            step.prefill.append(chunk)
+            self._take(step, chunk)
             budget -= chunk.length
-        while self.waiting and self.slots.num_free:
+        while self.waiting and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            chunk = self._next_chunk(seq)
-            if chunk.length > budget:
-                break
+            hit = self.blocks.match_prefix(seq.prompt_ids)
+            cached = len(hit) * self.blocks.block_size
+            if min(self.prefill_chunk, seq.prompt_len - cached) > budget:
+                break  # its first chunk waits whole for the next step
+            if self.blocks.admit(seq.request_id, seq.prompt_ids, self._total(seq), hit) is None:
+                break  # blocks are short: wait for a sequence to finish
             self.waiting.popleft()
-            seq.slot = self.slots.allocate()
+            seq.num_computed = seq.num_cached = cached
+            seq.block_table = self.blocks.table(seq.request_id)
             seq.status = Status.PREFILLING
             self.running.append(seq)
-            step.prefill.append(chunk)
+            chunk = self._next_chunk(seq)
+            self._take(step, chunk)
             budget -= chunk.length
         return step
+
+    def _take(self, step: ScheduledStep, chunk: PrefillChunk) -> None:
+        self.blocks.ensure(chunk.seq.request_id, chunk.start + chunk.length)
+        step.prefill.append(chunk)
+
+    def _total(self, seq: Sequence) -> int:
+        """Positions a sequence may fill: its reservation."""
+        return min(seq.prompt_len + seq.max_tokens, self.max_model_len)
 
     def _next_chunk(self, seq: Sequence) -> PrefillChunk:
         start = seq.num_computed
@@ -120,10 +145,18 @@ class Scheduler:
         """Record that ``step`` ran: the cache now holds its tokens."""
         for seq in step.decode:
             seq.num_computed += 1
+            self._register(seq)
         for chunk in step.prefill:
             chunk.seq.num_computed = chunk.start + chunk.length
             if chunk.completes_prompt:
                 chunk.seq.status = Status.DECODING
+            self._register(chunk.seq)
+
+    def _register(self, seq: Sequence) -> None:
+        # Decode inputs are the outputs sampled so far, all but none computed
+        # before this step: prompt + outputs covers every computed position.
+        if seq.num_computed // self.blocks.block_size > self.blocks.num_hashed(seq.request_id):
+            self.blocks.register(seq.request_id, seq.prompt_ids + seq.output_ids, seq.num_computed)
 
     # -- counters -----------------------------------------------------------
     @property

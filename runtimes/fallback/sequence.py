@@ -9,8 +9,8 @@ from typing import Any
 
 
 class Status(enum.Enum):
-    WAITING = "waiting"  # queued, no KV slot yet
-    PREFILLING = "prefilling"  # has a slot, prompt partly in the cache
+    WAITING = "waiting"  # queued, no KV blocks yet
+    PREFILLING = "prefilling"  # has its blocks, prompt partly in the cache
     DECODING = "decoding"  # prompt in the cache, generating
     FINISHED = "finished"
 
@@ -22,8 +22,9 @@ class Sequence:
     max_tokens: int
     output_ids: list[int] = field(default_factory=list)
     status: Status = Status.WAITING
-    slot: int | None = None
+    block_table: list[int] | None = None  # the BlockManager's list for it, while running
     num_computed: int = 0  # tokens whose K/V are in the cache
+    num_cached: int = 0  # prompt tokens found in the prefix cache
     finish_reason: str | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None

@@ -92,7 +92,9 @@ def _load(state: ServerState) -> tuple[Any, Any, int]:
     max_len = a.max_model_len or min(loaded.config.max_position_embeddings, 4096)
     chunk = (a.max_num_batched_tokens - a.max_num_seqs) if a.max_num_batched_tokens else 256
     cfg = EngineConfig(max_num_seqs=a.max_num_seqs, max_model_len=max_len, prefill_chunk=chunk,
-                       max_queue_len=a.max_queue_len, seed=a.seed, batch_invariant=a.batch_invariant)
+                       max_queue_len=a.max_queue_len, seed=a.seed, batch_invariant=a.batch_invariant,
+                       block_size=a.block_size, num_blocks=a.num_gpu_blocks_override,
+                       enable_prefix_caching=a.enable_prefix_caching)
     quant = None if a.quantization == "none" else a.quantization
     engine = create_engine(loaded, cfg, a.dtype, a.device, a.kernels, quantization=quant)
     # Warm-up: the first forward pays one-off costs (allocator, kernel init).

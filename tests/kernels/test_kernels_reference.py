@@ -12,6 +12,8 @@ import sys
 import pytest
 import torch
 
+from paging import to_paged
+
 from runtimes.fallback.kernels import Ops, reference, rope_tables, select_ops
 
 TOL = {torch.float32: dict(atol=1e-5, rtol=1e-5), torch.float16: dict(atol=2e-3, rtol=2e-3),
@@ -158,7 +160,8 @@ def test_rope_tables_llama3_scaling():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("b,hq,hkv,d", [(1, 4, 4, 64), (3, 9, 3, 64), (5, 8, 2, 80), (3, 12, 4, 96)])
-def test_decode_attention_matches_loop(dtype, b, hq, hkv, d):
+@pytest.mark.parametrize("block_size", [16, 5])
+def test_decode_attention_matches_loop(dtype, b, hq, hkv, d, block_size):
     g = _gen(3)
     slots, max_len = 7, 40
     k_cache = torch.randn(slots, hkv, max_len, d, generator=g).to(dtype)
@@ -167,16 +170,23 @@ def test_decode_attention_matches_loop(dtype, b, hq, hkv, d):
     slot_ids = torch.tensor([6, 0, 3, 2, 5][:b], dtype=torch.int64)
     seq_lens = torch.tensor([1, 40, 17, 2, 33][:b], dtype=torch.int64)
     scale = d ** -0.5
-    got = reference.decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale)
-    assert got.shape == (b, hq, d) and got.dtype == dtype
     want = naive_decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale)
-    torch.testing.assert_close(got.double(), want, **TOL[dtype])
     # Garbage beyond seq_len must not leak in.
-    k_cache[:, :, 39:] = 1e4
-    v_cache[:, :, 39:] = float("nan")
-    got2 = reference.decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale)
-    keep = seq_lens < 40
-    torch.testing.assert_close(got2[keep].double(), want[keep], **TOL[dtype])
+    for i in range(b):
+        k_cache[slot_ids[i], :, seq_lens[i]:] = 1e4
+        v_cache[slot_ids[i], :, seq_lens[i]:] = float("nan")
+    kp, tables = to_paged(k_cache, block_size, _gen(4))
+    vp, _ = to_paged(v_cache, block_size, _gen(4))
+    got = reference.decode_attention(q, kp, vp, tables[slot_ids], seq_lens, scale)
+    assert got.shape == (b, hq, d) and got.dtype == dtype
+    torch.testing.assert_close(got.double(), want, **TOL[dtype])
+    # Consecutive blocks take the no-copy view for a lone sequence: same answer.
+    contiguous = torch.arange(tables.numel()).view(tables.shape) + 1
+    kc, vc = kp.clone(), vp.clone()
+    kc[contiguous.flatten()], vc[contiguous.flatten()] = kp[tables.flatten()], vp[tables.flatten()]
+    for i in range(b):
+        one = reference.decode_attention(q[i : i + 1], kc, vc, contiguous[slot_ids[i : i + 1]], seq_lens[i : i + 1], scale)
+        torch.testing.assert_close(one.double(), want[i : i + 1], **TOL[dtype])
 
 
 def test_select_ops_cpu_is_torch_and_keeps_triton_unimported(monkeypatch):

@@ -25,6 +25,8 @@ if os.environ.get("TRITON_INTERPRET") != "1":
 
 import torch  # noqa: E402
 
+from paging import to_paged  # noqa: E402
+
 import triton  # noqa: F401,E402  (a test dependency: missing triton fails, never skips)
 
 from runtimes.fallback import kernels as kpkg  # noqa: E402
@@ -160,25 +162,44 @@ def test_decode_attention(T, dtype, b, hq, hkv, d, lens, splits):
     for i in range(b):
         k_cache[slot_ids[i], :, lens[i]:] = 1e4
         v_cache[slot_ids[i], :, lens[i]:] = float("nan")
+    # Scattered blocks, and a block size that does not divide the kernel's tile.
+    page = (16, 5, 32)[b % 3]
+    kp, tables = to_paged(k_cache, page, _g(42))
+    vp, _ = to_paged(v_cache, page, _g(42))
+    tables = tables[slot_ids].contiguous()
     scale = d ** -0.5
-    want = R.decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale)
+    want = R.decode_attention(q, kp, vp, tables, seq_lens, scale)
     assert torch.isfinite(want).all()
-    got = T.decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale, num_splits=splits)
+    got = T.decode_attention(q, kp, vp, tables, seq_lens, scale, num_splits=splits)
     assert got.shape == (b, hq, d) and got.dtype == dtype
     torch.testing.assert_close(got, want, **ATTN_TOL[dtype])
     # The scheduler-supplied bound gives the same answer.
-    got2 = T.decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale,
-                              max_seq_len=max(lens))
+    got2 = T.decode_attention(q, kp, vp, tables, seq_lens, scale, max_seq_len=max(lens))
     torch.testing.assert_close(got2, want, **ATTN_TOL[dtype])
+
+
+def test_decode_attention_bf16_values_emulated_in_fp32(T):
+    """The interpreter has no bf16 math: bf16-rounded K/V/q, computed in fp32,
+    checks the kernel on exactly the values a bf16 cache holds."""
+    g = _g(43)
+    k_cache = torch.randn(3, 2, 70, 64, generator=g).bfloat16().float()
+    v_cache = torch.randn(3, 2, 70, 64, generator=g).bfloat16().float()
+    q = torch.randn(3, 8, 64, generator=g).bfloat16().float()
+    kp, tables = to_paged(k_cache, 16, _g(44))
+    vp, _ = to_paged(v_cache, 16, _g(44))
+    lens = torch.tensor([70, 1, 33])
+    want = R.decode_attention(q, kp, vp, tables, lens, 0.125)
+    got = T.decode_attention(q, kp, vp, tables, lens, 0.125, num_splits=2)
+    torch.testing.assert_close(got, want, **ATTN_TOL[torch.float32])
 
 
 def test_decode_attention_detects_wrong_kv_head(T):
     # Guard that the comparison can fail: swapping kv heads must be caught.
     g = _g(41)
-    k_cache = torch.randn(2, 2, 40, 64, generator=g)
-    v_cache = torch.randn(2, 2, 40, 64, generator=g)
+    k_cache = torch.randn(2, 40, 2, 64, generator=g)  # paged: [blocks, page, Hkv, D]
+    v_cache = torch.randn(2, 40, 2, 64, generator=g)
     q = torch.randn(1, 4, 64, generator=g)
-    args = (torch.tensor([1]), torch.tensor([40]), 0.125)
+    args = (torch.tensor([[1]]), torch.tensor([40]), 0.125)
     got = T.decode_attention(q, k_cache, v_cache, *args)
-    wrong = R.decode_attention(q, k_cache.flip(1), v_cache.flip(1), *args)
+    wrong = R.decode_attention(q, k_cache.flip(2), v_cache.flip(2), *args)
     assert not torch.allclose(got, wrong, **ATTN_TOL[torch.float32])

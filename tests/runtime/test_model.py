@@ -45,21 +45,25 @@ def tiny_hf(arch: str, **extra):
 def prefill_logits(model, cfg: ModelConfig, ids: list[int], chunk: int | None = None) -> torch.Tensor:
     """Logits at every prompt position from our model, optionally prefilling
     in chunks (exercises the masked chunk path)."""
-    kv = KVCache(cfg, 1, 256, torch.float32)
+    kv = KVCache(cfg, 16, 16, torch.float32)
     ops = select_ops("cpu", "torch")
     chunk = chunk or len(ids)
     out = []
+    table = list(range(15, -1, -1))  # blocks out of order, as a shared cache hands them out
+    slot = lambda p: table[p // 16] * 16 + p % 16  # noqa: E731
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         n = len(part)
+        ctx = torch.tensor([slot(p) for p in range(start + n)]) if start else None
         batch = ForwardBatch(
             input_ids=torch.tensor(part),
             positions=torch.tensor(list(range(start, start + n))),
             num_tokens=n,
-            decode_slots=torch.zeros(0, dtype=torch.long),
+            slot_mapping=torch.tensor([slot(p) for p in range(start, start + n)]),
+            decode_block_tables=torch.zeros(0, 0, dtype=torch.long),
             decode_seq_lens=torch.zeros(0, dtype=torch.long),
-            decode_slot_list=(), decode_len_list=(),
-            prefill=(PrefillSegment(0, start, n, 0),),
+            decode_len_list=(),
+            prefill=(PrefillSegment(start, n, 0, ctx),),
             logits_rows=torch.arange(n),
         )
         with torch.inference_mode():

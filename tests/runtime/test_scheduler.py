@@ -1,11 +1,16 @@
-"""Scheduler and slot bookkeeping, without torch or a model."""
+"""Scheduler and KV-block bookkeeping (paging, prefix caching), without torch or a model."""
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from runtimes.fallback.scheduler import Scheduler
+from runtimes.fallback.block_manager import BlockManager
+from runtimes.fallback.scheduler import Scheduler as _Scheduler
 from runtimes.fallback.sequence import Sequence, Status
-from runtimes.fallback.slots import SlotPool
+
+
+def Scheduler(max_num_seqs, max_model_len, prefill_chunk, num_blocks=None, block_size=4, caching=False):
+    num_blocks = num_blocks or max_num_seqs * -(-max_model_len // block_size)
+    return _Scheduler(max_num_seqs, max_model_len, prefill_chunk, BlockManager(num_blocks, block_size, caching))
 
 
 def seq(rid, n, max_tokens=4):
@@ -23,18 +28,33 @@ def run_step(s: Scheduler, token=7):
     return step
 
 
-def test_slot_pool_allocates_lowest_first_and_refuses_double_free():
-    p = SlotPool(3)
-    assert [p.allocate(), p.allocate()] == [0, 1]
-    p.free(0)
-    assert p.allocate() == 0
-    assert p.allocate() == 2 and p.allocate() is None
-    assert p.usage() == 1.0
-    with pytest.raises(ValueError):
-        p.free(5)
-    p.free(1)
-    with pytest.raises(ValueError):
-        p.free(1)
+def test_block_manager_reserves_shares_and_evicts_least_recently_freed():
+    m = BlockManager(num_blocks=6, block_size=4)
+    a = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert m.admit("a", a, 12) == 0 and m.num_free == 3  # 3 blocks reserved
+    assert m.ensure("a", 9) == [0, 1, 2], "a lone sequence gets consecutive blocks"
+    m.register("a", a, 9)
+    assert m.match_prefix(a + [10]) == [0, 1]
+    assert m.admit("b", a[:8] + [42], 9) == 8, "two full blocks shared, the last token recomputed"
+    assert m.table("b") == [0, 1] and m.num_free == 2
+    assert m.admit("c", [7] * 12, 12) is None, "3 blocks wanted, 2 free: nothing changes"
+    m.free("a")
+    m.free("b")
+    assert m.usage() == 0 and m.num_free == 6
+    # Unhashed blocks are reused first, then cached ones, tail before head.
+    assert m.admit("c", [7] * 20, 20) == 0
+    assert m.ensure("c", 20) == [2, 3, 4, 5, 1]
+    assert m.match_prefix(a) == [0], "block 1 was evicted, block 0 kept"
+    assert m.queries == 9 + 9 + 20 and m.hits == 8
+
+
+def test_without_caching_nothing_is_shared():
+    m = BlockManager(num_blocks=4, block_size=4, enable_prefix_caching=False)
+    m.admit("a", [1] * 9, 9)
+    m.ensure("a", 9)
+    m.register("a", [1] * 9, 9)
+    m.free("a")
+    assert m.admit("b", [1] * 9, 9) == 0 and m.hits == 0
 
 
 def test_newcomers_join_between_steps_and_running_keep_decoding():
@@ -90,9 +110,9 @@ def test_slots_bound_the_running_set_and_finish_frees():
     run_step(s)
     assert s.num_running == 2 and s.num_waiting == 2
     s.finish(seqs[0], "stop")
-    assert seqs[0].slot is None and seqs[0].finish_reason == "stop"
+    assert seqs[0].block_table is None and seqs[0].finish_reason == "stop"
     step = run_step(s)
-    assert [c.seq for c in step.prefill] == [seqs[2]] and seqs[2].slot == 0
+    assert [c.seq for c in step.prefill] == [seqs[2]] and seqs[2].block_table
 
 
 def test_abort_waiting_and_running():
@@ -102,7 +122,7 @@ def test_abort_waiting_and_running():
     s.add(b)
     run_step(s)
     assert s.abort("b") is b and b.finish_reason == "abort" and s.num_waiting == 0
-    assert s.abort("a") is a and s.slots.num_used == 0 and not s.has_work()
+    assert s.abort("a") is a and s.blocks.usage() == 0 and not s.has_work()
     assert s.abort("a") is None
 
 
@@ -115,15 +135,18 @@ def test_rejects_prompts_that_fill_the_context_and_duplicates():
         s.add(seq("ok", 2))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     prompts=st.lists(st.integers(1, 40), min_size=1, max_size=12),
     slots=st.integers(1, 4),
     chunk=st.integers(1, 16),
     gen=st.integers(1, 5),
+    num_blocks=st.integers(12, 40),
+    caching=st.booleans(),
 )
-def test_everything_finishes_and_invariants_hold(prompts, slots, chunk, gen):
-    s = Scheduler(max_num_seqs=slots, max_model_len=64, prefill_chunk=chunk)
+def test_everything_finishes_and_invariants_hold(prompts, slots, chunk, gen, num_blocks, caching):
+    # Every prompt is 1..n: they share prefixes, so caching is exercised.
+    s = Scheduler(max_num_seqs=slots, max_model_len=64, prefill_chunk=chunk, num_blocks=num_blocks, caching=caching)
     seqs = [seq(str(i), n, gen) for i, n in enumerate(prompts)]
     for q in seqs:
         s.add(q)
@@ -133,8 +156,13 @@ def test_everything_finishes_and_invariants_hold(prompts, slots, chunk, gen):
         step = s.schedule()
         assert not step.empty, "work remains but nothing was scheduled"
         assert sum(c.length for c in step.prefill) <= chunk
-        used = [q.slot for q in s.running]
-        assert len(used) == len(set(used)) <= slots and None not in used
+        assert len(s.running) <= slots
+        owned = [b for q in s.running for b in q.block_table]
+        refs = {b: owned.count(b) for b in owned}
+        assert all(s.blocks.blocks[b].ref_count == n for b, n in refs.items())
+        # A block is shared only when it holds a cached (hashed) prefix.
+        assert all(n == 1 or s.blocks.blocks[b].hash is not None for b, n in refs.items())
+        assert s.blocks.num_free >= 0
         s.advance(step)
         for q in list(step.decode) + [c.seq for c in step.prefill if c.completes_prompt]:
             q.output_ids.append(1)
@@ -142,4 +170,4 @@ def test_everything_finishes_and_invariants_hold(prompts, slots, chunk, gen):
             if len(q.output_ids) >= q.max_tokens:
                 s.finish(q, "length")
     assert all(q.finished and len(q.output_ids) == gen for q in seqs)
-    assert s.slots.num_used == 0
+    assert s.blocks.usage() == 0 and s.blocks.num_free == num_blocks

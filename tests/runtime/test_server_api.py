@@ -228,3 +228,18 @@ def test_seeded_sampling_repeats(client):
         return client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "Tell me a story."}],
                                               temperature=1.0, seed=seed, max_tokens=12).choices[0].message.content
     assert story(1234) == story(1234) != story(4321)
+
+
+def test_a_repeated_system_prompt_hits_the_prefix_cache(client, server):
+    system = "You are a terse assistant. " * 12  # well over one 16-token block
+    before = {n: server.metric(n) for n in ("vllm:prefix_cache_queries_total", "vllm:prefix_cache_hits_total")}
+    answers = []
+    for q in ("What is the capital of France?", "What is the capital of Italy?"):
+        r = client.chat.completions.create(model=MODEL_NAME, temperature=0, max_tokens=8, messages=[
+            {"role": "system", "content": system}, {"role": "user", "content": q}])
+        answers.append(r)
+    queries = server.metric("vllm:prefix_cache_queries_total") - before["vllm:prefix_cache_queries_total"]
+    hits = server.metric("vllm:prefix_cache_hits_total") - before["vllm:prefix_cache_hits_total"]
+    assert queries == sum(a.usage.prompt_tokens for a in answers)
+    assert hits >= 64 and hits % 16 == 0, "the second request found the system prompt's blocks"
+    assert "Paris" in answers[0].choices[0].message.content

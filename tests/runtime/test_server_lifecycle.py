@@ -82,7 +82,9 @@ def test_client_disconnect_frees_the_slot(client, server):
     got = [next(iter(s)) for _ in range(3)]
     assert got
     assert server.metric("vllm:num_requests_running") == 1
-    assert server.metric("vllm:kv_cache_usage_perc") == 0.5
+    # Blocks in use, as vLLM counts: a few 16-token blocks of the sequence's
+    # share, which is half the cache (2 sequences' worth).
+    assert 0 < server.metric("vllm:kv_cache_usage_perc") < 0.5
     s.close()  # 800 tokens would take far longer than the wait below
     wait_metric(server, "vllm:num_requests_running", 0, timeout=10)
     assert server.metric("vllm:kv_cache_usage_perc") == 0.0

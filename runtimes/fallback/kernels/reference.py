@@ -77,15 +77,17 @@ def decode_attention(
     q: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
-    slot_ids: torch.Tensor,
+    block_tables: torch.Tensor,
     seq_lens: torch.Tensor,
     scale: float,
     max_seq_len: int | None = None,
 ) -> torch.Tensor:
-    """One-token-per-sequence attention over a per-slot KV cache, with GQA.
+    """One-token-per-sequence attention over a paged KV cache, with GQA.
 
-    q [B, Hq, D]; k_cache/v_cache [num_slots, Hkv, max_len, D]; slot_ids [B];
-    seq_lens [B] = valid tokens in the slot (current token included, >= 1).
+    q [B, Hq, D]; k_cache/v_cache [num_blocks, block_size, Hkv, D];
+    block_tables [B, max_blocks] int64: sequence b's position p lives in block
+    ``block_tables[b, p // block_size]`` at offset ``p % block_size``;
+    seq_lens [B] = valid positions (current token included, >= 1).
     Query head h reads kv head h // (Hq // Hkv), as HF's repeat_kv does.
     Softmax in fp32; returns [B, Hq, D] in q.dtype.
     ``max_seq_len`` (optional) is max(seq_lens) if the caller already knows it
@@ -93,35 +95,40 @@ def decode_attention(
     then has none and can be captured in a CUDA graph.
     """
     b, hq, d = q.shape
-    hkv = k_cache.shape[1]
+    _, bs, hkv, _ = k_cache.shape
     g = hq // hkv
     if max_seq_len is None:
         max_seq_len = int(seq_lens.max().item())
-    n = min(int(max_seq_len), k_cache.shape[2])
-    lone = b == 1 and q.device.type == "cpu"  # .item() is free on CPU, a sync on GPU
-    if lone:
-        # A single sequence: a view, no copy of the cache.
-        slot = int(slot_ids[0].item())
-        k = k_cache[slot : slot + 1, :, :n]
-        v = v_cache[slot : slot + 1, :, :n]
-    else:
-        # One gather of the used prefix of every slot: [B, Hkv, n, D].
-        k = k_cache[slot_ids, :, :n]
-        v = v_cache[slot_ids, :, :n]
+    n = min(int(max_seq_len), block_tables.shape[1] * bs)
+    nb = -(-n // bs)
+    k = v = None
+    view = False
+    if b == 1 and q.device.type == "cpu":  # .tolist() is free on CPU, a sync on GPU
+        ids = block_tables[0, :nb].tolist()
+        if ids == list(range(ids[0], ids[0] + nb)):
+            # Consecutive blocks (a lone request usually has them): a view, no copy.
+            k = k_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)[:, :n]
+            v = v_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)[:, :n]
+            view = True
+    if k is None:
+        # One gather of every sequence's used blocks: [B, nb * bs, Hkv, D].
+        t = block_tables[:, :nb]
+        k = k_cache[t].view(b, nb * bs, hkv, d)[:, :n]
+        v = v_cache[t].view(b, nb * bs, hkv, d)[:, :n]
     qf = q.float().reshape(b, hkv, g, d)  # GQA by reshape: group g shares kv head
-    kf, vf = k.float(), v.float()
+    kf = k.float().permute(0, 2, 1, 3)  # [B, Hkv, n, D]
+    vf = v.float().permute(0, 2, 1, 3)
     scores = torch.matmul(qf, kf.transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, n]
-    if not lone or n != int(seq_lens[0]):  # a lone sequence at full length needs no mask
+    if not (view and n == int(seq_lens[0])):  # a contiguous lone sequence at full length needs no mask
         pad = torch.arange(n, device=q.device).view(1, n) >= seq_lens.view(b, 1)  # [B, n]
         scores.masked_fill_(pad.view(b, 1, 1, n), float("-inf"))
-        # Zero V past each length too: 0 * NaN from never-written cache rows
-        # (torch.empty) would otherwise poison the output. Unless it is the
-        # lone-sequence view, vf is the gather's private copy: fill in place.
+        # Zero V past each length too: 0 * NaN from stale cache rows would
+        # otherwise poison the output. The view is the cache itself: copy.
         vpad = pad.view(b, 1, n, 1)
-        vf = vf.masked_fill(vpad, 0.0) if lone else vf.masked_fill_(vpad, 0.0)
+        vf = vf.masked_fill(vpad, 0.0) if view else vf.masked_fill_(vpad, 0.0)
     probs = torch.softmax(scores, dim=-1)
     out = torch.matmul(probs, vf)  # [B, Hkv, G, D]
-    return out.view(b, hq, d).to(q.dtype)
+    return out.reshape(b, hq, d).to(q.dtype)
 
 
 def rope_tables(

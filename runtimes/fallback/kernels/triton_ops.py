@@ -182,7 +182,7 @@ def rotary(q, k, positions, cos, sin):
 
 
 # ---------------------------------------------------------------------------
-# Decode attention: flash-decoding over the per-slot cache, GQA-aware
+# Decode attention: flash-decoding over the paged cache, GQA-aware
 # ---------------------------------------------------------------------------
 
 _LOG2E = 1.4426950408889634
@@ -190,25 +190,25 @@ _LOG2E = 1.4426950408889634
 
 @triton.jit
 def _decode_attn_kernel(
-    q_ptr, k_ptr, v_ptr, slot_ptr, len_ptr,
+    q_ptr, k_ptr, v_ptr, bt_ptr, len_ptr,
     o_ptr, m_ptr, l_ptr, acc_ptr,
     scale_log2,
     q_sb, q_sh,
-    k_ss, k_sh, k_sn,
-    v_ss, v_sh, v_sn,
+    bt_sb,
+    k_sblk, k_sn, k_sh,
+    v_sblk, v_sn, v_sh,
     o_sb, o_sh,
     p_sb, p_sh,
     a_sb, a_sh, a_ss,
     group, head_dim, split_len,
     BLOCK_G: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-    SPLIT: tl.constexpr, PRECISION: tl.constexpr,
+    PAGE: tl.constexpr, SPLIT: tl.constexpr, PRECISION: tl.constexpr,
 ):
     # Program (b, kv head, split): all `group` query heads that share this kv
     # head are handled together, so each K/V tile is read once per group.
     b = tl.program_id(0).to(tl.int64)
     kvh = tl.program_id(1).to(tl.int64)
     sp = tl.program_id(2)
-    slot = tl.load(slot_ptr + b).to(tl.int64)
     seq_len = tl.load(len_ptr + b).to(tl.int32)
     start = sp * split_len
     end = tl.minimum(start + split_len, seq_len)
@@ -224,21 +224,23 @@ def _decode_attn_kernel(
     m_i = tl.full([BLOCK_G], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_G], dtype=tl.float32)
     acc = tl.zeros([BLOCK_G, BLOCK_D], dtype=tl.float32)
-    k_base = k_ptr + slot * k_ss + kvh * k_sh
-    v_base = v_ptr + slot * v_ss + kvh * v_sh
     for n0 in range(start, end, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         nmask = n < end
         kvmask = nmask[:, None] & dmask[None, :]
+        # Position n of this sequence: block table entry n // PAGE, offset n % PAGE.
+        blk = tl.load(bt_ptr + b * bt_sb + n // PAGE, mask=nmask, other=0).to(tl.int64)
+        k_row = blk * k_sblk + (n % PAGE) * k_sn + kvh * k_sh
+        v_row = blk * v_sblk + (n % PAGE) * v_sn + kvh * v_sh
         # Masked loads read nothing past seq_len: stale or NaN rows never enter.
-        k = tl.load(k_base + n[:, None] * k_sn + d[None, :], mask=kvmask, other=0.0)
+        k = tl.load(k_ptr + k_row[:, None] + d[None, :], mask=kvmask, other=0.0)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2  # log2 domain
         s = tl.where(nmask[None, :], s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        v = tl.load(v_base + n[:, None] * v_sn + d[None, :], mask=kvmask, other=0.0)
+        v = tl.load(v_ptr + v_row[:, None] + d[None, :], mask=kvmask, other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
 
@@ -297,16 +299,17 @@ def _pick_splits(batch: int, kv_heads: int, max_seq: int, device: torch.device) 
     return max(1, min(want, blocks, 64))
 
 
-def decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale, max_seq_len=None,
+def decode_attention(q, k_cache, v_cache, block_tables, seq_lens, scale, max_seq_len=None,
                      num_splits=None):
     """See ``reference.decode_attention``. ``max_seq_len`` (max of seq_lens,
     known to the scheduler) sizes the splits without a device sync; without it
     the cache capacity is used, which is correct but spreads work less evenly.
     ``num_splits`` overrides the heuristic (tests)."""
     b, hq, d = q.shape
-    num_slots, hkv, max_len, dk = k_cache.shape
+    _, page, hkv, dk = k_cache.shape
+    max_len = block_tables.shape[1] * page
     assert dk == d and hq % hkv == 0, (q.shape, k_cache.shape)
-    assert k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1
+    assert k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1 and block_tables.stride(-1) == 1
     q = _last_contig(q)
     group = hq // hkv
     out = torch.empty((b, hq, d), dtype=q.dtype, device=q.device)
@@ -330,10 +333,11 @@ def decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale, max_seq_len
     else:
         m = lse = acc = out  # placeholders, untouched when SPLIT is False
     _decode_attn_kernel[(b, hkv, num_splits)](
-        q, k_cache, v_cache, slot_ids, seq_lens,
+        q, k_cache, v_cache, block_tables, seq_lens,
         out, m, lse, acc,
         float(scale) * _LOG2E,
         q.stride(0), q.stride(1),
+        block_tables.stride(0),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         out.stride(0), out.stride(1),
@@ -341,7 +345,7 @@ def decode_attention(q, k_cache, v_cache, slot_ids, seq_lens, scale, max_seq_len
         acc.stride(0) if split else 0, acc.stride(1) if split else 0, acc.stride(2) if split else 0,
         group, d, split_len,
         BLOCK_G=block_g, BLOCK_D=block_d, BLOCK_N=_BLOCK_N,
-        SPLIT=split, PRECISION=precision, num_warps=4,
+        PAGE=page, SPLIT=split, PRECISION=precision, num_warps=4,
     )
     if split:
         _decode_combine_kernel[(b, hq)](
