@@ -15,18 +15,16 @@ PACKAGER_API_KEY (or VLLM_API_KEY): the engine's API key, handed on as VLLM_API_
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 from packager.errors import UserError
-from runtimes.digests import sha256_file, verify_digests
+from runtimes import download
+from runtimes.digests import verify_digests
 from runtimes.layout import CACHE_DIR, IMAGE_CONFIG_PATH, MODEL_DIR, PLAN_PATH
 
 EXIT_NO_FIT = 3
@@ -198,15 +196,6 @@ def decide(plan: dict, config: dict, hardware, settings: Settings, replan: Repla
 
 # -- weights (volume mode) ----------------------------------------------------------------
 
-def weights_url(config: dict, env: Mapping[str, str]) -> str | None:
-    if env.get("PACKAGER_WEIGHTS_URL"):
-        return env["PACKAGER_WEIGHTS_URL"].rstrip("/")
-    src = config.get("weights", {}).get("source", {})
-    if src.get("kind") == "huggingface" and src.get("repo"):
-        return f"https://huggingface.co/{src['repo']}/resolve/{src.get('revision') or 'main'}"
-    return None
-
-
 def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
     """The directory holding verified weights: baked, mounted, or downloaded to the cache."""
     w = config.get("weights", {})
@@ -231,85 +220,25 @@ def ensure_weights(config: dict, env: Mapping[str, str], log=print) -> str:
         if src.get("kind") == "huggingface" and "vllm" in config.get("runtimes", ()):
             log(f"weights: vLLM downloads {src['repo']} into $HF_HOME (HF_TOKEN from the environment)")
             return src["repo"]
-    url = weights_url(config, env)
-    if not url or not files:
+    src = w.get("source", {})
+    hub = src.get("kind") == "huggingface" and src.get("repo") and not env.get("PACKAGER_WEIGHTS_URL")
+    url = env.get("PACKAGER_WEIGHTS_URL", "").rstrip("/")
+    if not files or not (hub or url):
         raise LaunchError(f"weights mode is volume but {mounted} does not hold {sorted(files)}.\n"
                           f"  fix: mount the weights there (-v DIR:{MODEL_DIR}:ro), or set PACKAGER_WEIGHTS_URL "
                           "(and PACKAGER_WEIGHTS_TOKEN) to download them into the cache dir")
     dest = Path(config.get("cache_dir", CACHE_DIR)) / "model"
-    token = env.get("PACKAGER_WEIGHTS_TOKEN") or env.get("HF_TOKEN") or _token_file(env.get("HF_TOKEN_PATH"))
-    for rel, want in files.items():
-        _download(f"{url}/{rel}", dest / rel, want, token, log)
+    try:
+        token = env.get("PACKAGER_WEIGHTS_TOKEN") or env.get("HF_TOKEN") or download.token_file(env.get("HF_TOKEN_PATH"))
+        if hub:  # the Hub's own client: pinned revision, its redirect and token rules, HF_ENDPOINT honoured
+            download.from_hub(src["repo"], src.get("revision") or "main", files, dest, token,
+                              env.get("HF_ENDPOINT") or download.HUB, log)
+        else:  # a plain mirror: resumable across restarts
+            for rel, want in files.items():
+                download.from_url(f"{url}/{rel}", dest / rel, want, token, log)
+    except download.DownloadError as exc:
+        raise LaunchError(str(exc)) from None
     return str(dest)
-
-
-def _download(url: str, target: Path, want: str, token: str | None, log) -> None:
-    """One weights file into the cache: resumed from its .part, checked against its sha256.
-
-    The token goes only to the URL asked for, over HTTPS (plain HTTP only on
-    loopback), as an unredirected header: a redirect (the Hub's CDN, or any
-    other host) never receives it, and it is never logged or written."""
-    if target.is_file() and (not want or sha256_file(target) == want):
-        log(f"weights: {target} already in the cache")
-        return
-    parts = urllib.parse.urlsplit(url)
-    if token and parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
-        raise LaunchError(f"refusing to send the weights token over {parts.scheme}:// to {parts.hostname}",
-                          code=EXIT_BAD_INPUT)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".part")
-    have = tmp.stat().st_size if tmp.is_file() else 0
-    req = urllib.request.Request(url)
-    if token:
-        req.add_unredirected_header("Authorization", f"Bearer {token}")
-    if have:
-        req.add_header("Range", f"bytes={have}-")
-    log(f"weights: downloading {url}" + (f" (resuming at {have} bytes)" if have else ""))
-    h = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            resumed = have and resp.status == 206
-            if resumed:
-                with open(tmp, "rb") as old:
-                    while block := old.read(1 << 22):
-                        h.update(block)
-            length = resp.headers.get("Content-Length")
-            got = 0
-            with open(tmp, "ab" if resumed else "wb") as out:
-                while block := resp.read(1 << 22):
-                    h.update(block)
-                    out.write(block)
-                    got += len(block)
-            if length is not None and got < int(length):  # the connection dropped early
-                raise ConnectionError(f"connection closed {int(length) - got} bytes early")
-    except OSError as exc:  # the .part stays: the next start resumes it
-        got = tmp.stat().st_size if tmp.is_file() else 0
-        raise LaunchError(f"downloading {url} stopped after {got} bytes: {exc}; the next start resumes it") from None
-    if want and h.hexdigest() != want:
-        tmp.unlink(missing_ok=True)
-        raise LaunchError(f"downloaded {url}: sha256 {h.hexdigest()}, expected {want}")
-    tmp.rename(target)
-
-
-def _token_file(path: str | None) -> str | None:
-    """A token in a mounted Secret file (HF_TOKEN_PATH, as huggingface_hub names it)."""
-    if not path:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8").strip() or None
-    except OSError as exc:
-        raise LaunchError(f"HF_TOKEN_PATH={path}: cannot read the token file: {exc.strerror}") from None
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- main ---------------------------------------------------------------------------------

@@ -117,3 +117,75 @@ def test_the_token_can_come_from_a_mounted_secret_file(tmp_path):
     with pytest.raises(LaunchError, match="HF_TOKEN_PATH"):
         launcher.ensure_weights(_config(tmp_path / "cache2"), dict(env, HF_TOKEN_PATH=str(tmp_path / "missing")),
                                 log=lambda m: None)
+
+
+# -- from the Hub, through huggingface_hub, against a Hub on loopback ---------------------
+COMMIT = "c" * 40
+
+
+def _hub(seen: list, cdn: str | None = None, status: int = 200):
+    class H(http.server.BaseHTTPRequestHandler):
+        def _answer(self, body: bool):
+            seen.append({"host": "hub", "method": self.command, "path": self.path, "auth": self.headers.get("Authorization")})
+            if status != 200:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(302 if cdn else 200)
+            self.send_header("X-Repo-Commit", COMMIT)
+            if cdn:  # as the Hub answers for LFS files: a signed URL elsewhere
+                self.send_header("Location", cdn + "/blob?sig=1")
+                self.send_header("X-Linked-Etag", f'"{GOOD}"')
+                self.send_header("X-Linked-Size", str(len(BODY)))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_header("ETag", f'"{GOOD}"')
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            if body:
+                self.wfile.write(BODY)
+
+        def do_HEAD(self):  # noqa: N802
+            self._answer(False)
+
+        def do_GET(self):  # noqa: N802
+            self._answer(True)
+
+        def log_message(self, *args):
+            pass
+
+    return H
+
+
+def _hub_config(cache: Path, sha: str = GOOD) -> dict:
+    return {"runtimes": ["cpu"], "cache_dir": str(cache),
+            "weights": {"mode": "volume", "dir": "/opt/packager/model", "files": {"w.bin": sha},
+                        "source": {"kind": "huggingface", "repo": "org/model", "revision": COMMIT}}}
+
+
+def test_hub_download_pins_the_revision_and_keeps_the_token_off_the_cdn(tmp_path):
+    hub_seen, cdn_seen = [], []
+    with serve(_handler(cdn_seen)) as cdn, serve(_hub(hub_seen, cdn=cdn)) as hub:
+        env = {"PACKAGER_MODEL_DIR": str(tmp_path / "none"), "HF_ENDPOINT": hub, "HF_TOKEN": TOKEN}
+        logs: list[str] = []
+        got = launcher.ensure_weights(_hub_config(tmp_path / "cache"), env, log=logs.append)
+    assert Path(got, "w.bin").read_bytes() == BODY
+    assert hub_seen and all(s["path"] == f"/org/model/resolve/{COMMIT}/w.bin" for s in hub_seen)
+    assert hub_seen[0]["auth"] == f"Bearer {TOKEN}"
+    assert cdn_seen and all(s["auth"] is None for s in cdn_seen)
+    assert not any(TOKEN in m for m in logs)
+
+
+def test_hub_download_checks_the_sha256_and_fails_in_one_line(tmp_path):
+    with serve(_hub([])) as hub:
+        env = {"PACKAGER_MODEL_DIR": str(tmp_path / "none"), "HF_ENDPOINT": hub, "HF_TOKEN": TOKEN}
+        with pytest.raises(LaunchError, match="sha256 does not match"):
+            launcher.ensure_weights(_hub_config(tmp_path / "cache", sha="0" * 64), env, log=lambda m: None)
+        assert not (tmp_path / "cache" / "model" / "w.bin").exists()
+    with serve(_hub([], status=401)) as hub:
+        env["HF_ENDPOINT"] = hub
+        with pytest.raises(LaunchError, match="failed: .*the next start tries again") as e:
+            launcher.ensure_weights(_hub_config(tmp_path / "cache2"), env, log=lambda m: None)
+        assert TOKEN not in str(e.value) and "\n" not in str(e.value)
