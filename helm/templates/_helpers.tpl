@@ -170,6 +170,10 @@ containers:
         value: /var/cache/packager/vllm
       - name: RAY_TMPDIR
         value: /tmp/ray
+      {{- if and (ne $role "worker") $v.weights.tokenSecret }}
+      - name: HF_TOKEN_PATH
+        value: /var/run/secrets/packager/hf/token
+      {{- end }}
       {{- if and (ne $role "worker") (include "packager.authSecret" $root) }}
       {{- include "packager.authEnv" $root | nindent 6 }}
       {{- end }}
@@ -212,6 +216,11 @@ containers:
         mountPath: /opt/packager/model
         readOnly: {{ $v.weights.volume.readOnly }}
       {{- end }}
+      {{- if and (ne $role "worker") $v.weights.tokenSecret }}
+      - name: hf-token
+        mountPath: /var/run/secrets/packager/hf
+        readOnly: true
+      {{- end }}
 volumes:
   - name: shm
     emptyDir:
@@ -235,6 +244,15 @@ volumes:
     persistentVolumeClaim:
       claimName: {{ include "packager.weightsClaim" $root }}
       readOnly: {{ $v.weights.volume.readOnly }}
+  {{- end }}
+  {{- if and (ne $role "worker") $v.weights.tokenSecret }}
+  - name: hf-token
+    secret:
+      secretName: {{ $v.weights.tokenSecret }}
+      defaultMode: 0440  # owner root, group fsGroup: the non-root server reads it through its group
+      items:
+        - key: token
+          path: token
   {{- end }}
 {{- end }}
 

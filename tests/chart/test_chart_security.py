@@ -191,3 +191,17 @@ def test_a_directory_packager_did_not_write_is_never_replaced(run_cli, tmp_path)
         assert code == 0, err
     assert (mine / ".packager-output").is_file() and (mine / "Chart.yaml").is_file()
     assert sorted(p.name for p in out.iterdir()) == ["smollm2-135m-instruct"]
+
+
+def test_hub_token_is_a_mounted_secret_file(charts):
+    objs = render(charts["cpu-smollm2"], {"weights": {"mode": "volume", "tokenSecret": "hf-token"}})
+    (spec,) = pod_specs(objs)
+    c = spec["containers"][0]
+    assert _env(c)["HF_TOKEN_PATH"]["value"] == "/var/run/secrets/packager/hf/token"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "hf-token")
+    assert mount["readOnly"] and mount["mountPath"] == "/var/run/secrets/packager/hf"
+    vol = next(v for v in spec["volumes"] if v["name"] == "hf-token")
+    assert vol["secret"]["secretName"] == "hf-token" and vol["secret"]["defaultMode"] == 0o440
+    assert not any(e["name"] == "HF_TOKEN" for e in c.get("env", []))
+    for obj in objs:
+        validate(obj)
