@@ -7,6 +7,10 @@ TOOLS="${PACKAGER_TOOLS:-/opt/packager-tools}"
 PY="${PYTHON:-python3}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 mkdir -p "$TOOLS"
+if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then  # Debian's python3 splits venv out
+  source "$(dirname "$0")/apt.sh"
+  apt_install python3-venv
+fi
 tool() {  # NAME REQUIREMENT
   local venv="$TOOLS/$1"
   if [ -x "$venv/bin/$1" ] && "$venv/bin/pip" show -q "$1" >/dev/null 2>&1 \
