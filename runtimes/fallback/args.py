@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "$VLLM_API_KEY; prefer the environment, which ps does not show)")
     p.add_argument("--max-request-body", type=int, default=4 << 20, metavar="BYTES", help="larger bodies get a 413")
     p.add_argument("--body-read-timeout", type=float, default=30.0, metavar="S",
-                   help="seconds a client has to send its request body (408 after)")
+                   help="seconds a client has to send its request headers (closed after) and its body (408 after)")
     p.add_argument("--tokenizer-workers", type=int, default=2, help="threads that template and tokenize prompts")
     p.add_argument("--enable-docs", action="store_true", help="serve /docs and /openapi.json (off by default)")
     return p

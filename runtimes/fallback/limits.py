@@ -103,3 +103,25 @@ class Guard:
 
 def _too_large(limit: int) -> APIError:
     return APIError(413, f"request body exceeds {limit} bytes (--max-request-body)")
+
+
+def header_deadline_protocol(seconds: float) -> type:
+    """uvicorn's h11 protocol, closing a connection whose first request line
+    and headers have not arrived within `seconds` (uvicorn has no such timer:
+    a client trickling its headers held a connection for ever)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderDeadline(H11Protocol):
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._header_timer = self.loop.call_later(seconds, self._header_deadline)
+
+        def _header_deadline(self) -> None:
+            if self.cycle is None and not self.transport.is_closing():  # no request has started
+                self.transport.close()
+
+        def connection_lost(self, exc) -> None:
+            self._header_timer.cancel()
+            super().connection_lost(exc)
+
+    return HeaderDeadline

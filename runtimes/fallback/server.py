@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from .args import parse_args
 from .async_engine import AsyncEngine
 from .auth import resolve_keys
-from .limits import Guard, Limits
+from .limits import Guard, Limits, header_deadline_protocol
 from .metrics import Metrics
 from .prepare import Preparer
 from .protocol import APIError, ChatRequest, CompletionRequest, error_response
@@ -251,6 +251,7 @@ def main(argv: list[str]) -> int:
     limits = Limits(keys=resolve_keys(args.api_key), max_body=args.max_request_body, body_timeout=args.body_read_timeout)
     log.info("API key %s", "required on /v1/* (probes and /metrics stay open)" if limits.keys else "not set: /v1/* is open")
     config = uvicorn.Config(Guard(build_app(state), limits), host=args.host, port=args.port, log_level=args.log_level,
+                            http=header_deadline_protocol(args.body_read_timeout),
                             timeout_graceful_shutdown=5, access_log=False)
     server = uvicorn.Server(config)
     state.server = server

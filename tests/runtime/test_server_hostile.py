@@ -152,6 +152,23 @@ def test_a_slow_client_meets_the_body_read_timeout(server, client):
     assert_still_serving(client)
 
 
+def test_slow_headers_meet_the_deadline_too(server, client):
+    port = int(server.base.rsplit(":", 1)[1])
+    socks = []
+    for _ in range(50):  # slow-loris: headers that never finish
+        s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        socks.append(s)
+    t0 = time.monotonic()
+    try:
+        assert all(s.recv(4096) == b"" for s in socks)  # closed by the server
+    finally:
+        for s in socks:
+            s.close()
+    assert 1.5 < time.monotonic() - t0 < 10
+    assert_still_serving(client)
+
+
 # -- one request never hurts another ----------------------------------------------
 def test_a_poisoned_request_among_8_streams_fails_alone(server, client):
     def stream(i):
