@@ -266,7 +266,7 @@ def vllm_plugin_path(cache_dir: str) -> str:
     return str(target.parent)
 
 
-def engine_environment(argv: list[str], env: Mapping[str, str]) -> dict[str, str]:
+def engine_environment(argv: list[str], env: Mapping[str, str], hub_model: bool = False) -> dict[str, str]:
     """Environment for the engine: vLLM gets our middleware on PYTHONPATH, and
     the API key as VLLM_API_KEY (vLLM's own variable; the fallback runtime
     reads it too), never as --api-key, which any process could read with ps."""
@@ -274,6 +274,8 @@ def engine_environment(argv: list[str], env: Mapping[str, str]) -> dict[str, str
         raise LaunchError("the engine command line holds --api-key, which ps shows to every process\n"
                           "  fix: drop it from the argv and set PACKAGER_API_KEY from a Secret")
     out = dict(env)
+    if hub_model:  # the engine downloads a Hub repo itself: the chart's HF_HUB_OFFLINE=1 would forbid it
+        out["HF_HUB_OFFLINE"] = "0"
     key = env.get("PACKAGER_API_KEY") or env.get("VLLM_API_KEY")
     if key:
         out["VLLM_API_KEY"] = key
@@ -307,7 +309,7 @@ def main(env: Mapping[str, str] | None = None, execvp=os.execvp) -> int:
         return exc.code
     argv = list(decision.argv)
     try:
-        engine_env = engine_environment(argv, env)
+        engine_env = engine_environment(argv, env, hub_model=not model_dir.startswith("/"))
     except LaunchError as exc:
         print(f"packager launcher: {exc}", file=sys.stderr, flush=True)
         return exc.code

@@ -189,3 +189,10 @@ def test_hub_download_checks_the_sha256_and_fails_in_one_line(tmp_path):
         with pytest.raises(LaunchError, match="failed: .*the next start tries again") as e:
             launcher.ensure_weights(_hub_config(tmp_path / "cache2"), env, log=lambda m: None)
         assert TOKEN not in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_engine_that_downloads_a_hub_repo_may_reach_the_hub(tmp_path):
+    vllm = ["vllm", "serve", "org/model"]
+    env = {"HF_HUB_OFFLINE": "1", "PACKAGER_CACHE_DIR": str(tmp_path)}
+    assert launcher.engine_environment(vllm, env, hub_model=True)["HF_HUB_OFFLINE"] == "0"
+    assert launcher.engine_environment(vllm, env)["HF_HUB_OFFLINE"] == "1"  # weights on disk: stay offline
