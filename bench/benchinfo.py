@@ -35,8 +35,9 @@ def cpu_flags() -> list[str]:
 def commit() -> str:
     try:
         out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "runtimes", "bench"],
-                               capture_output=True, text=True).stdout.strip()
+        # Code that decides the numbers; result files and untracked files do not count.
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                                "runtimes", "bench", ":!bench/results"], capture_output=True, text=True).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
