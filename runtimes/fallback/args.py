@@ -21,10 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-dtype", default="auto", choices=["auto"], help="KV cache dtype (auto = --dtype)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--kernels", default="auto", choices=["auto", "torch", "triton"])
-    p.add_argument("--quantization", "-q", default="auto", choices=["auto", "int8", "w8a8", "none"],
-                   help="matmul weights on CPU: int8 (weight-only, per channel), w8a8 (int8 weights and "
-                        "activations: faster at large batches, less accurate) or none (fp32); "
-                        "auto = int8 on a CPU whose torch has the int8 kernels, else none")
+    p.add_argument("--quantization", "-q", default="auto", choices=["auto", "int4", "int8", "w8a8", "none"],
+                   help="matmul weights on CPU: int4 (groups of 32), int8 (weight-only, per channel), w8a8 "
+                        "(int8 weights and activations: faster at large batches, less accurate) or none (fp32); "
+                        "auto = int4 for matrices that are exactly 4-bit (Q4_1 GGUF), else int8; none on GPUs")
     p.add_argument("--batch-invariant", action="store_true",
                    default=os.environ.get("VLLM_BATCH_INVARIANT", "0") not in ("", "0"),
                    help="a sequence's output independent of its batch neighbours, bit for bit, at a speed cost "
@@ -70,12 +70,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--max-num-batched-tokens must exceed --max-num-seqs (room for a prefill chunk)")
     if a.dtype == "auto":
         a.dtype = "float32" if a.device == "cpu" else "bfloat16"
-    if a.quantization == "auto":
-        from .linear import int8_available  # torch import: only when the server parses its args
-
-        import torch
-
-        a.quantization = "int8" if int8_available(a.device, getattr(torch, a.dtype)) else "none"
+    if a.quantization == "auto" and a.device != "cpu":
+        a.quantization = "none"
     elif a.quantization != "none" and a.device != "cpu":
         p.error(f"--quantization {a.quantization} runs on CPU only; GPUs use vLLM's quantized checkpoints")
     return a

@@ -8,6 +8,7 @@ forward pass takes an explicit ``ForwardBatch`` and the KV cache.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Mapping
 
 import torch
@@ -19,11 +20,13 @@ from .batch import ForwardBatch
 from .config import ModelConfig
 from .kernels import Ops, rope_tables
 from .kv_cache import KVCache
-from .linear import Linear, choose_backend
+
+log = logging.getLogger(__name__)
+from .linear import choose_backend, linear_maker
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig, w: Mapping[str, torch.Tensor], linear: str):
+    def __init__(self, cfg: ModelConfig, w: Mapping[str, torch.Tensor], linear: Callable):
         super().__init__()
         self.cfg = cfg
         self.input_norm = w["input_layernorm.weight"]
@@ -34,10 +37,10 @@ class DecoderLayer(nn.Module):
             else None
         )
         qkv = torch.cat([w["self_attn.q_proj.weight"], w["self_attn.k_proj.weight"], w["self_attn.v_proj.weight"]])
-        self.qkv = Linear(qkv, qkv_bias, linear)
-        self.o = Linear(w["self_attn.o_proj.weight"], None, linear)
-        self.gate_up = Linear(torch.cat([w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"]]), None, linear)
-        self.down = Linear(w["mlp.down_proj.weight"], None, linear)
+        self.qkv = linear(qkv, qkv_bias)
+        self.o = linear(w["self_attn.o_proj.weight"])
+        self.gate_up = linear(torch.cat([w["mlp.gate_proj.weight"], w["mlp.up_proj.weight"]]))
+        self.down = linear(w["mlp.down_proj.weight"])
         self.q_size = cfg.num_heads * cfg.head_dim
         self.kv_size = cfg.num_kv_heads * cfg.head_dim
 
@@ -61,7 +64,7 @@ class DecoderLayer(nn.Module):
 
 
 class DecoderLM(nn.Module):
-    def __init__(self, cfg: ModelConfig, weights: Mapping[str, torch.Tensor], max_positions: int, linear: str = "torch"):
+    def __init__(self, cfg: ModelConfig, weights: Mapping[str, torch.Tensor], max_positions: int, linear: Callable):
         super().__init__()
         self.cfg = cfg
         self.embed = weights["model.embed_tokens.weight"]
@@ -70,7 +73,7 @@ class DecoderLM(nn.Module):
         )
         self.norm = weights["model.norm.weight"]
         head = self.embed if cfg.tie_word_embeddings or "lm_head.weight" not in weights else weights["lm_head.weight"]
-        self.lm_head = Linear(head, None, linear)
+        self.lm_head = linear(head)
         self.rope_cos, self.rope_sin = rope_tables(
             cfg.head_dim, max_positions, cfg.rope_theta, cfg.rope_scaling, device=self.embed.device
         )
@@ -110,11 +113,15 @@ def build_model(
     quantization: str | None = None,
 ) -> nn.Module:
     """``weights`` must already be on the target device and in the target dtype;
-    ``quantization="int8"`` packs every matmul's weights (not the embedding)."""
+    ``quantization`` packs every matmul's weights (not the embedding): "int8",
+    "int4", "w8a8", or "auto" (int4 where a matrix is exactly 4-bit, else int8)."""
     try:
         builder = MODEL_REGISTRY[cfg.architecture]
     except KeyError:
         raise ValueError(f"no model registered for {cfg.architecture}") from None
     embed = weights["model.embed_tokens.weight"]
     backend = choose_backend(str(embed.device), embed.dtype, linear, quantization)
-    return builder(cfg, weights, max_positions, backend).eval()
+    make = linear_maker(backend, auto=quantization == "auto" and linear == "auto")
+    model = builder(cfg, weights, max_positions, make).eval()
+    log.info("matmul backends: %s", ", ".join(f"{k} x{v}" for k, v in sorted(make.used.items())))
+    return model

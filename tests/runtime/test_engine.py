@@ -333,3 +333,29 @@ def test_requests_wait_for_blocks_and_all_finish(make_engine):
         peak = max(peak, eng.num_running)
     assert peak == 2
     assert all(outs[r]["reason"] == "length" and len(outs[r]["ids"]) == 20 for r in reqs)
+
+
+def test_int4_is_chosen_only_for_matrices_that_are_exactly_4_bit():
+    from runtimes.fallback.linear import Linear, auto_backend, int4_groups, linear_maker
+
+    g = torch.Generator().manual_seed(11)
+    # A Q4_1-style matrix: per group of 32, min + q * scale with q in 0..15 (both ends used).
+    q = torch.randint(0, 16, (96, 8, 32), generator=g).float()
+    q[..., 0], q[..., 1] = 0, 15
+    # fp16 scale and min, as a GGUF stores them: fp32 arithmetic on them is exact.
+    scale = (torch.rand(96, 8, 1, generator=g) * 0.01).half().float()
+    lo = (torch.randn(96, 8, 1, generator=g) * 0.05).half().float()
+    four_bit = (q * scale + lo).view(96, 256)
+    dense = torch.randn(96, 256, generator=g)
+    assert int4_groups(four_bit) is not None and int4_groups(dense) is None
+    assert auto_backend("int8", four_bit) == "int4" and auto_backend("int8", dense) == "int8"
+    make = linear_maker("int8", auto=True)
+    make(four_bit), make(dense)
+    assert make.used == {"int4": 1, "int8": 1}
+    lin = Linear(four_bit, None, "int4")
+    x = torch.randn(20, 256, generator=g)
+    for rows in (1, 3, 20):  # direct int4 rows, and the oneDNN path past INT8_DIRECT_ROWS
+        ref = F.linear(x[:rows], four_bit)
+        assert float((lin(x[:rows]) - ref).norm() / ref.norm()) < 0.01
+    with pytest.raises(ValueError):
+        Linear(dense, None, "int4")
