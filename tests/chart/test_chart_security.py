@@ -134,7 +134,19 @@ def checkov(directory: Path) -> dict:
 
 def _write_rendered(directory: Path, name: str, objs: list) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.yaml").write_text(yaml.safe_dump_all(objs))
+    (directory / f"{name}.yaml").write_text(yaml.safe_dump_all(objs + _lws_pods(objs)))
+
+
+def _lws_pods(objs: list) -> list:
+    """checkov has no LeaderWorkerSet checks: its leader and worker templates, as Pods, get the Pod checks."""
+    pods = []
+    for lws in by_kind(objs, "LeaderWorkerSet"):
+        t = lws["spec"]["leaderWorkerTemplate"]
+        for role, tmpl in (("leader", t["leaderTemplate"]), ("worker", t["workerTemplate"])):
+            meta = {"name": f"{lws['metadata']['name']}-{role}", "namespace": "ai",
+                    "annotations": tmpl.get("metadata", {}).get("annotations", {})}
+            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": tmpl["spec"]})
+    return pods
 
 
 def test_checkov_passes_every_rendered_profile(charts, tmp_path):
@@ -146,6 +158,8 @@ def test_checkov_passes_every_rendered_profile(charts, tmp_path):
     assert not failed, failed
     passed = {f["check_id"] for f in report["results"]["passed_checks"]}
     assert MUST_PASS <= passed, MUST_PASS - passed
+    checked = {f["resource"] for f in report["results"]["passed_checks"]}
+    assert any(r.endswith("-leader") for r in checked) and any(r.endswith("-worker") for r in checked)
 
 
 def test_checkov_catches_a_privileged_pod(charts, tmp_path):
