@@ -59,6 +59,16 @@ def test_build_secret_leaves_no_trace(built_image):
         for f in built_image["out"].rglob("*"):  # the context the engine read, plan.json, the chart
             if f.is_file() and f.stat().st_size < 1_000_000:
                 assert secret.encode() not in f.read_bytes(), f
+    # Nor in any layer of the image itself (docker save: the layer tars, uncompressed).
+    secrets_ = [token.encode(), built_image["api_key"].encode()]
+    save = subprocess.Popen([cli, "save", tag], stdout=subprocess.PIPE)
+    tail, seen, found = b"", 0, set()
+    while chunk := save.stdout.read(1 << 22):
+        buf = tail + chunk
+        found.update(x for x in secrets_ if x in buf)
+        tail, seen = buf[-128:], seen + len(chunk)
+    assert save.wait() == 0 and seen > 10_000_000
+    assert not found
 
 
 def test_labels_and_healthcheck(built_image):
