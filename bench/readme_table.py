@@ -1,0 +1,109 @@
+"""The README's table of measured numbers, generated from bench/results/*.json.
+
+    python bench/readme_table.py          # rewrite the block in README.md
+    python bench/readme_table.py --check  # exit 1 when README.md differs (a test runs this)
+
+Nothing in the block is typed by hand: each row names the result file it
+comes from, and the file names the commit, CPU and load it was measured at.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
+
+
+def _load(name: str) -> dict:
+    return json.loads((RESULTS / f"{name}.json").read_text())
+
+
+def _at(d: dict) -> str:
+    bits = [d.get("commit"), d.get("cpu_model")]
+    return ", ".join(str(b) for b in bits if b) or "commit not recorded"
+
+
+def rows() -> list[tuple[str, str, str]]:
+    out = []
+    cli = _load("cli_latency")
+    out.append(("`packager profiles` on the default",
+                f"{cli['profiles_table_s'] * 1000:.0f} ms ({cli['ratio_table']:.1f} x `python -c pass`)", "cli_latency"))
+    tp = _load("runtime_throughput")
+    runs = {r["concurrency"]: r for r in tp["runs"]}
+    peer = tp.get("llamacpp_tokens_per_s", {})
+    for c in (1, 16):
+        r = runs.get(c)
+        if r is None:
+            continue
+        text = (f"{r['tokens_per_s']:.0f} tok/s: {r['ratio']:.2f} x HF `generate` one after another, "
+                f"{r['ratio_to_static_batch']:.2f} x HF static batch of {tp['requests']}")
+        if str(c) in peer:
+            text += f", {r['ratio_to_llamacpp']:.2f} x llama.cpp's server ({peer[str(c)]:.0f} tok/s)"
+        what = "fallback server, 1 request at a time" if c == 1 else f"fallback server, {c} concurrent greedy requests"
+        out.append((f"{what} x {tp['new_tokens']} tokens", text + f" (at {_at(tp)})", "runtime_throughput"))
+    pc = _load("prefix_cache")
+    out.append((f"prefix caching, {pc['requests']} requests sharing a {pc['prompt_tokens']}-token prompt",
+                f"time to first token {pc['ttft_with_cache_s'] * 1000:.0f} ms vs {pc['ttft_without_cache_s'] * 1000:.0f} ms "
+                f"without: {pc['ratio']:.1f} x (at {_at(pc)})", "prefix_cache"))
+    qq = _load("quantization_quality")
+    if "auto" in qq:
+        a = qq["auto"]
+        out.append(("CPU weights: default (int4 where lossless, else int8) vs fp32",
+                    f"{a['engine_decode_tokens_per_s']:.0f} vs {qq['fp32']['engine_decode_tokens_per_s']:.0f} tok/s at "
+                    f"one request; greedy tokens identical to fp32 until divergence {a['token_agreement_until_divergence']:.0%}; "
+                    f"facts kept {a['facts_kept']}/{qq['facts_total']} (fp32: {qq['fp32']['facts_kept']}) (at {_at(qq)})",
+                    "quantization_quality"))
+    im = _load("image_build")
+    out.append(("CPU image: cold build / code-only rebuild",
+                f"{im['cold_build_s']:.0f} s / {im['code_change_rebuild_s']:.2f} s ({im['rebuild_over_cold']:.3f} x cold)",
+                "image_build"))
+    out.append(("CPU image: start to ready",
+                f"{im['start_to_ready_s']:.1f} s (weights read from disk: {im['weights_read_from_disk_s']:.2f} s)", "image_build"))
+    sf = _load("server_faults")
+    c64, st, dc, lp = sf["concurrent_64"], sf["sigterm_16"], sf["disconnects_20"], sf["live_probe_4mb"]
+    out.append(("fallback server under faults",
+                f"64 streams: {c64['completed']} done, {c64['rejected_429_with_retry_after']} x 429, "
+                f"{c64['server_errors_5xx']} x 5xx, {c64['dropped_without_error_body']} dropped; SIGTERM with "
+                f"{st['streams']} in flight: {st['finished']} finished, {st['aborted']} aborted, exit {st['exit_code']} "
+                f"in {st['seconds_to_exit']} s; {dc['clients']} disconnects: idle in {dc['seconds_to_idle']} s; "
+                f"live probe p99 {lp['live_p99_ms']:.0f} ms under {lp['clients']} x 4 MB prompts (at {_at(sf)})",
+                "server_faults"))
+    return out
+
+
+def render() -> str:
+    lines = [BEGIN, "| what | number | from |", "|---|---|---|"]
+    lines += [f"| {w} | {n} | `bench/results/{f}.json` |" for w, n, f in rows()]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--readme", default=str(ROOT / "README.md"))
+    a = ap.parse_args(argv)
+    path = Path(a.readme)
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"{path}: no {BEGIN} ... {END} block", file=sys.stderr)
+        return 2
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + render() + tail
+    if a.check:
+        if new != text:
+            print(f"{path}: the measured-numbers table is stale; run python bench/readme_table.py", file=sys.stderr)
+            return 1
+        return 0
+    path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
