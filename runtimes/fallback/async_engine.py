@@ -175,7 +175,12 @@ class AsyncEngine:
                         self._post(rid, RuntimeError(f"engine error: {e}"))
                     self._params.clear()
                     continue
-                self._post_many([(out.request_id, out) for out in outputs])
+                failed = [out for out in outputs if out.finish_reason == "error"]
+                for out in failed:
+                    log.error("request %s failed: %s", out.request_id, out.error)
+                    self._params.pop(out.request_id, None)
+                    self._fail(out.request_id, RuntimeError(out.error))
+                self._post_many([(out.request_id, out) for out in outputs if out.finish_reason != "error"])
                 self._fail_draws()
                 for out in outputs:
                     if out.finished:

@@ -28,6 +28,7 @@ class RequestOutput:
     finish_reason: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    error: str | None = None  # finish_reason "error": this request failed, the others go on
 
 
 @dataclass
@@ -107,30 +108,38 @@ class LLMEngine:
         self.scheduler.advance(step)
         outputs = []
         for seq, tok in zip(seqs, tokens):
-            ex: _Extra = seq.extra
-            seq.output_ids.append(tok)
-            stats.generation_tokens += 1
-            if seq.first_token_time is None:
-                seq.first_token_time = now
-                stats.ttft.append(now - seq.arrival_time)
-            else:
-                stats.itl.append(now - seq.last_token_time)
-            seq.last_token_time = now
-            reason = None
-            if tok in ex.stop_ids:
-                reason = "stop"
-            else:
-                ex.detok.add(tok)
-                if ex.detok.stopped:
-                    reason = "stop"
-                elif len(seq.output_ids) >= seq.max_tokens or seq.total_len >= self.cfg.max_model_len:
-                    reason = "length"
-            if reason is not None:
-                self.scheduler.finish(seq, reason)
-                stats.e2e.append(now - seq.arrival_time)
-                stats.finished_reasons.append(reason)
-            outputs.append(self._output(seq, [tok]))
+            try:
+                outputs.append(self._postprocess_one(seq, tok, now, stats))
+            except Exception as e:  # e.g. a tokenizer that cannot decode: fail this request alone
+                self.scheduler.finish(seq, "error")
+                outputs.append(RequestOutput(seq.request_id, "", [], True, "error", seq.prompt_len,
+                                             len(seq.output_ids), error=f"{type(e).__name__}: {e}"))
         return outputs
+
+    def _postprocess_one(self, seq: Sequence, tok: int, now: float, stats: StepStats) -> RequestOutput:
+        ex: _Extra = seq.extra
+        seq.output_ids.append(tok)
+        stats.generation_tokens += 1
+        if seq.first_token_time is None:
+            seq.first_token_time = now
+            stats.ttft.append(now - seq.arrival_time)
+        else:
+            stats.itl.append(now - seq.last_token_time)
+        seq.last_token_time = now
+        reason = None
+        if tok in ex.stop_ids:
+            reason = "stop"
+        else:
+            ex.detok.add(tok)
+            if ex.detok.stopped:
+                reason = "stop"
+            elif len(seq.output_ids) >= seq.max_tokens or seq.total_len >= self.cfg.max_model_len:
+                reason = "length"
+        if reason is not None:
+            self.scheduler.finish(seq, reason)
+            stats.e2e.append(now - seq.arrival_time)
+            stats.finished_reasons.append(reason)
+        return self._output(seq, [tok])
 
     def _output(self, seq: Sequence, new_ids: list[int]) -> RequestOutput:
         ex: _Extra = seq.extra

@@ -359,3 +359,22 @@ def test_int4_is_chosen_only_for_matrices_that_are_exactly_4_bit():
         assert float((lin(x[:rows]) - ref).norm() / ref.norm()) < 0.01
     with pytest.raises(ValueError):
         Linear(dense, None, "int4")
+
+
+def test_a_request_whose_postprocessing_fails_ends_alone(make_engine):
+    """A detokenizer that raises (say a broken tokenizer) fails its own request;
+    the batch and the other requests go on (issue 9, item 4)."""
+    eng = make_engine(batch_invariant=False)
+    ids = prompts()
+    eng.add_request("bad", ids["r1"], SamplingParams(max_tokens=10, temperature=0))
+    eng.add_request("good", ids["r2"], SamplingParams(max_tokens=10, temperature=0))
+    eng.step()
+
+    def boom(tok):
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "broken tokenizer")
+
+    eng.scheduler._by_id["bad"].extra.detok.add = boom
+    outs = drain(eng)
+    assert outs["bad"]["reason"] == "error"
+    assert outs["good"]["reason"] == "length" and len(outs["good"]["ids"]) == 10
+    assert eng.kv_usage() == 0.0
