@@ -1,0 +1,33 @@
+"""The README's runtime benchmarks run end to end (tiny sizes; the numbers
+themselves come from full runs on a quiet machine, in bench/results)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args, timeout=600):
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return r
+
+
+def test_prefix_cache_bench(tmp_path):
+    out = tmp_path / "prefix.json"
+    run(["bench/prefix_cache.py", "--requests", "3", "--system-tokens", "80", "--port", "18990", "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["prefix_cache"]["vllm:prefix_cache_hits_total"] >= 2 * 64, "the 2nd and 3rd request hit the system prompt"
+    assert d["ttft_with_cache_s"] > 0 and d["ttft_without_cache_s"] > 0 and d["commit"]
+
+
+def test_quantization_quality_bench(tmp_path):
+    out = tmp_path / "q.json"
+    run(["bench/quantization_quality.py", "--schemes", "auto", "--new-tokens", "8", "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["auto"]["engine_decode_tokens_per_s"] > 0 and len(d["auto"]["prompts"]) == 8
+    assert "Paris" in d["auto"]["prompts"][0]["answer"], d["auto"]["prompts"][0]
