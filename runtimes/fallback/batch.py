@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-RowGroups = tuple[tuple[int, int], ...]
+RowGroups = tuple[tuple[int, int, bool], ...]  # (start, end, wide): see linear.Linear
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,13 @@ class ForwardBatch:
     prefill: tuple[PrefillSegment, ...]
     # Rows whose logits are needed (last token of each sequence that samples).
     logits_rows: torch.Tensor  # [N] int64
-    # Batch-invariant mode: (start, end) row ranges computed one call each.
+    # Batch-invariant mode: (start, end, wide) row ranges computed one call each.
     row_groups: RowGroups | None = None
+
+    @property
+    def wide(self) -> bool:
+        """Prompt rows present: matmuls take the fp32-activation path."""
+        return bool(self.prefill)
 
     @property
     def num_decode(self) -> int:

@@ -8,10 +8,11 @@ Backends (chosen once per model, logged):
   (checked per matrix at load; bf16 scales are the only rounding). At one row
   it reads half of int8's bytes: 4.3 vs 9.4 ms for SmolLM2's 30 layers here.
 - ``int8`` (CPU): weights quantized per output channel at load time.
-  Up to ``INT8_DIRECT_ROWS`` rows (decode) multiply the int8 weights directly
-  with bf16 activations (``_weight_int8pack_mm``: a quarter of fp32's bytes on
-  a memory-bound step); more rows (prefill, big batches) are compute-bound and
-  go through oneDNN on an fp32 copy of the same int8 values.
+  Decode steps of up to ``INT8_DIRECT_ROWS`` rows multiply the int8 weights
+  directly with bf16 activations (``_weight_int8pack_mm``: a quarter of fp32's
+  bytes on a memory-bound step); prompt rows and bigger batches go through
+  oneDNN on an fp32 copy of the same int8 values (compute-bound, and fp32
+  activations keep the prompt's K/V exact to the weights).
 - ``w8a8``: int8 weights and int8 activations quantized per row, multiplied
   exactly into int32 (``torch._int_mm``): fastest at large batches and exactly
   batch-invariant, but it loses more of a small model's quality.
@@ -118,9 +119,9 @@ class Linear:
         else:
             raise ValueError(f"unknown linear backend {backend!r}")
 
-    def _mm(self, x: torch.Tensor) -> torch.Tensor:
+    def _mm(self, x: torch.Tensor, wide: bool = False) -> torch.Tensor:
         if self.backend in ("int8", "int4"):
-            if x.shape[0] > INT8_DIRECT_ROWS:
+            if wide or x.shape[0] > INT8_DIRECT_ROWS:
                 return torch.ops.mkldnn._linear_pointwise(x, self.weight_wide, self.bias, "none", [], "")
             if self.backend == "int4":
                 y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.bfloat16(), self.weight, INT4_GROUP, self.scale).float()
@@ -135,13 +136,18 @@ class Linear:
             return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
-    def __call__(self, x: torch.Tensor, groups: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, groups: tuple[tuple[int, int, bool], ...] | None = None,
+                 wide: bool = False) -> torch.Tensor:
+        """``wide``: take the full-precision-activation path even for few rows
+        (prompt rows: their K/V are what every later token attends to, and bf16
+        activations there flipped a small model's answers). ``groups``:
+        (start, end, wide) row ranges, one call each (batch-invariant mode)."""
         if groups is None:
-            return self._mm(x)
+            return self._mm(x, wide)
         # Batch-invariant mode: one call per group, each on a contiguous copy.
         out = x.new_empty(x.shape[0], self.out_features)
-        for start, end in groups:
-            out[start:end] = self._mm(x[start:end].contiguous())
+        for start, end, w in groups:
+            out[start:end] = self._mm(x[start:end].contiguous(), w)
         return out
 
 

@@ -47,8 +47,8 @@ class DecoderLayer(nn.Module):
     def forward(self, x, residual, batch, layer_idx, kv, rope, ops: Ops):
         cfg = self.cfg
         h, residual = ops.rms_norm(x, self.input_norm, cfg.rms_norm_eps, residual)
-        groups = batch.row_groups
-        qkv = self.qkv(h, groups)
+        groups, wide = batch.row_groups, batch.wide
+        qkv = self.qkv(h, groups, wide)
         t = qkv.shape[0]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(t, cfg.num_heads, cfg.head_dim)
@@ -57,9 +57,9 @@ class DecoderLayer(nn.Module):
         q, k = ops.rotary(q, k, batch.positions, rope[0], rope[1])
         k_cache, v_cache = kv.layer(layer_idx)
         a = attention(batch, q, k, v, k_cache, v_cache, cfg.head_dim**-0.5, ops)
-        x = self.o(a.view(t, self.q_size), groups)
+        x = self.o(a.view(t, self.q_size), groups, wide)
         h, residual = ops.rms_norm(x, self.post_norm, cfg.rms_norm_eps, residual)
-        x = self.down(ops.silu_and_mul(self.gate_up(h, groups)), groups)
+        x = self.down(ops.silu_and_mul(self.gate_up(h, groups, wide)), groups, wide)
         return x, residual
 
 
@@ -89,8 +89,9 @@ class DecoderLM(nn.Module):
         n = batch.num_logits
         rows = batch.logits_rows
         h, _ = ops.rms_norm(x.index_select(0, rows), self.norm, self.cfg.rms_norm_eps, residual.index_select(0, rows))
-        groups = None if batch.row_groups is None else tuple((i, i + 1) for i in range(n))
-        return self.lm_head(h, groups).float()
+        # Logits rows: decode rows first, then the rows that end a prompt.
+        groups = None if batch.row_groups is None else tuple((i, i + 1, i >= batch.num_decode) for i in range(n))
+        return self.lm_head(h, groups, batch.wide).float()
 
 
 def _prefixed(w: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -59,8 +59,8 @@ class ModelRunner:
                 samplers.append(seq)
         groups = None
         if self.batch_invariant:
-            groups = tuple((i, i + 1) for i in range(len(step.decode)))
-            groups += tuple((seg.row, seg.row + seg.length) for seg in segments)
+            groups = tuple((i, i + 1, False) for i in range(len(step.decode)))
+            groups += tuple((seg.row, seg.row + seg.length, True) for seg in segments)
         lens = [s.num_computed + 1 for s in step.decode]
         width = max((len(s.block_table) for s in step.decode), default=0)
         tables = [s.block_table + [0] * (width - len(s.block_table)) for s in step.decode]

@@ -89,10 +89,10 @@ def test_linear_groups_give_each_row_the_bits_it_gets_alone(backend):
     w = torch.randn(960, 576)
     lin = Linear(w, None, backend)
     x = torch.randn(40, 576) * torch.linspace(0.1, 10, 40).view(-1, 1)  # rows of very different scale
-    groups = ((0, 1), (1, 2), (2, 19), (19, 40))
+    groups = ((0, 1, False), (1, 2, True), (2, 19, False), (19, 40, True))
     together = lin(x, groups)
-    for a, b in groups:
-        assert torch.equal(together[a:b], lin(x[a:b].contiguous())), (a, b)
+    for a, b, wide in groups:
+        assert torch.equal(together[a:b], lin(x[a:b].contiguous(), wide=wide)), (a, b)
     ref = F.linear(x, w)
     tol = dict(atol=1e-3, rtol=1e-4) if backend not in ("int8", "w8a8") else dict(atol=0.3 * float(ref.abs().mean()), rtol=0.05)
     torch.testing.assert_close(lin(x), ref, **tol)
