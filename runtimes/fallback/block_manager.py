@@ -173,8 +173,9 @@ class BlockManager:
                 if blk.hash is None:  # nothing worth keeping: reuse it first
                     self._free.move_to_end(bid, last=False)
 
-    def num_hashed(self, seq_id: str) -> int:
-        return len(self.seqs[seq_id].hashes) if self.caching else 1 << 62
+    def needs_register(self, seq_id: str, num_computed: int) -> bool:
+        """Whether ``register`` would hash a block now (lets callers skip building the token list)."""
+        return self.caching and num_computed // self.block_size > len(self.seqs[seq_id].hashes)
 
     def table(self, seq_id: str) -> list[int]:
         return self.seqs[seq_id].table

@@ -10,11 +10,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .block_manager import BlockManager
 from .config import EngineConfig
 from .detokenizer import IncrementalDetokenizer
 from .runner import ModelRunner
 from .sampling import RequestSampler, SamplingParams
-from .block_manager import BlockManager
 from .scheduler import ScheduledStep, Scheduler
 from .sequence import Sequence
 

@@ -90,14 +90,16 @@ def _quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class Linear:
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, backend: str):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, backend: str,
+                 int4: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None):
+        """``int4``: ``int4_groups(weight)`` when the caller already has it."""
         self.out_features, self.in_features = weight.shape
         self.bias = bias
         self.backend = backend
         if backend == "onednn":
             self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), _ROWS_HINT)
         elif backend == "int4":
-            groups = int4_groups(weight)
+            groups = int4 if int4 is not None else int4_groups(weight)
             if groups is None:
                 raise ValueError("weights are not 4-bit in groups of 32; use int8")
             q, scale, lo = groups
@@ -181,9 +183,9 @@ def linear_maker(backend: str, auto: bool):
     used: dict[str, int] = {}
 
     def make(weight: torch.Tensor, bias: torch.Tensor | None = None) -> Linear:
-        b = auto_backend(backend, weight) if auto else backend
+        b, groups = _auto(backend, weight) if auto else (backend, None)
         used[b] = used.get(b, 0) + 1
-        return Linear(weight, bias, b)
+        return Linear(weight, bias, b, int4=groups)
 
     make.used = used  # type: ignore[attr-defined]
     return make
@@ -192,6 +194,13 @@ def linear_maker(backend: str, auto: bool):
 def auto_backend(backend: str, weight: torch.Tensor) -> str:
     """--quantization auto: int4 for a matrix that is exactly 4-bit (a Q4_1
     GGUF's), else the backend chosen for the model (int8 on CPU)."""
-    if backend == "int8" and int4_available(str(weight.device), weight.dtype) and int4_groups(weight) is not None:
-        return "int4"
-    return backend
+    return _auto(backend, weight)[0]
+
+
+def _auto(backend: str, weight: torch.Tensor):
+    """``auto_backend`` and, for int4, the groups it found (packed without a second pass)."""
+    if backend == "int8" and int4_available(str(weight.device), weight.dtype):
+        groups = int4_groups(weight)
+        if groups is not None:
+            return "int4", groups
+    return backend, None

@@ -33,7 +33,6 @@ class ModelRunner:
         slots: list[int] = []
         logits_rows: list[int] = []
         samplers: list[Sequence] = []
-        bs = self.kv.block_size
         dev = self.device
         for seq in step.decode:
             logits_rows.append(len(ids))
@@ -41,7 +40,7 @@ class ModelRunner:
             ids.append(seq.last_token)
             p = seq.num_computed
             pos.append(p)
-            slots.append(seq.block_table[p // bs] * bs + p % bs)
+            slots.extend(self._slots(seq.block_table, p, p + 1))
         segments = []
         for chunk in step.prefill:
             seq = chunk.seq

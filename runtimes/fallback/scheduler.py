@@ -120,7 +120,7 @@ class Scheduler:
             if self.blocks.admit(seq.request_id, seq.prompt_ids, self._total(seq), hit) is None:
                 break  # blocks are short: wait for a sequence to finish
             self.waiting.popleft()
-            seq.num_computed = seq.num_cached = cached
+            seq.num_computed = cached
             seq.block_table = self.blocks.table(seq.request_id)
             seq.status = Status.PREFILLING
             self.running.append(seq)
@@ -153,9 +153,9 @@ class Scheduler:
             self._register(chunk.seq)
 
     def _register(self, seq: Sequence) -> None:
-        # Decode inputs are the outputs sampled so far, all but none computed
-        # before this step: prompt + outputs covers every computed position.
-        if seq.num_computed // self.blocks.block_size > self.blocks.num_hashed(seq.request_id):
+        # Called before this step's sampled token is appended, so prompt +
+        # outputs are exactly the tokens whose K/V the cache now holds.
+        if self.blocks.needs_register(seq.request_id, seq.num_computed):
             self.blocks.register(seq.request_id, seq.prompt_ids + seq.output_ids, seq.num_computed)
 
     # -- counters -----------------------------------------------------------

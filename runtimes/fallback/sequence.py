@@ -24,7 +24,6 @@ class Sequence:
     status: Status = Status.WAITING
     block_table: list[int] | None = None  # the BlockManager's list for it, while running
     num_computed: int = 0  # tokens whose K/V are in the cache
-    num_cached: int = 0  # prompt tokens found in the prefix cache
     finish_reason: str | None = None
     arrival_time: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None
