@@ -4,7 +4,6 @@ Charts go through Helm's OCI client; images through the Docker engine (docker SD
 """
 from __future__ import annotations
 
-import ipaddress
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import yaml
 from packager.chart.package import find_chart, package_chart
 from packager.chart.values import parse_image
 from packager.errors import UserError
+from runtimes.download import is_loopback as is_loopback_name
 
 def is_loopback(host: str) -> bool:
     """`host[:port]` names this machine: 127.0.0.0/8, ::1 or exactly `localhost`.
@@ -26,12 +26,7 @@ def is_loopback(host: str) -> bool:
         name = name[1:].partition("]")[0]
     elif name.count(":") == 1:
         name = name.partition(":")[0]
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_name(name)
 
 
 @dataclass(frozen=True)
