@@ -189,3 +189,33 @@ def test_push_publishes_image_and_chart_to_a_real_registry(built_image, tmp_path
         member = next(m for m in tar.getmembers() if m.name.endswith("/values.yaml"))
         values = yaml.safe_load(tar.extractfile(member).read())
     assert image_ref.split("@")[1] in yaml.safe_dump(values)  # the published chart pins the pushed digest
+
+
+def test_the_image_enforces_an_api_key_from_its_environment(built_image, helpers):
+    """The chart hands the key from its Secret to the pod as PACKAGER_API_KEY and
+    VLLM_API_KEY; the image, started with those, guards /v1/* and keeps the probes open."""
+    import secrets
+
+    import httpx
+
+    cli, port, key = built_image["cli"], helpers.free_port(), "sk-" + secrets.token_hex(12)
+    name = f"packager-test-key-{os.getpid()}"
+    subprocess.run([cli, "run", "-d", "--name", name, "--network", "host", "-e", "PACKAGER_HOST=127.0.0.1",
+                    "-e", f"PACKAGER_PORT={port}", "-e", f"PACKAGER_API_KEY={key}", "-e", f"VLLM_API_KEY={key}",
+                    built_image["tag"]], check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not engine.probe_ready(port):
+            if time.monotonic() > deadline:
+                pytest.fail("not ready: " + subprocess.run([cli, "logs", name], capture_output=True, text=True).stderr[-3000:])
+            time.sleep(1)
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(base + "/v1/health/live", timeout=10).status_code == 200
+        denied = httpx.get(base + "/v1/models", timeout=10)
+        assert denied.status_code == 401 and denied.json()["error"]["message"]
+        assert httpx.get(base + "/v1/models", headers={"Authorization": "Bearer wrong"}, timeout=10).status_code == 401
+        assert httpx.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 200
+        logs = subprocess.run([cli, "logs", name], capture_output=True, text=True)
+        assert key not in logs.stdout + logs.stderr
+    finally:
+        subprocess.run([cli, "rm", "-f", name], capture_output=True)
