@@ -124,6 +124,9 @@ def _register_optional_commands() -> None:
         mod = __import__(module, fromlist=list(names))
         for name in names:
             app.command(name)(getattr(mod, name))
+    # Modules that add their own commands or groups (`keys init`): each has register(app).
+    for module in ("packager.commands.rehearse", "packager.commands.supply", "packager.commands.models"):
+        __import__(module, fromlist=["register"]).register(app)
 
 
 _register_optional_commands()

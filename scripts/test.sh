@@ -9,4 +9,7 @@ bash .ci/registry.sh        # real OCI registry on 127.0.0.1:5000
 bash .ci/security_tools.sh  # schemathesis and checkov, each in its own venv
 bash .ci/vllm_contract.sh    # every vLLM argv the planner writes, checked against vLLM's parser
 bash .ci/chromium.sh        # headless chromium: the plan report is opened and screenshotted
+bash .ci/podman.sh          # podman kube play: the rendered chart's pods run here
+bash .ci/clients.sh         # real OpenAI clients (openai, langchain-openai, lm-eval) against our server
+bash .ci/supply_chain.sh    # offline signing and OCI tools: model-signing, skopeo, oras, cyclonedx
 python3 -m pytest -q "$@"

@@ -15,11 +15,11 @@ from packager.errors import UserError
 
 
 def templates_dir() -> Path:
-    """templates/ beside the package (a source checkout), or $PACKAGER_TEMPLATES."""
+    """packager/build/templates/ inside the installed package, or $PACKAGER_TEMPLATES."""
     env = os.environ.get("PACKAGER_TEMPLATES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "templates"
+    return Path(__file__).resolve().parent / "templates"
 
 
 def _environment(root: Path) -> ImmutableSandboxedEnvironment:

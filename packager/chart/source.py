@@ -1,4 +1,4 @@
-"""Where the one Helm chart (helm/) lives."""
+"""Where the one Helm chart lives: packager/chart/helm/, shipped inside the wheel."""
 from __future__ import annotations
 
 import os
@@ -10,12 +10,12 @@ ENV = "PACKAGER_HELM_CHART"
 
 
 def chart_source() -> Path:
-    """helm/ beside the packager package (a checkout), or $PACKAGER_HELM_CHART."""
+    """The chart inside the installed package, or $PACKAGER_HELM_CHART (a chart under development)."""
     override = os.environ.get(ENV)
     candidates = [Path(override)] if override else []
-    candidates.append(Path(__file__).resolve().parents[2] / "helm")
+    candidates.append(Path(__file__).resolve().parent / "helm")
     for path in candidates:
         if (path / "Chart.yaml").is_file():
             return path
-    raise UserError("the packager's Helm chart (helm/Chart.yaml) was not found",
-                    field=ENV, hint=f"set {ENV} to the helm/ directory of a packager checkout")
+    raise UserError("the packager's Helm chart (packager/chart/helm/Chart.yaml) was not found",
+                    field=ENV, hint=f"reinstall packager, or set {ENV} to a chart directory")

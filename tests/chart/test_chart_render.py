@@ -21,7 +21,7 @@ def _errors(report):
 
 
 def test_lint_source_chart():
-    report = helm.lint(str(REPO / "helm"), strict=True, kube_version="v1.32.0")
+    report = helm.lint(str(REPO / "packager" / "chart" / "helm"), strict=True, kube_version="v1.32.0")
     assert report["total_charts_linted"] == 1
     assert not _errors(report), report
 

@@ -23,7 +23,7 @@ def _with_tp(p, tp):
 
 
 def test_schema_rejects_wrong_type_and_unknown_key():
-    with helm.Chart.load(str(REPO / "helm")) as chart:
+    with helm.Chart.load(str(REPO / "packager" / "chart" / "helm")) as chart:
         chart.validate_schema({})  # the defaults pass
         with pytest.raises(helm.HelmValuesError, match="replicaCount"):
             chart.validate_schema({"replicaCount": "two"})
