@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "manifests" / "models"
+MODELS = ROOT / "packager" / "models"
 HARDWARE = ROOT / "manifests" / "hardware"
 
 

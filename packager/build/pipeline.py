@@ -112,7 +112,7 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
 
 def default_model_manifest() -> Path:
     """The embedded default model (SmolLM2-135M-Instruct) from the checkout's manifests/."""
-    path = projectwheel.project_root() / "manifests" / "models" / "smollm2-135m-instruct.yaml"
+    path = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct.yaml"
     if not path.is_file():
         raise UserError(f"no default model manifest at {path}", hint="pass MODEL (a model manifest)")
     return path

@@ -21,7 +21,7 @@ def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional
         return read_validated_plan(plan_file)
     if model is None:
         raise UserError("no model given", field="MODEL",
-                        hint="pass a model manifest (e.g. manifests/models/smollm2.yaml) or --plan plan.json")
+                        hint="pass a model manifest (e.g. packager/models/smollm2.yaml) or --plan plan.json")
     # Imported here: `packager --help` must not pay for the planner.
     from packager.planner import plan_files
 

@@ -4,7 +4,7 @@ import pytest
 from packager.vllm.contract import check_argv
 from packager.vllm.planned import REPO, planner_cases
 
-MODELS = sorted((REPO / "manifests" / "models").glob("*.yaml"))
+MODELS = sorted((REPO / "packager" / "models").glob("*.yaml"))
 HARDWARE = sorted((REPO / "manifests" / "hardware").glob("*.yaml"))
 
 
