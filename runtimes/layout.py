@@ -8,6 +8,11 @@ IMAGE_CONFIG_PATH = f"{APP_DIR}/image.json"
 CACHE_DIR = "/var/cache/packager"  # writable by the image's user (UID 1000)
 
 
+def variant_dir(name: str) -> str:
+    """Where a quantized variant's checkpoint lives in an image (baked) or on its volume (downloaded)."""
+    return f"{MODEL_DIR}/variants/{name}"
+
+
 def gguf_tokenizer_dir(gguf_file: str) -> str:
     """Beside `model.gguf`, `model.tokenizer/` holds its tokenizer converted once at build time.
 
