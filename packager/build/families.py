@@ -86,3 +86,14 @@ def default_base_image(family: Family, vendor: str | None) -> str:
 
         return vllm_image(vendor or "nvidia").ref
     return LOCAL_BASE
+
+
+def image_ref(plan: dict) -> str:
+    """The image a plan is built as: `packager/<model>:<version>-<family>`. One name for build,
+    chart and deploy, so a chart rendered before (or without) a build points at what build tags."""
+    from packager import __version__
+
+    version = str(plan.get("packager_version") or __version__)
+    selected = plan.get("selected")
+    suffix = f"-{family_for(selected).name}" if selected else ""
+    return f"packager/{plan['model']['name']}:{version}{suffix}"

@@ -28,15 +28,16 @@ def parse_image(ref: str) -> dict[str, str]:
 
 
 def default_image(plan: dict[str, Any]) -> dict[str, str]:
-    """The image `packager build` records in the plan, else the conventional local name."""
+    """The image `packager build` records in the plan, else the name it would tag."""
     recorded = plan.get("image")
     if isinstance(recorded, str):
         return parse_image(recorded)
     if isinstance(recorded, dict) and recorded.get("repository"):
         return {"repository": recorded["repository"], "tag": str(recorded.get("tag") or ""),
                 "digest": recorded.get("digest") or ""}
-    return {"repository": f"packager/{plan['model']['name']}", "tag": str(plan.get("packager_version", "0.1.0")),
-            "digest": ""}
+    from packager.build.families import image_ref  # the name `packager build` tags: one rule for both
+
+    return parse_image(image_ref(plan))
 
 
 def selected_profile(plan: dict[str, Any]) -> dict[str, Any]:
