@@ -11,6 +11,7 @@ from packager.manifests.complete import complete
 from packager.manifests.errors import validate
 from packager.manifests.hardware import AcceleratorSpec, HardwareManifest
 from packager.manifests.model import ModelManifest
+from packager.manifests.resolve import resolve_model
 from packager.yamlsource import YamlDoc, read_yaml
 
 SHORTHAND = re.compile(r"^(?P<key>[a-z0-9][a-z0-9-]*)(?::(?P<count>[0-9]+)(?:x(?P<nodes>[0-9]+))?)?$")
@@ -21,8 +22,9 @@ def is_file_arg(arg: str) -> bool:
     return arg.endswith((".yaml", ".yml")) or "/" in arg
 
 
-def load_model(path: str) -> ModelFacts:
-    return model_from_doc(read_yaml(path))
+def load_model(arg: str) -> ModelFacts:
+    """A model manifest path, or the name of a known manifest (packager.manifests.resolve)."""
+    return model_from_doc(read_yaml(resolve_model(arg)))
 
 
 def model_from_doc(doc: YamlDoc) -> ModelFacts:
@@ -38,11 +40,21 @@ def hardware_from_doc(doc: YamlDoc) -> Hardware:
     return resolve_hardware(validate(doc, HardwareManifest, "hardware"), doc)
 
 
+def nearest_keys(value: str, keys: list[str]) -> list[str]:
+    """Catalog keys a mistyped one may mean: a family prefix ("nvidia-h100"), a part ("h100", "l4"), or a near spelling."""
+    value = value.lower()
+    return ([k for k in keys if k.startswith(value)] or [k for k in keys if value and value in k.split("-")]
+            or [k for k in keys if value and value in k] or difflib.get_close_matches(value, keys, n=2, cutoff=0.5))
+
+
 def shorthand_doc(arg: str) -> YamlDoc:
     m = SHORTHAND.match(arg.strip())
     where = f"hardware argument {arg!r}"
     if not m:
-        raise UserError("is neither a YAML file nor the shorthand KEY[:COUNT[xNODES]]", file=where,
+        key, _, count = arg.strip().lower().partition(":")
+        guess = [g + (":" + count if re.fullmatch(r"[0-9]+(x[0-9]+)?", count) else "") for g in nearest_keys(key, list(catalog()))]
+        raise UserError("is neither a YAML file nor the shorthand KEY[:COUNT[xNODES]]"
+                        + (f"; did you mean {' or '.join(repr(g) for g in guess)}?" if guess else ""), file=where,
                         hint="e.g. `cpu`, `nvidia-l4:1`, `nvidia-h100-sxm-80gb:8x2`, or a path to a .yaml file")
     key = m["key"]
     count, nodes = int(m["count"] or 1), int(m["nodes"] or 1)
@@ -67,7 +79,7 @@ def resolve_accelerator(value: str | AcceleratorSpec, doc: YamlDoc, index: int) 
     cat = catalog()
     if value not in cat:
         # A key's beginning ("nvidia-h100") names a family: offer its members before fuzzy matches.
-        guess = [k for k in cat if k.startswith(value)] or difflib.get_close_matches(value, list(cat), n=1, cutoff=0.5)
+        guess = nearest_keys(value, list(cat))
         raise UserError(
             f"unknown accelerator {value!r}" + (f"; did you mean {' or '.join(repr(g) for g in guess)}?" if guess else ""),
             file=doc.file, line=doc.line_of(("pools", index, "accelerator")), field=f"pools[{index}].accelerator",

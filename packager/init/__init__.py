@@ -1,0 +1,37 @@
+"""`packager init SOURCE`: a model manifest drafted from the model's own files (facts, not a template).
+
+SOURCE is a Hugging Face model directory, a .gguf file, or a Hub repo id ORG/NAME[@REVISION].
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from packager.errors import UserError
+from packager.init.draft import check, render
+
+
+def init_manifest(source: str, revision: str | None = None, out: Path | None = None) -> str:
+    """The manifest's YAML text; it has validated and completed (its weights found) before it is returned."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        from packager.init.local import from_directory
+        draft = from_directory(path, out)
+    elif path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise UserError("is a file but not a .gguf model", file=source, field="SOURCE",
+                            hint="pass a .gguf file, a Hugging Face model directory (with config.json) or a Hub repo id")
+        from packager.init.local import from_gguf
+        draft = from_gguf(path, out)
+    else:
+        from packager.init.hub import REPO_ID, from_hub
+        repo, _, at = source.partition("@")
+        if not REPO_ID.match(repo) or source.startswith((".", "/", "~")):
+            raise UserError("no such file or directory, and not a Hub repo id", file=source, field="SOURCE",
+                            hint="pass a model directory, a .gguf file, or ORG/NAME[@REVISION] from the Hugging Face Hub")
+        if at and revision and at != revision:
+            raise UserError(f"two revisions given: {at!r} and --revision {revision!r}", field="--revision",
+                            hint="give the revision once")
+        draft = from_hub(repo, revision or at or None)
+    text = render(draft)
+    check(text, str(out) if out is not None else "<stdout>")
+    return text
