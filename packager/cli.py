@@ -13,6 +13,7 @@ from packager.errors import UserError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Plan, package and serve LLMs on any hardware.")
 
+MODEL_HELP = "Model manifest (.yaml) or the name of a known one (`packager models` lists them)."
 HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]], e.g. cpu, nvidia-l4:1, nvidia-h100-sxm-80gb:8x2. Default: this machine."
 
 
@@ -23,25 +24,34 @@ def _objective(value: Optional[str]) -> Optional[str]:
 
 
 @app.command()
-def validate(files: list[str] = typer.Argument(..., help="Model or hardware manifests (or hardware shorthands).")) -> None:
+def validate(files: list[str] = typer.Argument(..., help="Model or hardware manifests, model names, or hardware shorthands.")) -> None:
     """Validate manifests; every problem names file, line and field."""
     from packager.manifests.load import hardware_from_doc, is_file_arg, load_hardware, model_from_doc
+    from packager.manifests.resolve import close_names, known_models, resolve_model
     from packager.yamlsource import read_yaml
 
     failed = 0
-    for f in files:
+    for arg in files:
+        f = arg
         try:
-            if not is_file_arg(f):
-                hw = load_hardware(f)
+            if not is_file_arg(f) and f in known_models():  # a model by name
+                f = str(known_models()[f][0])
+            elif not is_file_arg(f):
+                try:
+                    hw = load_hardware(f)
+                except UserError:
+                    if close_names(f, list(known_models())):
+                        resolve_model(f)  # a mistyped model name: its did-you-mean is the better error
+                    raise
                 typer.echo(f"ok  {f}: hardware {hw.name}")
                 continue
             doc = read_yaml(f)  # read once; its top-level keys say which kind of manifest it is
             if isinstance(doc.data, dict) and "pools" in doc.data:
                 hw = hardware_from_doc(doc)
-                typer.echo(f"ok  {f}: hardware {hw.name}, {len(hw.pools)} pool(s)")
+                typer.echo(f"ok  {arg}: hardware {hw.name}, {len(hw.pools)} pool(s)")
             else:
                 m = model_from_doc(doc)
-                typer.echo(f"ok  {f}: model {m.name} ({m.parameters:,} params, context {m.context_length})")
+                typer.echo(f"ok  {arg}: model {m.name} ({m.parameters:,} params, context {m.context_length})")
         except UserError as exc:
             failed += 1
             typer.echo(f"error: {exc}", err=True)
@@ -63,7 +73,7 @@ def schema(kind: str = typer.Argument(..., help="model or hardware")) -> None:
 
 @app.command()
 def profiles(
-    model: str = typer.Argument(..., help="Model manifest (.yaml)."),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
     objective: Optional[str] = typer.Option(None, "--objective", help="latency, throughput or cost (fewest devices whatever the precision); default: the manifest's."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
@@ -84,15 +94,17 @@ def profiles(
 
 @app.command()
 def serve(
-    model: str = typer.Argument(..., help="Model manifest (.yaml)."),
+    model: str = typer.Argument(..., help=MODEL_HELP),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1),
 ) -> None:
     """Plan, then run the best fallback-runtime profile here (OpenAI-compatible server)."""
+    from packager.extras import require
     from packager.planner import plan_files
 
+    require("runtime", "torch", "numpy", "fastapi", "uvicorn", "prometheus_client")  # before the exec, not after
     plan = plan_files(model, hardware, None, max_model_len=max_model_len)
     fallback = [p for p in plan.candidates if p.runtime in ("cpu", "triton")]
     if not fallback:
@@ -138,6 +150,15 @@ def main() -> None:
         sys.exit(rc if isinstance(rc, int) else 0)
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        # An optional extra not installed: name the pip command; a module no extra brings is a bug (traceback).
+        from packager.extras import extra_for, missing_extra_error
+
+        extra = extra_for(exc.name)
+        if extra is None:
+            raise
+        typer.echo(f"error: {missing_extra_error(exc.name.split('.')[0], extra)}", err=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

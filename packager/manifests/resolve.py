@@ -43,6 +43,11 @@ def known_models() -> dict[str, tuple[Path, str]]:
     return found
 
 
+def close_names(arg: str, names: list[str]) -> list[str]:
+    lower = arg.lower()
+    return [n for n in names if lower in n] or difflib.get_close_matches(lower, names, n=3, cutoff=0.4)
+
+
 def resolve_model(arg: str) -> str:
     """The manifest path for MODEL: a path as given, else a known name; unknown names list the known ones."""
     if looks_like_path(arg):
@@ -50,8 +55,7 @@ def resolve_model(arg: str) -> str:
     known = known_models()
     if arg in known:
         return str(known[arg][0])
-    lower = arg.lower()
-    guess = [n for n in known if lower in n] or difflib.get_close_matches(lower, list(known), n=3, cutoff=0.4)
+    guess = close_names(arg, list(known))
     raise UserError(
         f"unknown model {arg!r}" + (f"; did you mean {' or '.join(repr(g) for g in guess)}?" if guess else ""),
         field="MODEL",
