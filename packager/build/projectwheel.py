@@ -19,17 +19,26 @@ _EPOCH = "315532800"
 
 
 def project_root() -> Path:
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file():
-        raise UserError(f"no pyproject.toml at {root}", hint="run packager build from a source checkout")
-    return root
+    """Where packager runs from: a source checkout (it holds pyproject.toml) or the directory it is installed in."""
+    return Path(__file__).resolve().parents[2]
+
+
+def is_checkout(root: Path) -> bool:
+    return (root / "pyproject.toml").is_file() and (root / "packager").is_dir()
 
 
 def build_project_wheel(dest: Path, root: Path | None = None, log=print) -> Path:
+    """The wheel of the packager that is running: built from the checkout, or re-packed from the installed files."""
     root = root or project_root()
     dest.mkdir(parents=True, exist_ok=True)
     for old in dest.glob("*.whl"):
         old.unlink()
+    if not is_checkout(root):
+        from packager.build.repack import repack_installed
+
+        wheel = repack_installed(dest)
+        log(f"code: {wheel.name} ({wheel.stat().st_size / 1024:.0f} KiB, re-packed from the installed packager)")
+        return wheel
     with tempfile.TemporaryDirectory(prefix="packager-wheel-") as tmp:
         src = Path(tmp) / "src"
         src.mkdir()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,15 +35,15 @@ class Wheelhouse:
 def project_requirements(pyproject: Path, family: Family, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The image's requirement lines: the project's deps plus the family's extras.
 
-    Read from pyproject.toml so the image follows the project's declared deps;
-    the family's torch pin replaces the extra's loose `torch>=` line.
+    Read from pyproject.toml in a checkout, else from the installed package's metadata (the same
+    lists, as Requires-Dist), so the image follows the project's declared deps; the family's torch
+    pin replaces the extra's loose `torch>=` line.
     """
-    meta = tomllib.loads(pyproject.read_text())["project"]
-    reqs: list[str] = list(meta.get("dependencies", []))
-    optional = meta.get("optional-dependencies", {})
+    deps, optional, where = declared_requirements(pyproject)
+    reqs: list[str] = list(deps)
     for name in family.extras:
         if name not in optional:
-            raise UserError(f"pyproject.toml has no optional-dependencies.{name}", file=str(pyproject),
+            raise UserError(f"the project declares no optional-dependencies.{name}", file=where,
                             field=f"project.optional-dependencies.{name}")
         reqs.extend(optional[name])
     reqs.extend(family.extra_deps)
@@ -56,6 +57,31 @@ def project_requirements(pyproject: Path, family: Family, extra: tuple[str, ...]
     if family.torch:
         out.insert(0, family.torch)
     return tuple(out)
+
+
+def declared_requirements(pyproject: Path | None) -> tuple[list[str], dict[str, list[str]], str]:
+    """(dependencies, optional-dependencies, where they were read) from pyproject.toml or the installed package."""
+    if pyproject is not None and pyproject.is_file():
+        meta = tomllib.loads(pyproject.read_text())["project"]
+        return list(meta.get("dependencies", [])), dict(meta.get("optional-dependencies", {})), str(pyproject)
+    from importlib import metadata
+
+    try:
+        lines = metadata.requires("packager") or []
+    except metadata.PackageNotFoundError:
+        raise UserError("packager runs neither from a checkout nor from an installed package",
+                        hint="pip install the packager wheel, or run from a source checkout") from None
+    deps: list[str] = []
+    optional: dict[str, list[str]] = {}
+    for line in lines:
+        req, _, marker = line.partition(";")
+        m = re.search(r"""extra\s*==\s*['"]([^'"]+)['"]""", marker)
+        if m is None:
+            deps.append(line.strip())
+            continue
+        rest = re.sub(r"""\s*(and\s+)?extra\s*==\s*['"][^'"]+['"]\s*(and\s+)?""", " ", marker).strip()
+        optional.setdefault(m[1], []).append(req.strip() + (f"; {rest}" if rest else ""))
+    return deps, optional, "the installed packager's metadata (Requires-Dist)"
 
 
 def _name(req: str) -> str:
