@@ -4,6 +4,8 @@ EXPECTED = {
     "nvidia-h200", "nvidia-h100-sxm-80gb", "nvidia-h100-pcie-80gb", "nvidia-a100-sxm-80gb", "nvidia-a100-40gb",
     "nvidia-l40s", "nvidia-l4", "nvidia-a10g", "nvidia-t4", "nvidia-v100-32gb", "nvidia-rtx-4090", "amd-mi300x",
     "amd-mi250x", "cpu",
+    # added with detection by PCI id (issue 10): cards that used to be mistaken for a neighbour
+    "nvidia-gh200", "nvidia-l40", "amd-rx-7900xtx",
 }
 
 
