@@ -61,3 +61,39 @@ def read_validated_plan(path: str | Path) -> dict[str, Any]:
                         line=doc.line_of(("model", "served_model_name")), field="model.served_model_name",
                         hint="use the name clients send as `model`, e.g. org/model-name")
     return doc.data
+
+
+def pin_profile(plan: dict[str, Any], name: str, flag: str = "--profile") -> dict[str, Any]:
+    """The plan with `name` as its selected profile (NIM's NIM_MODEL_PROFILE), the rest ranked after it.
+
+    Only a compatible profile can be pinned; an unknown or rejected name is exit 2 naming the
+    compatible ones, with the planner's reasons when it was rejected.
+    """
+    names = [c["name"] for c in plan.get("candidates", [])]
+    chosen = next((c for c in plan.get("candidates", []) if c["name"] == name), None)
+    if chosen is None:
+        rejected = next((r for r in plan.get("rejected", []) if r.get("name") == name), None)
+        why = f" ({'; '.join(rejected.get('reasons', []))})" if rejected else ""
+        what = "is not compatible with this hardware" if rejected else "is not a profile of this plan"
+        raise UserError(f"profile {name!r} {what}{why}", field=flag,
+                        hint=("use one of the compatible profiles: " + ", ".join(names)) if names
+                        else "no profile fits: see `packager profiles` for the reasons")
+    rest = [c for c in plan["candidates"] if c["name"] != name]
+    return {**plan, "selected": chosen, "candidates": [chosen, *rest], "why": f"{name} was pinned by {flag}"}
+
+
+def portable_plan(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan without this machine's paths (the weights' local path, `source.path` of the model and
+    its variants): what goes into an image, a chart or a bundle. Paths there mean nothing elsewhere,
+    and say too much about the build host."""
+    model = dict(plan.get("model") or {})
+    if "local_path" in model:
+        model["local_path"] = None
+    if isinstance(model.get("source"), dict):
+        model["source"] = {k: v for k, v in model["source"].items() if k != "path"}
+    serving = model.get("serving")
+    if isinstance(serving, dict) and serving.get("quantized_variants"):
+        model["serving"] = {**serving, "quantized_variants": [
+            {**v, "source": {k: x for k, x in v.get("source", {}).items() if k != "path"}}
+            for v in serving["quantized_variants"]]}
+    return {**plan, "model": model}

@@ -13,13 +13,13 @@ from packager import __version__ as PACKAGER_VERSION
 from packager.build import engine, projectwheel, weights as weights_mod, wheelhouse
 from packager.build.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
                                     VENV, ImageContext, startup_budget_s)
-from packager.build.families import Family, default_base_image, family_for
+from packager.build.families import Family, default_base_image, family_for, image_ref
 from packager.build.render import render_dockerfile
 from packager.errors import UserError
 from packager.outdir import check_replaceable, child, mark, replace_dir
-from packager.planfile import read_validated_plan
+from packager.planfile import pin_profile, portable_plan, read_validated_plan
 from packager.planner import make_plan, plan_files
-from runtimes.layout import gguf_tokenizer_dir
+from runtimes.layout import gguf_tokenizer_dir, variant_dir
 
 OPT_KEYS = {
     "secret": "a BuildKit secret for the build, docker's syntax: id=NAME,env=VAR or id=NAME,src=FILE (repeatable)",
@@ -45,6 +45,7 @@ class BuildRequest:
     push: str | None = None
     weights: str = "baked"
     opts: tuple[tuple[str, str], ...] = ()
+    profile: str | None = None  # pin one of the plan's compatible profiles (--profile)
 
 
 @dataclass(frozen=True)
@@ -84,30 +85,54 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
 
 
-def weights_source(model: dict) -> dict:
-    """A plan's `model.source`, with the weights' path on this machine when the planner found it."""
+def weights_source(model: dict, profile: dict | None = None) -> dict:
+    """The weights a profile serves: its quantized variant's checkpoint (pinned), else the model's
+    `source` with the weights' path on this machine when the planner found it."""
+    name = (profile or {}).get("quantized_variant")
+    if name:  # the model's own variant entry: it keeps a local path the profile (which travels) leaves out
+        variants = model.get("serving", {}).get("quantized_variants", [])
+        entry = next((v["source"] for v in variants if v.get("name") == name), None)
+        return dict(entry or profile.get("weights_source") or {})
     source = dict(model["source"])
     source.setdefault("path", model.get("local_path"))
     return source
 
 
+def same_weights(a: dict, b: dict) -> bool:
+    return a.get("quantized_variant") == b.get("quantized_variant")
+
+
 def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
-    """The lockfile (from --plan, else the planner) and the weights' path here when it was looked up."""
+    """The lockfile (from --plan, else the planner) and the weights' path here when it was looked up.
+
+    An image holds one checkpoint: the selected profile's (a quantized variant's own files at its
+    pinned revision, or the base model's). Profiles that need another checkpoint leave the image's plan.
+    """
     if req.plan_file:
-        return read_validated_plan(req.plan_file), None
+        plan = read_validated_plan(req.plan_file)
+        return (pin_profile(plan, req.profile) if req.profile else plan), None
     model = req.model or str(default_model_manifest())
     first = plan_files(model, req.hardware, objective=req.objective)
-    source = weights_source(first.request.model.to_dict())
+    draft = first.to_dict()
+    if req.profile:
+        draft = pin_profile(draft, req.profile)
+    chosen = draft.get("selected")
+    if chosen is None:
+        return draft, None
+    source = weights_source(draft["model"], chosen)
+    variant = chosen.get("quantized_variant")
     root = None
     if req.weights == "volume" and source.get("kind") == "huggingface":
-        # Nothing to download at package time: the launcher fetches into its cache at start.
+        # Nothing to download at package time: the launcher fetches into its volume at start.
         ref = (MODEL_DIR + "/" + (source.get("file") or "")).rstrip("/")
     else:
         root = weights_mod.locate(source)
         ref = weights_mod.in_image_ref(root)
-    log(f"plan: model path in the image is {ref}")
+    keep = tuple(c["name"] for c in draft["candidates"] if same_weights(c, chosen))
+    log(f"plan: model path in the image is {variant_dir(variant) if variant else ref}")
     # Re-plan with the in-image path in engine_argv: same request, no second manifest read.
-    return make_plan(replace(first.request, model_ref=ref)).to_dict(), root
+    plan = make_plan(replace(first.request, model_ref=MODEL_DIR if variant else ref, only_profiles=keep)).to_dict()
+    return (pin_profile(plan, req.profile) if req.profile else plan), root
 
 
 def default_model_manifest() -> Path:
@@ -163,11 +188,14 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     log(f"plan: {final / 'plan.json'} (selected {selected['name']}, family {family.name})")
 
     # weights: baked into context/model/, or only their checksums under volume.
-    source = weights_source(plan["model"])
+    source = weights_source(plan["model"], selected)
     recorded = source.get("sha256") or {}
+    variant = selected.get("quantized_variant")
+    # a variant's files sit in their own directory under the model dir (runtimes.layout.variant_dir)
+    prefix = variant_dir(variant)[len(MODEL_DIR) + 1:] + "/" if variant else ""
     w: weights_mod.Weights | None = None
     if req.weights == "baked" or source.get("kind") != "huggingface":
-        w = weights_mod.checksum(weights_root or weights_mod.locate(source), recorded)
+        w = weights_mod.checksum(weights_root or weights_mod.locate(source), recorded, prefix=prefix)
         log(f"weights: {w.root} ({w.size_bytes / 2**20:.0f} MiB), sha256 {w.files[0][1][:12]}...")
     model_dir = ctx_dir / "model"
     if req.weights == "baked":
@@ -192,7 +220,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
 
     # plan + launcher config, last in the image.
     # The image's copy drops the build host's weights path: it means nothing (and says too much) in a container.
-    image_plan = {**plan, "model": {**plan["model"], "local_path": None}}
+    image_plan = portable_plan(plan)
     (ctx_dir / "plan.json").write_text(json.dumps(image_plan, indent=2) + "\n")
     port = int(_opt(req, "port") or DEFAULT_PORT)
     (ctx_dir / "image.json").write_text(json.dumps(launcher_config(plan, family, req.weights, w, port), indent=2) + "\n")
@@ -205,7 +233,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     (ctx_dir / "Dockerfile").write_text(render_dockerfile(ictx))
     (ctx_dir / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
 
-    tag = req.tag or f"packager/{name}:{PACKAGER_VERSION}-{family.name}"
+    tag = req.tag or image_ref(plan)
     chart = _write_chart(plan, out, tag, log)
     _commit(out, final)
     ctx_dir = final / "context"
@@ -235,14 +263,19 @@ def _secret_id(spec: str) -> str:
 
 def launcher_config(plan: dict, family: Family, mode: str, w, port: int) -> dict:
     """context/image.json: what the launcher needs beyond plan.json."""
-    source = {k: v for k, v in plan["model"]["source"].items() if k in ("kind", "repo", "revision", "file", "url")}
-    files = dict(w.files) if w else dict(plan["model"]["source"].get("sha256") or {})
+    selected = plan.get("selected") or {}
+    full = weights_source(plan["model"], selected)
+    source = {k: v for k, v in full.items() if k in ("kind", "repo", "revision", "file", "url")}
+    files = w.relative_files() if w else dict(full.get("sha256") or {})
+    variant = selected.get("quantized_variant")
     return {
         "schema_version": 1,
         "packager_version": PACKAGER_VERSION,
         "family": family.name,
         "runtimes": list(family.runtimes),
-        "weights": {"mode": mode, "dir": MODEL_DIR, "files": files, "source": source},
+        # `files` are relative to `dir`: the selected profile's checkpoint (a variant's own directory)
+        "weights": {"mode": mode, "dir": variant_dir(variant) if variant else MODEL_DIR, "files": files,
+                    "source": source},
         "cache_dir": CACHE_DIR,
         "port": port,
     }

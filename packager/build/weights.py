@@ -20,16 +20,25 @@ from runtimes.layout import MODEL_DIR
 @dataclass(frozen=True)
 class Weights:
     root: Path  # a file (gguf) or a directory (safetensors + tokenizer)
-    files: tuple[tuple[str, str], ...]  # (path relative to the model dir, sha256)
+    files: tuple[tuple[str, str], ...]  # (path relative to the image's model dir, sha256)
+    prefix: str = ""  # where under the model dir the files go: "variants/NAME/" for a quantized variant
 
     @property
     def is_file(self) -> bool:
         return self.root.is_file()
 
+    def local(self, rel: str) -> Path:
+        """This machine's copy of the image path `rel`."""
+        base = self.root.parent if self.is_file else self.root
+        return base / rel[len(self.prefix):]
+
     @property
     def size_bytes(self) -> int:
-        base = self.root.parent if self.is_file else self.root
-        return sum((base / rel).stat().st_size for rel, _ in self.files)
+        return sum(self.local(rel).stat().st_size for rel, _ in self.files)
+
+    def relative_files(self) -> dict[str, str]:
+        """{path relative to the weights' own directory: sha256}, as the launcher checks them."""
+        return {rel[len(self.prefix):]: digest for rel, digest in self.files}
 
 
 
@@ -79,7 +88,7 @@ def _hf_snapshot(source: dict) -> Path:
     return Path(path) / source["file"] if source.get("file") else Path(path)
 
 
-def checksum(root: Path, expected: dict | None = None) -> Weights:
+def checksum(root: Path, expected: dict | None = None, prefix: str = "") -> Weights:
     """Hash every file; a mismatch with the plan's recorded sha256 is an error."""
     if root.is_file():
         rels = [root.name]
@@ -95,8 +104,8 @@ def checksum(root: Path, expected: dict | None = None) -> Weights:
         if want and want != digest:
             raise UserError(f"weights file {rel} has sha256 {digest}, the plan records {want}",
                             field="model.source.sha256", hint="re-download the weights or re-plan")
-        files.append((rel, digest))
-    return Weights(root, tuple(files))
+        files.append((prefix + rel, digest))
+    return Weights(root, tuple(files), prefix)
 
 
 def place(weights: Weights, dest: Path) -> None:
@@ -104,11 +113,10 @@ def place(weights: Weights, dest: Path) -> None:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    base = weights.root.parent if weights.is_file else weights.root
     for rel, _ in weights.files:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.link(base / rel, target)
+            os.link(weights.local(rel), target)
         except OSError:
-            shutil.copy2(base / rel, target)
+            shutil.copy2(weights.local(rel), target)

@@ -6,6 +6,7 @@ from typing import Any
 
 from packager.chart import placement, sizing
 from packager.errors import UserError
+from packager.planfile import portable_plan
 
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
@@ -95,7 +96,7 @@ def values_from_plan(plan: dict[str, Any], image: str | None = None) -> dict[str
         "probes": {"startup": sizing.startup_probe(sizing.startup_budget_s(weights))},
         "nodeSelector": placement.node_selector(vendor, pool),
         "tolerations": placement.tolerations(vendor, pool),
-        "plan": plan,
+        "plan": portable_plan(plan),  # the ConfigMap leaves this machine: no host paths in it
     }
     if not values["image"]["tag"]:
         values["image"]["tag"] = str(plan.get("packager_version", "0.1.0"))

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+PROFILE_HELP = ("Pin one of the plan's compatible profiles instead of the planner's first "
+                "(NIM's NIM_MODEL_PROFILE); `packager profiles` lists them.")
 
 
 def build(
@@ -20,6 +22,7 @@ def build(
     opt: list[str] = typer.Option([], "--opt", help="key=value pass-through (secret, no_cache, cache_dir, torch, ...)."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Build from this plan.json instead of planning."),
     objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput (planner objective)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
 ) -> None:
     """Render a build context (Dockerfile, wheelhouse, weights, wheel, plan) and build the image offline."""
     # Imported here: `packager --help` must not pay for the build modules.
@@ -27,6 +30,6 @@ def build(
 
     req = BuildRequest(model=model, out=out, hardware=hardware, objective=objective, plan_file=plan, tag=tag,
                        base_image=base_image, no_image=no_image, push=push, weights=weights,
-                       opts=parse_opts(list(opt)))
+                       opts=parse_opts(list(opt)), profile=profile)
     result = run_build(req)
     typer.echo(report(result))

@@ -10,22 +10,26 @@ from packager.errors import UserError
 
 _SET_HELP = "Override a value: dotted key, YAML value (repeatable), e.g. --set replicaCount=2."
 _VALUES_HELP = "Merge a values YAML file (repeatable; later files win; --set wins over files)."
+PROFILE_HELP = ("Pin one of the plan's compatible profiles instead of the planner's first "
+                "(NIM's NIM_MODEL_PROFILE); `packager profiles` lists them.")
 
 
 def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional[str],
-              plan_file: Optional[Path]) -> dict[str, Any]:
-    """A plan.json file when given, else the planner's plan for MODEL on HW."""
+              plan_file: Optional[Path], profile: Optional[str] = None) -> dict[str, Any]:
+    """A plan.json file when given, else the planner's plan for MODEL on HW; `profile` pins one."""
+    from packager.planfile import pin_profile, read_validated_plan
+
     if plan_file is not None:
-        from packager.planfile import read_validated_plan
-
-        return read_validated_plan(plan_file)
-    if model is None:
+        plan = read_validated_plan(plan_file)
+    elif model is None:
         raise UserError("no model given", field="MODEL",
-                        hint="pass a model manifest (e.g. packager/models/smollm2.yaml) or --plan plan.json")
-    # Imported here: `packager --help` must not pay for the planner.
-    from packager.planner import plan_files
+                        hint="pass a model manifest or name (`packager models` lists them) or --plan plan.json")
+    else:
+        # Imported here: `packager --help` must not pay for the planner.
+        from packager.planner import plan_for_image
 
-    return plan_files(model, hardware, objective).to_dict()
+        plan = plan_for_image(model, hardware, objective).to_dict()
+    return pin_profile(plan, profile) if profile else plan
 
 
 def chart(
@@ -37,11 +41,12 @@ def chart(
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     values: list[Path] = typer.Option([], "-f", "--values", help=_VALUES_HELP),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
+    profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
 ) -> None:
     """Write a Helm chart for MODEL on HW: the packager's chart with values from the plan."""
     from packager.chart import write_chart
 
-    path = write_chart(load_plan(model, hardware, objective, plan), out, image=image,
+    path = write_chart(load_plan(model, hardware, objective, plan, profile), out, image=image,
                        sets=set_, values_files=values)
     typer.echo(str(path))
 
@@ -76,9 +81,10 @@ def deploy(
     values: list[Path] = typer.Option([], "-f", "--values", help=_VALUES_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the rendered manifests; contact no cluster."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
+    profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
 ) -> None:
     """helm upgrade --install the model's chart into the current kubeconfig's cluster."""
     from packager.deploy import deploy as run
 
-    typer.echo(run(load_plan(model, hardware, objective, plan), namespace=namespace, release=release,
+    typer.echo(run(load_plan(model, hardware, objective, plan, profile), namespace=namespace, release=release,
                    image=image, sets=set_, values_files=values, dry_run=dry_run), nl=False)

@@ -141,6 +141,7 @@ def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
         weight_dtype=arch.get("weight_dtype", "bfloat16"), experts=arch.get("experts"),
         active_experts=arch.get("active_experts"), tie_word_embeddings=bool(arch.get("tie_word_embeddings", False)),
         max_num_seqs=serving.max_num_seqs,
-        variants=tuple(Variant(v.name, v.method, v.bits, v.source.model_dump(exclude_none=True)) for v in serving.quantized_variants),
+        variants=tuple(Variant(v.name, v.method, v.bits, {"kind": v.source.kind, **v.source.model_dump(exclude_none=True)})
+                       for v in serving.quantized_variants),
         local_path=local,
     )

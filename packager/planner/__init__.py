@@ -66,6 +66,26 @@ def plan_files(model_path: str, hardware: str | None = None, objective: str | No
                                  model_ref=model_ref, max_model_len=max_model_len))
 
 
+def in_image_ref(source: dict) -> str:
+    """The engine's model path inside an image, from the manifest's source alone (no weights needed):
+    the GGUF file under the model dir, or the model dir itself. `packager build` finds the same."""
+    from pathlib import PurePosixPath
+
+    from runtimes.layout import MODEL_DIR
+
+    name = source.get("file") or (PurePosixPath(source["path"]).name if str(source.get("path", "")).endswith(".gguf")
+                                  else "")
+    return f"{MODEL_DIR}/{name}" if name else MODEL_DIR
+
+
+def plan_for_image(model_path: str, hardware: str | None = None, objective: str | None = None) -> Plan:
+    """The plan as an image runs it: engine argv with in-image weight paths, never this machine's."""
+    from dataclasses import replace
+
+    first = plan_files(model_path, hardware, objective)
+    return make_plan(replace(first.request, model_ref=in_image_ref(first.request.model.source)))
+
+
 def replan(plan: dict, hardware: Hardware, pinned: str | None = None, *, model_ref: str | None = None,
            max_model_len: int | None = None) -> Plan:
     """Re-plan a recorded plan (an image's plan.json) for the hardware found at start, within its profiles."""

@@ -4,14 +4,25 @@ from __future__ import annotations
 from packager.facts import ModelFacts
 from packager.planner.types import Candidate
 from packager.vllm.argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv
+from runtimes.layout import variant_dir
 from runtimes.vllm_health import MIDDLEWARE as HEALTH_MIDDLEWARE
 
 FALLBACK_ENGINE = "packager-fallback"
 TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
+def weights_source(model: ModelFacts, c: Candidate) -> dict:
+    """Where this profile's weights come from: a quantized variant's own checkpoint at its pinned
+    revision, else the model's source."""
+    return dict(c.variant.source) if c.variant is not None else dict(model.source)
+
+
 def model_ref_for(model: ModelFacts, c: Candidate, default_ref: str | None) -> str:
+    """The engine's model argument. `default_ref` set means in-image planning (build, launcher): a
+    variant then lives in its own directory under the model dir, baked or downloaded there."""
     if c.variant is not None:
+        if default_ref:
+            return variant_dir(c.variant.name)
         s = c.variant.source
         return s.get("repo") or s.get("path") or f"{s.get('package')}/{s.get('file')}"
     if default_ref:
@@ -46,6 +57,8 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
     if c.runtime == "vllm":
         spec = VllmServeSpec(
             model_ref=ref, served_model_name=model.api_name, tensor_parallel_size=c.tp,
+            # a Hub repo id is fetched at its pinned revision, never at whatever `main` is today
+            revision=None if ref.startswith("/") else weights_source(model, c).get("revision"),
             pipeline_parallel_size=c.pp, dtype=_vllm_dtype(c), kv_cache_dtype=c.kv_cache_dtype,
             max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,
             quantization=_quantization(c), vendor=c.pool.accelerator.vendor, nodes=c.nodes,

@@ -98,6 +98,8 @@ class Profile:
             "name": c.name, "runtime": c.runtime, "vendor": c.pool.accelerator.vendor, "pool": c.pool.name,
             "accelerator": c.pool.accelerator.key, "precision": c.precision, "kv_cache_dtype": c.kv_cache_dtype,
             "quantized_variant": c.variant.name if c.variant else None,
+            # A variant's own checkpoint, pinned; no local path (the plan leaves this machine).
+            "weights_source": ({k: v for k, v in c.variant.source.items() if k != "path"} if c.variant else None),
             "tensor_parallel_size": c.tp, "pipeline_parallel_size": c.pp, "nodes": c.nodes,
             "devices_per_node": c.devices if c.nodes == 1 else c.pool.count, "devices": c.devices,
             "max_model_len": self.max_model_len, "max_num_seqs": self.max_num_seqs,

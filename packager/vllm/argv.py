@@ -86,6 +86,8 @@ class VllmServeSpec:
     max_num_batched_tokens: int | None = None
     # ASGI middlewares (import paths) vLLM loads: ours serves NIM's health paths.
     middleware: tuple[str, ...] = ()
+    # The Hub revision of model_ref when it is a repo id (None for a local path).
+    revision: str | None = None
 
 
 def spec_problems(spec: VllmServeSpec) -> list[str]:
@@ -157,6 +159,7 @@ def build_vllm_argv(spec: VllmServeSpec) -> list[str]:
     argv = [
         "vllm", "serve", spec.model_ref,
         "--served-model-name", spec.served_model_name,
+        *(("--revision", spec.revision) if spec.revision else ()),
         "--host", spec.host,
         "--port", str(spec.port),
         "--tensor-parallel-size", str(spec.tensor_parallel_size),
