@@ -1,6 +1,7 @@
 """A drafted model manifest: facts found in the model's files, written as YAML that validates at once."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -50,7 +51,9 @@ def render(d: Draft) -> str:
     if d.license:
         doc["license"] = d.license
     doc["source"] = d.source
-    doc["architecture"] = d.architecture
+    from packager.manifests.model import Architecture  # the schema's order reads best: family first
+
+    doc["architecture"] = {k: d.architecture[k] for k in Architecture.model_fields if k in d.architecture}
     doc["serving"] = _serving(d.architecture)
     text = yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=False)
     lines = []
@@ -74,8 +77,13 @@ def check(text: str, where: str) -> None:
     from packager.manifests.load import model_from_doc
     from packager.yamlsource import parse_yaml
 
+    doc = parse_yaml(text, where)
+    src = doc.data.get("source", {})
+    if where != "<stdout>" and src.get("path") and not os.path.isabs(src["path"]):
+        # Relative to the manifest, whose directory may not exist yet: normalise before looking.
+        src["path"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(where)), src["path"]))
     try:
-        model_from_doc(parse_yaml(text, where))
+        model_from_doc(doc)
     except UserError as exc:
         raise UserError(f"the drafted manifest does not validate: {exc.message}", file=where, field=exc.field,
                         hint="the model's files lack this fact; write the manifest by hand "
