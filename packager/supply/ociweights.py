@@ -1,0 +1,54 @@
+"""`--weights oci`: the weights travel as one ModelPack artifact beside a code-only image.
+
+The artifact lives in `<image repository>-weights` under a content tag, so every image and
+replica of the model reuses the one push; a code change pushes only the small image.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from packager.supply import modelpack, registry
+
+
+@dataclass(frozen=True)
+class PushedWeights:
+    artifact: modelpack.ModelArtifact
+    pushed: registry.Pushed
+
+
+def weights_repository(image_tag: str) -> str:
+    """`packager/m:0.1.0-cpu` (any registry host dropped) -> `packager/m-weights`."""
+    repo = image_tag.rsplit(":", 1)[0] if ":" in image_tag.rsplit("/", 1)[-1] else image_tag
+    first = repo.split("/", 1)
+    if len(first) == 2 and ("." in first[0] or ":" in first[0] or first[0] == "localhost"):
+        repo = first[1]
+    return f"{repo}-weights"
+
+
+def weights_root(plan: dict) -> Path:
+    from packager.build.pipeline import weights_source
+    from packager.build.weights import locate
+
+    try:  # the selected profile's checkpoint (a quantized variant has its own)
+        source = weights_source(plan["model"], plan.get("selected"))
+    except TypeError:  # a build module from before quantized variants
+        source = weights_source(plan["model"])
+    return locate(source)
+
+
+def push_weights(plan: dict, registry_host: str, image_tag: str, log=print) -> PushedWeights:
+    from packager.publish import parse_registry
+
+    art = modelpack.build_artifact(plan, weights_root(plan))
+    reg = parse_registry(registry_host)
+    repo = "/".join(p for p in (reg.path, weights_repository(image_tag)) if p)
+    pushed = registry.push_artifact(art, reg.host, repo, modelpack.tag_for(art), insecure=reg.insecure)
+    log(f"weights: {pushed.ref} ({len(art.files)} file(s), {art.size_bytes / 2**20:.0f} MiB; "
+        f"uploaded {pushed.uploaded_bytes / 2**20:.1f} MiB, already there {pushed.reused_bytes / 2**20:.1f} MiB)")
+    return PushedWeights(art, pushed)
+
+
+def chart_sets(weights_ref: str) -> list[str]:
+    """Chart values that mount the artifact (see the chart's weights.oci)."""
+    return []
