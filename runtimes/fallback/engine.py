@@ -14,7 +14,8 @@ from .block_manager import BlockManager
 from .config import EngineConfig
 from .detokenizer import IncrementalDetokenizer
 from .runner import ModelRunner
-from .sampling import RequestSampler, SamplingParams
+from .processors import RowProcessor
+from .sampling import Logprob, RequestSampler, SamplingParams
 from .scheduler import ScheduledStep, Scheduler
 from .sequence import Sequence
 
@@ -29,6 +30,9 @@ class RequestOutput:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None  # finish_reason "error": this request failed, the others go on
+    logprobs: list[Logprob] | None = None  # of token_ids, when the request asked
+    # Prompt tokens 1.. (the first has none), on the first output, when asked (echo).
+    prompt_logprobs: list[Logprob] | None = None
 
 
 @dataclass
@@ -52,6 +56,8 @@ class _Extra:
     detok: IncrementalDetokenizer
     params: SamplingParams
     stop_ids: frozenset[int]
+    prompt_logprobs: list[Logprob] | None = None  # filled by the runner, chunk by chunk
+    prompt_sent: bool = False
 
 
 class LLMEngine:
@@ -74,11 +80,23 @@ class LLMEngine:
         seq = Sequence(request_id, list(prompt_ids), params.max_tokens)
         if arrival_time is not None:
             seq.arrival_time = arrival_time
+        processor = None
+        if params.processed:
+            vocab = self.runner.vocab_size
+            matcher = None
+            if params.guide is not None:
+                from .guided import Matcher
+
+                matcher = Matcher(params.guide, vocab)
+            processor = RowProcessor(params, seq.prompt_ids, frozenset(stop_ids), vocab, matcher)
+        # Prompt logprobs need every prompt row computed: no prefix-cache hit.
+        seq.use_prefix_cache = params.prompt_logprobs is None
         seq.extra = _Extra(
-            sampler=RequestSampler(params, self._seed_counter),
+            sampler=RequestSampler(params, self._seed_counter, processor),
             detok=IncrementalDetokenizer(self.tokenizer, params.stop),
             params=params,
             stop_ids=frozenset(stop_ids),
+            prompt_logprobs=[] if params.prompt_logprobs is not None else None,
         )
         self.scheduler.add(seq)
 
@@ -126,12 +144,16 @@ class LLMEngine:
         else:
             stats.itl.append(now - seq.last_token_time)
         seq.last_token_time = now
+        if not ex.sampler.accept(tok):
+            raise ValueError(f"token {tok} is outside the request's grammar")
         reason = None
         if tok in ex.stop_ids:
             reason = "stop"
+            if ex.sampler.logprobs:
+                ex.sampler.logprobs.pop()  # the stop token is not part of the text
         else:
             ex.detok.add(tok)
-            if ex.detok.stopped:
+            if ex.detok.stopped or ex.sampler.done:
                 reason = "stop"
             elif len(seq.output_ids) >= seq.max_tokens or seq.total_len >= self.cfg.max_model_len:
                 reason = "length"
@@ -143,6 +165,11 @@ class LLMEngine:
 
     def _output(self, seq: Sequence, new_ids: list[int]) -> RequestOutput:
         ex: _Extra = seq.extra
+        logprobs = prompt_logprobs = None
+        if ex.params.logprobs is not None:
+            logprobs, ex.sampler.logprobs = ex.sampler.logprobs, []
+        if ex.prompt_logprobs is not None and not ex.prompt_sent:
+            prompt_logprobs, ex.prompt_sent = ex.prompt_logprobs, True
         return RequestOutput(
             request_id=seq.request_id,
             text=ex.detok.take(final=seq.finished),
@@ -151,6 +178,8 @@ class LLMEngine:
             finish_reason=seq.finish_reason,
             prompt_tokens=seq.prompt_len,
             completion_tokens=len(seq.output_ids),
+            logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
         )
 
     # -- gauges -------------------------------------------------------------

@@ -83,7 +83,10 @@ def load_weights(path: str, header: GGUFHeader, cfg: Any) -> dict[str, torch.Ten
             hf = f"model.layers.{layer}.{_LAYER[part]}.{kind}"
         else:
             hf = _GLOBAL[name]
-        out[hf] = torch.from_numpy(np.ascontiguousarray(w))
+        # Unquantised tensors come back as views of the read-only mmap: copy
+        # them (torch warns on, and must not write through, a read-only array).
+        w = np.ascontiguousarray(w)
+        out[hf] = torch.from_numpy(w if w.flags.writeable else w.copy())
     return out
 
 

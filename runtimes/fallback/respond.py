@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -13,6 +15,7 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 
 from .async_engine import QueueFull, RequestStream
+from .choices import Choice
 from .engine import RequestOutput
 from .protocol import APIError, error_body
 
@@ -42,34 +45,66 @@ def check(state: Any, model: str | None) -> None:
         raise APIError(404, f"The model `{model}` does not exist.", "model", code="model_not_found")
 
 
-async def serve(state: Any, request: Request, req, ids: list[int], chat: bool):
-    n = len(ids)
+async def serve(state: Any, request: Request, req, prompts: list[list[int]], chat: bool):
+    """Admit every sequence of the request (prompts x n) and answer once all
+    have finished, or stream them, choices interleaved by index."""
     limit = state.max_model_len
-    if n == 0:
-        raise APIError(400, "prompt is empty", "prompt" if not chat else "messages")
-    if n >= limit:
-        raise APIError(400, f"This model's maximum context length is {limit} tokens. However, your prompt has {n} tokens.",
-                       "messages" if chat else "prompt", code="context_length_exceeded")
     want = req.requested_max_tokens
-    if want is not None and n + want > limit:
-        raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                            f"{n + want} tokens ({n} in the prompt, {want} for the completion).", req.max_tokens_param,
-                       code="context_length_exceeded")
-    try:
-        params = req.sampling_params(want or req.default_max_tokens(limit - n))
-    except ValueError as e:  # a value the sampler cannot use (the schema should have caught it)
-        raise APIError(400, str(e)) from None
+    param = "messages" if chat else "prompt"
+    for ids in prompts:
+        n = len(ids)
+        if n == 0:
+            raise APIError(400, "prompt is empty", param)
+        if n >= limit:
+            raise APIError(400, f"This model's maximum context length is {limit} tokens. However, your prompt has {n} tokens.",
+                           param, code="context_length_exceeded")
+        if want is not None and n + want > limit:
+            raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
+                                f"{n + want} tokens ({n} in the prompt, {want} for the completion).", req.max_tokens_param,
+                           code="context_length_exceeded")
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+    texts = req.prompts if not chat else [None]
+    streams: list[RequestStream] = []
+    choices: list[Choice] = []
     try:
-        stream = state.engine.add(rid, ids, params)
+        for p, ids in enumerate(prompts):
+            try:
+                params = req.sampling_params(want if want is not None else req.default_max_tokens(limit - len(ids)))
+            except ValueError as e:  # a value the sampler cannot use (the schema should have caught it)
+                raise APIError(400, str(e)) from None
+            for j in range(req.n):
+                # Own params per sequence (the engine finds a failed draw by them); seeded choices differ.
+                seed = None if params.seed is None else (params.seed + j) % 2**64
+                ps = dataclasses.replace(params, seed=seed)
+                index = p * req.n + j
+                streams.append(state.engine.add(rid if len(prompts) * req.n == 1 else f"{rid}-{index}", ids, ps))
+                text = texts[p] if isinstance(texts[p], str) else None
+                choices.append(Choice(index, req, chat, state.words, ids, text))
     except QueueFull:
+        for st in streams:
+            st.close()
         raise APIError(429, "too many requests waiting; retry later", headers={"Retry-After": "1"}) from None
+    except BaseException:
+        for st in streams:
+            st.close()
+        raise
     head = Head(rid, req.model or state.names[0], state.fingerprint)
-    outputs = _outputs(stream, request)
+    outputs = [_outputs(st, request) for st in streams]
+    usage = Usage(sum(len(ids) for ids in prompts))
     if req.stream:
-        return StreamingResponse(_sse(outputs, head, chat, req.include_usage),
+        return StreamingResponse(_sse(outputs, choices, head, chat, req.include_usage, usage),
                                  media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    return await _collect(outputs, head, chat)
+    return await _collect(outputs, choices, head, chat, usage)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int = 0
+
+    def body(self, choices: list[Choice]) -> dict:
+        done = sum(c.last.completion_tokens for c in choices if c.last and not c.drop_output)
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": done, "total_tokens": self.prompt_tokens + done}
 
 
 async def _outputs(stream: RequestStream, request: Request) -> AsyncIterator[RequestOutput]:
@@ -94,63 +129,110 @@ async def _outputs(stream: RequestStream, request: Request) -> AsyncIterator[Req
         stream.close()
 
 
-def _usage(out: RequestOutput) -> dict:
-    return {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
-            "total_tokens": out.prompt_tokens + out.completion_tokens}
+async def _merged(outputs: list[AsyncIterator[RequestOutput]]) -> AsyncIterator[tuple[int, RequestOutput]]:
+    """(choice, output) pairs from every sequence as they come; the first
+    failure ends them all (the others are aborted as their streams close)."""
+    if len(outputs) == 1:
+        async for out in outputs[0]:
+            yield 0, out
+        return
+    q: asyncio.Queue = asyncio.Queue()
 
+    async def pump(i: int, gen: AsyncIterator[RequestOutput]) -> None:
+        try:
+            async for out in gen:
+                q.put_nowait((i, out))
+        except Exception as e:
+            q.put_nowait((i, e))
+        finally:
+            q.put_nowait((i, None))
 
-async def _collect(outputs: AsyncIterator[RequestOutput], head: Head, chat: bool):
-    parts: list[str] = []
-    last: RequestOutput | None = None
+    tasks = [asyncio.ensure_future(pump(i, g)) for i, g in enumerate(outputs)]
     try:
-        async for out in outputs:
-            parts.append(out.text)
-            last = out
+        live = len(tasks)
+        while live:
+            i, item = await q.get()
+            if item is None:
+                live -= 1
+            elif isinstance(item, Exception):
+                raise item
+            else:
+                yield i, item
+    finally:
+        for t in tasks:
+            t.cancel()
+        for g in outputs:
+            await g.aclose()
+
+
+async def _collect(outputs: list, choices: list[Choice], head: Head, chat: bool, usage: Usage):
+    try:
+        async for i, out in _merged(outputs):
+            choices[i].add(out)
     except ValueError as e:  # the engine refused the request
         raise APIError(400, str(e)) from None
     except RuntimeError as e:  # this request failed in the engine; the engine keeps serving
         raise APIError(500, str(e)) from None
-    if last is None or not last.finished:
+    if not all(c.finished for c in choices):
         return Response(status_code=499)  # client gone; nobody reads this
-    text = "".join(parts)
-    if chat:
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": last.finish_reason, "logprobs": None}
-        return head.body("chat.completion", choices=[choice], usage=_usage(last))
-    choice = {"index": 0, "text": text, "finish_reason": last.finish_reason, "logprobs": None}
-    return head.body("text_completion", choices=[choice], usage=_usage(last))
+    return head.body("chat.completion" if chat else "text_completion", choices=[c.body() for c in choices],
+                     usage=usage.body(choices))
 
 
-async def _sse(outputs: AsyncIterator[RequestOutput], head: Head, chat: bool, include_usage: bool):
+async def _sse(outputs: list, choices: list[Choice], head: Head, chat: bool, include_usage: bool, usage: Usage):
     obj = "chat.completion.chunk" if chat else "text_completion"
 
     def event(body: dict) -> str:
         return "data: " + json.dumps(body) + "\n\n"
 
-    def chunk(text: str | None, finish: str | None, role: bool = False) -> str:
+    def chunk(c: Choice, out: RequestOutput | None, text: str, finish: str | None, delta: dict | None = None) -> str:
         if chat:
-            delta: dict = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
-            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            d = delta if delta is not None else ({"content": text} if text else {})
+            lp = c.chat_logprobs(out.logprobs or []) if out is not None and out.logprobs else None
+            choice = {"index": c.index, "delta": d, "finish_reason": finish, "logprobs": lp}
         else:
-            choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
+            lp = None
+            if out is not None and c.req.logprobs is not None:
+                first = out.prompt_logprobs is not None and c.echo
+                lp = c.completion_logprobs([] if c.drop_output else (out.logprobs or []), first)
+            choice = {"index": c.index, "text": text, "finish_reason": finish, "logprobs": lp}
         return event(head.body(obj, choices=[choice]))
 
     try:
         if chat:
-            yield chunk(None, None, role=True)
-        last = None
-        async for out in outputs:
-            last = out
-            if out.text or out.finished:
-                yield chunk(out.text, out.finish_reason if out.finished else None)
-        if last is None or not last.finished:
+            for c in choices:
+                yield chunk(c, None, "", None, {"role": "assistant", "content": ""})
+        elif any(c.echo for c in choices):
+            pass  # the echoed prompt goes with each choice's first chunk
+        started = set()
+        async for i, out in _merged(outputs):
+            c = choices[i]
+            c.add(out)
+            text = "" if c.drop_output else out.text
+            if c.echo and i not in started:
+                text = c.echo_text() + text
+            started.add(i)
+            if chat:
+                text = c.delta_text(text)
+            if c.tools and out.finished:
+                rest, calls = c.final_deltas()
+                if text + rest or out.logprobs:
+                    yield chunk(c, out, text + rest, None)
+                if calls:
+                    deltas = [{"index": k, **call, "function": dict(call["function"])} for k, call in enumerate(calls)]
+                    yield chunk(c, None, "", None, {"tool_calls": deltas})
+                yield chunk(c, None, "", c.finish_reason(calls), {})
+                continue
+            if text or out.finished or (out.logprobs and not c.drop_output) or out.prompt_logprobs is not None:
+                yield chunk(c, out, text, out.finish_reason if out.finished else None)
+        if not all(c.finished for c in choices):
             return  # client gone
         if include_usage:
-            yield event(head.body(obj, choices=[], usage=_usage(last)))
+            yield event(head.body(obj, choices=[], usage=usage.body(choices)))
         yield "data: [DONE]\n\n"
     except Exception as e:  # headers are sent: report in-band, as OpenAI does
         log.exception("stream %s failed", head.id)
         yield event(error_body(APIError(500, str(e))))
     finally:
-        await outputs.aclose()
-
-
+        for g in outputs:
+            await g.aclose()

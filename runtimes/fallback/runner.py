@@ -8,7 +8,7 @@ import torch
 from .batch import ForwardBatch, PrefillSegment
 from .kernels import Ops
 from .kv_cache import KVCache
-from .sampling import sample_batch
+from .sampling import logprob_entry, sample_batch
 from .scheduler import ScheduledStep
 from .sequence import Sequence
 
@@ -21,18 +21,26 @@ class ModelRunner:
         self.device = device
         self.batch_invariant = batch_invariant
 
+    @property
+    def vocab_size(self) -> int:
+        return self.model.cfg.vocab_size
+
     def _slots(self, table: list[int], start: int, end: int) -> list[int]:
         bs = self.kv.block_size
         return [table[p // bs] * bs + p % bs for p in range(start, end)]
 
     def prepare(self, step: ScheduledStep) -> tuple[ForwardBatch, list[Sequence]]:
         """Rows: decode tokens, then prefill chunks. Returns the batch and the
-        sequences that sample, in logits-row order."""
+        sequences that sample, in logits-row order. A sequence that wants
+        prompt logprobs also gets logits for its other prompt rows, after
+        the sampling rows (``self.prompt_rows`` says whose)."""
         ids: list[int] = []
         pos: list[int] = []
         slots: list[int] = []
         logits_rows: list[int] = []
         samplers: list[Sequence] = []
+        extra_rows: list[int] = []
+        self.prompt_rows: list[tuple[Sequence, int, int]] = []  # seq, first prompt position, rows
         dev = self.device
         for seq in step.decode:
             logits_rows.append(len(ids))
@@ -53,6 +61,13 @@ class ModelRunner:
             if chunk.start:
                 ctx = torch.tensor(self._slots(seq.block_table, 0, end), dtype=torch.long, device=dev)
             segments.append(PrefillSegment(chunk.start, chunk.length, row, ctx))
+            if seq.extra is not None and seq.extra.prompt_logprobs is not None:
+                # Row of position p predicts prompt token p+1; the prompt's last
+                # row predicts the first output token (the sampling row).
+                n = chunk.length - 1 if chunk.completes_prompt else chunk.length
+                if n:
+                    self.prompt_rows.append((seq, chunk.start, n))
+                    extra_rows.extend(range(row, row + n))
             if chunk.completes_prompt:
                 logits_rows.append(len(ids) - 1)
                 samplers.append(seq)
@@ -72,7 +87,7 @@ class ModelRunner:
             decode_seq_lens=torch.tensor(lens, dtype=torch.long, device=dev),
             decode_len_list=tuple(lens),
             prefill=tuple(segments),
-            logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=dev),
+            logits_rows=torch.tensor(logits_rows + extra_rows, dtype=torch.long, device=dev),
             row_groups=groups,
         )
         return batch, samplers
@@ -81,7 +96,20 @@ class ModelRunner:
     def run(self, step: ScheduledStep) -> tuple[list[Sequence], list[int]]:
         batch, seqs = self.prepare(step)
         logits = self.model(batch, self.kv, self.ops)
+        if self.prompt_rows:
+            self._prompt_logprobs(logits[len(seqs):])
+            logits = logits[: len(seqs)]
         if not seqs:
             return seqs, []
         tokens = sample_batch(logits, [s.extra.sampler for s in seqs])
         return seqs, tokens
+
+    def _prompt_logprobs(self, logits: torch.Tensor) -> None:
+        at = 0
+        for seq, start, n in self.prompt_rows:
+            lp = torch.log_softmax(logits[at : at + n].float(), dim=-1)
+            at += n
+            k = seq.extra.params.prompt_logprobs or 0
+            targets = seq.prompt_ids[start + 1 : start + 1 + n]
+            for i, tok in enumerate(targets):
+                seq.extra.prompt_logprobs.append(logprob_entry(lp[i], tok, k))

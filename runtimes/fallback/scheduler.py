@@ -113,7 +113,7 @@ class Scheduler:
             budget -= chunk.length
         while self.waiting and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            hit = self.blocks.match_prefix(seq.prompt_ids)
+            hit = self.blocks.match_prefix(seq.prompt_ids) if seq.use_prefix_cache else []
             cached = len(hit) * self.blocks.block_size
             if min(self.prefill_chunk, seq.prompt_len - cached) > budget:
                 break  # its first chunk waits whole for the next step

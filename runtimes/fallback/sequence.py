@@ -28,6 +28,7 @@ class Sequence:
     arrival_time: float = field(default_factory=time.monotonic)
     first_token_time: float | None = None
     last_token_time: float | None = None
+    use_prefix_cache: bool = True  # False when every prompt row must be computed (prompt logprobs)
     # Engine-side per-request helpers (sampler, detokenizer); opaque here.
     extra: Any = None
 

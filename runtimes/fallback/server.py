@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException
 from .args import parse_args
 from .async_engine import AsyncEngine
 from .auth import resolve_keys
+from .choices import TokenText
 from .limits import Guard, Limits, header_deadline_protocol
 from .metrics import Metrics
 from .prepare import Preparer
@@ -48,6 +49,7 @@ class ServerState:
     engine: AsyncEngine | None = None
     tokenizer: Any = None
     preparer: Preparer | None = None
+    words: Any = None  # choices.TokenText: token ids as logprobs show them
     max_model_len: int = 0
     ready: bool = False
     draining: bool = False
@@ -183,15 +185,20 @@ def build_app(state: ServerState) -> FastAPI:
     async def metrics():
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    def model_card(n: str) -> dict:
+        # "root" is the served name: the model file's host path is nobody's business.
+        return {"id": n, "object": "model", "created": state.created, "owned_by": "packager",
+                "root": n, "max_model_len": state.max_model_len or None}
+
     @app.get("/v1/models")
     async def models():
-        # "root" is the served name: the model file's host path is nobody's business.
-        data = [
-            {"id": n, "object": "model", "created": state.created, "owned_by": "packager",
-             "root": n, "max_model_len": state.max_model_len or None}
-            for n in state.names
-        ]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [model_card(n) for n in state.names]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str):
+        if model_id not in state.names:
+            raise APIError(404, f"The model `{model_id}` does not exist.", "model", code="model_not_found")
+        return model_card(model_id)
 
     @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest))
     async def chat(request: Request):
@@ -210,9 +217,9 @@ async def _endpoint(state: ServerState, request: Request, chat: bool):
     check(state, None)  # loading or draining: say so before any work
     body = await request.body()
     prep = state.preparer
-    req, ids = await prep.run(prep.chat if chat else prep.completion, body)
+    req, prompts = await prep.run(prep.chat if chat else prep.completion, body)
     check(state, req.model)
-    return await serve(state, request, req, ids, chat=chat)
+    return await serve(state, request, req, prompts, chat=chat)
 
 
 def _body_schema(model: type) -> dict:
@@ -285,7 +292,9 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
         time.sleep(0.05)
     state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step,
                                on_finish=state.metrics.record_finish)
-    state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers)
+    state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers,
+                              model_vocab=engine.runner.vocab_size, stop_ids=engine.eos_token_ids)
+    state.words = TokenText(tok)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len
     # Everything loaded so far (torch, the model, the tokenizers) lives as long as the

@@ -42,15 +42,13 @@ def test_completions_default_to_16_tokens_within_the_room_left():
 
 
 UNSUPPORTED_CHAT = [
-    ("response_format", {"type": "json_object"}),
-    ("response_format", {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}),
-    ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
-    ("tool_choice", "required"),
-    ("top_logprobs", 2),
-    ("logit_bias", {"50256": -100}),
     ("best_of", 2),
-    ("min_tokens", 4),
-    ("repetition_penalty", 1.2),
+    ("use_beam_search", True),
+    ("functions", [{"name": "f", "parameters": {}}]),
+    ("function_call", {"name": "f"}),
+    ("include_stop_str_in_output", True),
+    ("continue_final_message", True),
+    ("add_generation_prompt", False),
 ]
 
 
@@ -70,6 +68,58 @@ def test_no_op_values_of_unsupported_options_are_accepted():
     completion(suffix="", best_of=1, logit_bias={})
 
 
+def test_the_sampling_options_reach_the_sampler():
+    p = chat(presence_penalty=0.5, frequency_penalty=-0.5, repetition_penalty=1.3, min_p=0.1, min_tokens=3,
+             logit_bias={"7": -100, "9": 2.5}, logprobs=True, top_logprobs=3, n=4).sampling_params(10)
+    assert (p.presence_penalty, p.frequency_penalty, p.repetition_penalty, p.min_p, p.min_tokens) == (0.5, -0.5, 1.3, 0.1, 3)
+    assert p.logit_bias == ((7, -100.0), (9, 2.5)) and p.logprobs == 3 and p.prompt_logprobs is None and p.processed
+    c = completion(logprobs=2, echo=True, max_tokens=0).sampling_params(0)
+    assert (c.logprobs, c.prompt_logprobs, c.max_tokens) == (2, 2, 1)  # max_tokens 0: one step, its token dropped
+    assert not chat().sampling_params(5).processed  # a plain request takes the plain path
+
+
+BAD_VALUES = [
+    ("n", 17), ("top_logprobs", 21), ("logit_bias", {"x": 1}), ("logit_bias", {"5": 101}),
+    ("repetition_penalty", 0), ("presence_penalty", 2.5), ("min_p", 1.5), ("min_tokens", -1),
+    ("tool_choice", {"type": "function", "function": {"name": "nope"}}), ("tool_choice", "required"),
+    ("tools", [{"type": "function", "function": {"name": "bad name!"}}]),
+    ("response_format", {"type": "xml"}),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_VALUES, ids=[f"{n}={v}" for n, v in BAD_VALUES])
+def test_bad_values_are_a_400(name, value):
+    refused(ChatRequest, {"messages": USER, name: value})
+
+
+def test_top_logprobs_need_logprobs():
+    refused(ChatRequest, {"messages": USER, "top_logprobs": 2})
+
+
+def test_constraints_are_read_from_every_spelling_and_one_at_most():
+    assert chat(response_format={"type": "json_object"}).constraint().kind == "json_object"
+    spec = chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}).constraint()
+    assert (spec.kind, spec.value) == ("json", {"type": "object"})
+    assert chat(guided_json='{"type": "integer"}').constraint().value == {"type": "integer"}
+    assert chat(guided_regex="a+").constraint().kind == "regex"
+    assert chat(guided_choice=["yes", "no"]).constraint().value == ["yes", "no"]
+    assert chat(structured_outputs={"choice": ["a"]}).constraint().kind == "choice"
+    assert chat().constraint() is None and chat(response_format={"type": "text"}).constraint() is None
+    with pytest.raises(APIError) as e:
+        chat(guided_regex="a", response_format={"type": "json_object"}).constraint()
+    assert e.value.status == 400
+
+
+def test_tool_messages_are_accepted_and_malformed_calls_named():
+    msgs = [{"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "w", "arguments": '{"city": "Paris"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+    assert chat(messages=msgs).messages[1].tool_calls[0]["id"] == "c1"
+    bad = [msgs[0], {"role": "assistant", "tool_calls": [{"function": {"name": "w", "arguments": "{not json"}}]}]
+    assert refused(ChatRequest, {"messages": bad}).param.startswith("messages")
+
+
 def test_seed_outside_the_generator_range_is_a_400_naming_seed():
     assert chat(seed=2**64 - 1).seed == 2**64 - 1 and chat(seed=-(2**63)).seed == -(2**63)
     assert refused(ChatRequest, {"messages": USER, "seed": 2**64}).param == "seed"
@@ -83,11 +133,16 @@ def test_text_parts_join_with_newlines_and_other_parts_are_named():
     assert err.param == "messages.0.content" and "image_url" in err.message
 
 
-@pytest.mark.parametrize("prompt,want", [("hi", "hi"), (["hi"], "hi"), ([1, 2], [1, 2]), ([[1, 2]], [1, 2])])
-def test_one_prompt_in_any_of_the_client_shapes(prompt, want):
-    assert completion(prompt=prompt).prompt == want
+@pytest.mark.parametrize("prompt,want", [("hi", ["hi"]), (["hi"], ["hi"]), ([1, 2], [[1, 2]]), ([[1, 2]], [[1, 2]]),
+                                         (["a", "b"], ["a", "b"]), ([[1], [2, 3]], [[1], [2, 3]])])
+def test_prompts_in_any_of_the_client_shapes(prompt, want):
+    assert completion(prompt=prompt).prompts == want
 
 
-@pytest.mark.parametrize("prompt", ["", [], [""], [[]], ["a", "b"], [[1], [2]], [True, 5], [1.5]])
+def test_prompts_times_n_is_capped():
+    refused(CompletionRequest, {"prompt": ["a"] * 5, "n": 4})
+
+
+@pytest.mark.parametrize("prompt", ["", [], [""], [[]], [["a"]], [[1, "b"]], [True, 5], [1.5], ["a"] * 17])
 def test_bad_prompts_are_a_400_naming_prompt(prompt):
     assert refused(CompletionRequest, {"prompt": prompt}).param == "prompt"
