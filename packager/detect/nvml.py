@@ -3,12 +3,11 @@ answer (tests/fixtures/hardware/nvml/*.json) replays through the same reader as 
 
 The real adapter is the `pynvml` module itself (nvidia-ml-py): its functions are the protocol.
 `record(pynvml)` writes what a machine's driver answers in the format `RecordedNvml` replays:
-    python3 -m packager.detect.nvml > my-card.json
+    python3 -m packager.detect.record > my-card.json
 """
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Protocol
@@ -139,10 +138,3 @@ def record(nvml: Nvml) -> dict:
     finally:
         nvml.nvmlShutdown()
 
-
-if __name__ == "__main__":
-    real = system_nvml()
-    if real is None:
-        sys.exit("nvidia-ml-py is not installed: pip install nvidia-ml-py")
-    json.dump(record(real), sys.stdout, indent=2)
-    print()

@@ -234,3 +234,16 @@ def test_the_planner_plans_on_detected_cards(source):
     assert hw.pools[0].accelerator.key in data
     if name == "unknown-nvidia":  # 2 x 48 GB, cc 8.9: an 8B bf16 model fits, planned conservatively
         assert plan.selected is not None and plan.selected.candidate.pool.accelerator.key == "unknown-nvidia-26b1"
+
+
+def test_the_recorder_answers_in_the_replay_format():
+    """`python3 -m packager.detect.record` on this machine: a recording RecordedNvml replays, or a one-line reason."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "packager.detect.record"], capture_output=True, text=True, timeout=60)
+    if done.returncode == 0:
+        replayed = read_nvidia(RecordedNvml(json.loads(done.stdout)))
+        assert replayed and all(g.pci_vendor == 0x10DE for g in replayed)
+    else:
+        assert done.returncode == 1 and done.stderr.startswith("NVML did not answer") and "Traceback" not in done.stderr
