@@ -132,3 +132,22 @@ def from_url(url: str, target: Path, want: str, token: str | None, log: Log) -> 
         tmp.unlink(missing_ok=True)
         raise DownloadError(f"downloaded {url}: sha256 {h.hexdigest()}, expected {want}")
     tmp.rename(target)
+
+
+def snapshot(repo: str, revision: str, dest: Path, token: str | None, endpoint: str, log: Log) -> list[str]:
+    """A whole repo at `revision` into `dest` (no checksums were recorded at package time); the
+    files it holds, relative to `dest`. huggingface_hub resumes and skips what is already there."""
+    _check_scheme(endpoint, token)
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = False  # asked for explicitly, as in from_hub
+    log(f"weights: downloading {repo}@{revision} into {dest}")
+    try:
+        huggingface_hub.snapshot_download(repo, revision=revision, local_dir=str(dest), token=token or False,
+                                          endpoint=endpoint)
+    except Exception as exc:  # network, auth, missing repo: one line, no traceback, no token
+        raise DownloadError(f"downloading {repo}@{revision} failed: {type(exc).__name__}: "
+                            f"{_redact(str(exc), token).splitlines()[0]}; the next start tries again") from None
+    return sorted(str(p.relative_to(dest)) for p in dest.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(dest).parts))

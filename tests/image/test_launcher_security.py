@@ -85,7 +85,7 @@ def test_an_interrupted_download_resumes_on_the_next_start(tmp_path):
         env = {"PACKAGER_MODEL_DIR": str(tmp_path / "none"), "PACKAGER_WEIGHTS_URL": url + "/repo"}
         with pytest.raises(LaunchError, match="the next start resumes it"):
             launcher.ensure_weights(cfg, env, log=lambda m: None)
-    part = tmp_path / "cache" / "model" / "w.bin.part"
+    part = tmp_path / "none" / "w.bin.part"  # on the weights volume: it survives the restart
     assert part.stat().st_size == 5000
     with serve(_handler(seen)) as url:
         env["PACKAGER_WEIGHTS_URL"] = url + "/repo"
@@ -115,7 +115,8 @@ def test_the_token_can_come_from_a_mounted_secret_file(tmp_path):
         launcher.ensure_weights(_config(tmp_path / "cache"), env, log=lambda m: None)
     assert seen[0]["auth"] == f"Bearer {TOKEN}"
     with pytest.raises(LaunchError, match="HF_TOKEN_PATH"):
-        launcher.ensure_weights(_config(tmp_path / "cache2"), dict(env, HF_TOKEN_PATH=str(tmp_path / "missing")),
+        launcher.ensure_weights(_config(tmp_path / "cache2"), dict(env, HF_TOKEN_PATH=str(tmp_path / "missing"),
+                                                                   PACKAGER_MODEL_DIR=str(tmp_path / "none2")),
                                 log=lambda m: None)
 
 
@@ -183,7 +184,7 @@ def test_hub_download_checks_the_sha256_and_fails_in_one_line(tmp_path):
         env = {"PACKAGER_MODEL_DIR": str(tmp_path / "none"), "HF_ENDPOINT": hub, "HF_TOKEN": TOKEN}
         with pytest.raises(LaunchError, match="sha256 does not match"):
             launcher.ensure_weights(_hub_config(tmp_path / "cache", sha="0" * 64), env, log=lambda m: None)
-        assert not (tmp_path / "cache" / "model" / "w.bin").exists()
+        assert not (tmp_path / "none" / "w.bin").exists()
     with serve(_hub([], status=401)) as hub:
         env["HF_ENDPOINT"] = hub
         with pytest.raises(LaunchError, match="failed: .*the next start tries again") as e:
@@ -191,8 +192,9 @@ def test_hub_download_checks_the_sha256_and_fails_in_one_line(tmp_path):
         assert TOKEN not in str(e.value) and "\n" not in str(e.value)
 
 
-def test_an_engine_that_downloads_a_hub_repo_may_reach_the_hub(tmp_path):
-    vllm = ["vllm", "serve", "org/model"]
+def test_the_engine_stays_offline(tmp_path):
+    """vLLM is handed the weights' local path (downloaded into the volume by the launcher), so
+    the chart's HF_HUB_OFFLINE=1 stays as it is."""
+    vllm = ["vllm", "serve", "/opt/packager/model"]
     env = {"HF_HUB_OFFLINE": "1", "PACKAGER_CACHE_DIR": str(tmp_path)}
-    assert launcher.engine_environment(vllm, env, hub_model=True)["HF_HUB_OFFLINE"] == "0"
-    assert launcher.engine_environment(vllm, env)["HF_HUB_OFFLINE"] == "1"  # weights on disk: stay offline
+    assert launcher.engine_environment(vllm, env)["HF_HUB_OFFLINE"] == "1"

@@ -1,0 +1,98 @@
+"""What the engine inherits: vLLM gets our middleware on its import path and the API key as
+VLLM_API_KEY (never --api-key, which ps shows); the fallback runtime runs in our venv as is."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Mapping
+
+from runtimes.launch.decide import flag_values
+from runtimes.launch.settings import LaunchError
+from runtimes.layout import CACHE_DIR
+
+
+def is_vllm(argv) -> bool:
+    return bool(argv) and Path(argv[0]).name == "vllm"
+
+
+def middleware(argv) -> list[str]:
+    """The modules vLLM imports for --middleware (the value is module.attribute)."""
+    return [m.rsplit(".", 1)[0] for m in flag_values(argv, "--middleware")]
+
+
+def vllm_plugin_path(cache_dir: str) -> str:
+    """A directory holding only our vLLM middleware, for vLLM's own Python to import.
+
+    vLLM runs in the upstream image's environment, not our venv; putting our whole
+    site-packages on its path would mix two sets of packages. The module imports
+    nothing but what vLLM's server already has (starlette).
+    """
+    import runtimes.vllm_health as health
+
+    target = Path(cache_dir) / "vllm-plugins" / "runtimes"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "__init__.py").write_text("")
+    (target / "vllm_health.py").write_text(Path(health.__file__).read_text())
+    return str(target.parent)
+
+
+def engine_environment(argv: list[str], env: Mapping[str, str], cache_dir: str | None = None) -> dict[str, str]:
+    """Environment for the engine. `cache_dir`: where the vLLM plugin directory is written
+    (default PACKAGER_CACHE_DIR or the image's cache; the dry run passes a temp dir)."""
+    if any(a == "--api-key" or a.startswith("--api-key=") for a in argv):
+        raise LaunchError("the engine command line holds --api-key, which ps shows to every process\n"
+                          "  fix: drop it from the argv and set PACKAGER_API_KEY from a Secret")
+    out = dict(env)
+    key = env.get("PACKAGER_API_KEY") or env.get("VLLM_API_KEY")
+    if key:
+        out["VLLM_API_KEY"] = key
+    if is_vllm(argv) and middleware(argv):
+        plugins = vllm_plugin_path(cache_dir or env.get("PACKAGER_CACHE_DIR") or CACHE_DIR)
+        out["PYTHONPATH"] = os.pathsep.join(p for p in (plugins, env.get("PYTHONPATH", "")) if p)
+    return out
+
+
+def engine_python(argv, env: Mapping[str, str]) -> str | None:
+    """The interpreter the engine runs under: its script's shebang (vllm), or argv[0] itself."""
+    if not argv:
+        return None
+    exe = shutil.which(argv[0], path=env.get("PATH")) if "/" not in argv[0] else argv[0]
+    if not exe or not os.path.isfile(exe):
+        return None
+    if Path(exe).name.startswith("python"):
+        return exe
+    try:
+        with open(exe, "rb") as f:
+            first = f.readline(256).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    parts = first[2:].split()
+    if parts and Path(parts[0]).name == "env" and len(parts) > 1:
+        return shutil.which(parts[1], path=env.get("PATH"))
+    return parts[0] if parts else None
+
+
+def middleware_importable(argv, engine_env: Mapping[str, str]) -> tuple[bool | None, str]:
+    """Import every --middleware target with the engine's interpreter and PYTHONPATH.
+    (None, why) when that interpreter is not here (a rehearsal outside the image)."""
+    targets = flag_values(argv, "--middleware")
+    if not targets:
+        return True, ""
+    python = engine_python(argv, engine_env)
+    if python is None:
+        return None, f"{argv[0]} is not installed here"
+    code = ("import importlib, sys\n"
+            "for t in sys.argv[1:]:\n"
+            "    mod, _, attr = t.rpartition('.')\n"
+            "    getattr(importlib.import_module(mod), attr)\n")
+    env = {k: v for k, v in engine_env.items() if isinstance(v, str)}
+    # cwd "/": `-c` puts the working directory on sys.path; the engine does not run from ours
+    proc = subprocess.run([python, "-c", code, *targets], env=env, capture_output=True, text=True, timeout=120, cwd="/")
+    if proc.returncode == 0:
+        return True, ""
+    last = (proc.stderr.strip().splitlines() or ["exit " + str(proc.returncode)])[-1]
+    return False, f"--middleware {' '.join(targets)} does not import under {python}: {last}"

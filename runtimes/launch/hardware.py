@@ -1,0 +1,64 @@
+"""The hardware the launcher plans for: detected, or PACKAGER_HARDWARE (a rehearsal of a GPU
+profile on a machine without that GPU); PACKAGER_DEVICE narrows it to the image's device family;
+a LeaderWorkerSet group spans LWS_GROUP_SIZE such nodes."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from packager.errors import UserError
+from runtimes.launch.settings import LaunchError, Settings
+
+# The vendors each PACKAGER_DEVICE can drive (ROCm torch calls its device "cuda" too).
+DEVICE_VENDORS = {"cpu": ("cpu",), "cuda": ("nvidia", "amd"), "rocm": ("amd",)}
+
+
+def choose(settings: Settings):
+    """(Hardware, source): source is "PACKAGER_HARDWARE" or "detected"."""
+    if settings.hardware:
+        from packager.manifests.load import load_hardware
+
+        try:
+            return load_hardware(settings.hardware), "PACKAGER_HARDWARE"
+        except UserError as exc:
+            raise LaunchError(f"PACKAGER_HARDWARE: {exc}") from None
+    from packager.detect import detect_hardware
+
+    hw = force_device(detect_hardware(), settings.device)
+    if settings.role in ("leader", "worker") and settings.group_size > 1:
+        # One pod sees one node; the group the profile spans is LWS_GROUP_SIZE of them.
+        hw = replace(hw, pools=tuple(replace(p, nodes=settings.group_size) for p in hw.pools))
+    return hw, "detected"
+
+
+def force_device(hw, device: str | None):
+    """Keep the pools the image's engine can drive: a CPU image on a GPU node serves on the CPU."""
+    if not device:
+        return hw
+    vendors = DEVICE_VENDORS[device]
+    kept = tuple(p for p in hw.pools if p.accelerator.vendor in vendors)
+    if kept:
+        return replace(hw, pools=kept)
+    if device == "cpu":
+        from packager.catalog import catalog
+        from packager.detect import host_cores, host_memory_gib
+        from packager.facts import Pool
+
+        pool = Pool(name="local", accelerator=catalog()["cpu"], count=1, nodes=1, memory_gib=host_memory_gib(),
+                    cpu_cores=host_cores(), cloud="onprem", resource_key=None)
+        return replace(hw, pools=(pool,))
+    return hw  # no GPU of that family here: the planner's rejections say so
+
+
+def describe(hardware: dict) -> str:
+    """One line for a human."""
+    parts = []
+    for pool in hardware.get("pools", []):
+        acc = pool.get("accelerator") or {}
+        n = pool.get("count_per_node") or pool.get("count") or 1
+        nodes = pool.get("nodes") or 1
+        label = acc.get("name") or acc.get("key") or "?"
+        mem = acc.get("memory_gib")
+        parts.append(f"{n} x {label}" + (f" ({mem} GiB)" if mem and acc.get("vendor") != "cpu" else "")
+                     + (f" per node x {nodes} nodes" if nodes > 1 else "")
+                     + f", {pool.get('cpu_cores', '?')} cores, {pool.get('memory_gib', '?')} GiB RAM")
+    return "; ".join(parts) or "unknown"
