@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The security test tools, each in its own venv so their pins never move the
 # project's packages: schemathesis (hostile-input suite) and checkov (chart
-# policy). Idempotent; tests find them under $PACKAGER_TOOLS (default /opt/packager-tools).
+# policy). Idempotent; tests find them under $PACKAGER_TOOLS (default ${XDG_CACHE_HOME:-$HOME/.cache}/packager/tools).
 set -euo pipefail
-TOOLS="${PACKAGER_TOOLS:-/opt/packager-tools}"
+TOOLS="${PACKAGER_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/packager/tools}"
 PY="${PYTHON:-python3}"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 mkdir -p "$TOOLS"

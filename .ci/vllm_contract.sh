@@ -15,7 +15,7 @@
 #    VLLM_CONTRACT=snapshot skips it (e.g. on a runner without the local CPU
 #    torch wheel, where pip would fetch a multi-GB CUDA build).
 #
-# Env: VLLM_VENV (default /work/.venv-vllm; reused when it already holds
+# Env: VLLM_VENV (default ${XDG_CACHE_HOME:-$HOME/.cache}/packager/venv-vllm; reused when it holds
 # vllm==0.33.0), VLLM_CONTRACT=real|snapshot (default real), PYTHON (default python3).
 set -euo pipefail
 
@@ -23,7 +23,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 PYTHON="${PYTHON:-python3}"
 VLLM_VERSION="$("$PYTHON" -c 'from packager.vllm import VLLM_VERSION; print(VLLM_VERSION)')"
-VENV="${VLLM_VENV:-/work/.venv-vllm}"
+VENV="${VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/packager/venv-vllm}"
 MODE="${VLLM_CONTRACT:-real}"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT

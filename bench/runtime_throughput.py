@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchinfo import machine_record  # noqa: E402
+from packager.cachedir import cache_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -181,7 +182,7 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--port", type=int, default=18765)
     ap.add_argument("--out", default=str(ROOT / "bench/results/runtime_throughput.json"))
-    ap.add_argument("--llamacpp-python", default=os.environ.get("LLAMACPP_PYTHON", "/work/llamacpp/venv/bin/python"),
+    ap.add_argument("--llamacpp-python", default=os.environ.get("LLAMACPP_PYTHON", str(cache_dir("llamacpp", "venv", "bin", "python"))),
                     help="a Python with llama-cpp-python[server] (the peer)")
     ap.add_argument("--extra-args", default="", help="more server flags for ours, e.g. '--quantization none'")
     a = ap.parse_args()

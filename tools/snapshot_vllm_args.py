@@ -2,7 +2,7 @@
 
 Run inside the vLLM venv (never in the project's environment):
 
-    VLLM_TARGET_DEVICE=cpu /work/.venv-vllm/bin/python tools/snapshot_vllm_args.py
+    VLLM_TARGET_DEVICE=cpu ~/.cache/packager/venv-vllm/bin/python tools/snapshot_vllm_args.py  # the venv .ci/vllm_contract.sh makes
 
 The snapshot lets `packager.vllm.contract.check_argv` check command lines with
 no vllm import. The parser is vLLM's real one, built the way `vllm serve`

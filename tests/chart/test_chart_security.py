@@ -16,6 +16,7 @@ import yaml
 
 from chart_checks import ALL_FEATURES, by_kind, plan, plan_file, pod_specs, render, validate
 from packager.chart import write_chart
+from packager.cachedir import cache_dir
 
 FIXTURES = ["cpu-smollm2", "nvidia-llama8b-tp2", "nvidia-llama70b-2x8", "amd-mi300x-llama8b"]
 DIGEST = "sha256:" + "a" * 64
@@ -121,7 +122,7 @@ MUST_PASS = {"CKV_K8S_16", "CKV_K8S_20", "CKV_K8S_23", "CKV_K8S_28", "CKV_K8S_37
 
 
 def checkov(directory: Path) -> dict:
-    tool = Path(os.environ.get("PACKAGER_TOOLS", "/opt/packager-tools")) / "checkov" / "bin" / "checkov"
+    tool = Path(os.environ.get("PACKAGER_TOOLS") or cache_dir("tools")) / "checkov" / "bin" / "checkov"
     exe = str(tool) if tool.exists() else shutil.which("checkov")
     if exe is None:
         msg = "checkov is not installed: run bash .ci/security_tools.sh"

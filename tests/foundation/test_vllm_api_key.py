@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from packager.cachedir import cache_dir
+
 ROOT = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("VLLM_VENV", "/work/.venv-vllm"))
+VENV = Path(os.environ.get("VLLM_VENV") or cache_dir("venv-vllm"))  # .ci/vllm_contract.sh makes it
 
 SCRIPT = r'''
 import json, os, sys

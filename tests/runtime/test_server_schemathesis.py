@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from .conftest import MODEL_NAME
+from packager.cachedir import cache_dir
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +27,7 @@ KEY = "sk-fuzz-key"
 
 def tool(name: str) -> str:
     """A tool from .ci/security_tools.sh; a CI run without it fails, never skips."""
-    path = Path(os.environ.get("PACKAGER_TOOLS", "/opt/packager-tools")) / name / "bin" / name
+    path = Path(os.environ.get("PACKAGER_TOOLS") or cache_dir("tools")) / name / "bin" / name
     found = str(path) if path.exists() else shutil.which(name)
     if found is None:
         msg = f"{name} is not installed: run bash .ci/security_tools.sh"
