@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -83,8 +84,8 @@ def middleware_importable(argv, engine_env: Mapping[str, str]) -> tuple[bool | N
     if not targets:
         return True, ""
     python = engine_python(argv, engine_env)
-    if python is None:
-        return None, f"{argv[0]} is not installed here"
+    if python is None:  # a rehearsal outside the image: at least the modules must be on PYTHONPATH alone
+        return _on_path_alone(targets, engine_env)
     code = ("import importlib, sys\n"
             "for t in sys.argv[1:]:\n"
             "    mod, _, attr = t.rpartition('.')\n"
@@ -96,3 +97,20 @@ def middleware_importable(argv, engine_env: Mapping[str, str]) -> tuple[bool | N
         return True, ""
     last = (proc.stderr.strip().splitlines() or ["exit " + str(proc.returncode)])[-1]
     return False, f"--middleware {' '.join(targets)} does not import under {python}: {last}"
+
+
+def _on_path_alone(targets: list[str], engine_env: Mapping[str, str]) -> tuple[bool, str]:
+    """Without the engine's interpreter: find (not import) each target's module with this one,
+    isolated (-I -S: no site-packages, as in vLLM's environment, which lacks packager's modules),
+    from the engine's PYTHONPATH entries only."""
+    paths = [p for p in engine_env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    code = ("import importlib.util, sys\n"
+            "sys.path[:0] = sys.argv[1].split(chr(0)) if sys.argv[1] else []\n"
+            "missing = [t for t in sys.argv[2:] if importlib.util.find_spec(t.rpartition('.')[0]) is None]\n"
+            "print(' '.join(missing)); sys.exit(1 if missing else 0)\n")
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, "\0".join(paths), *targets],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+    if proc.returncode == 0:
+        return True, ""
+    return False, (f"--middleware {proc.stdout.strip() or ' '.join(targets)} is not on the engine's PYTHONPATH "
+                   f"({':'.join(paths) or 'unset'}); vLLM's environment does not have packager's modules")
