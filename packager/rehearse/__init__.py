@@ -108,7 +108,7 @@ def rehearse_one(c: Container, engine: Engine, req: Rehearsal, hardware: str | N
     if replay.how == "read" and c.role == "test":
         found.append(chk.executable(process_argv(c, image_cfg), engine, c.image) if config else None)
     found += [chk.starts(rec, replay), chk.vllm_argv(rec.get("argv") or []), chk.middleware(rec, replay),
-              chk.weights(rec)]
+              chk.weights(rec, replay)]
     checks = tuple(x for x in found if x is not None)
     checks += tuple(chk.launcher_checks(rec, {x.name for x in checks}))
     where = "in its image" if replay.how == "image" else (

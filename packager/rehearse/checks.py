@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from packager.rehearse.replay import Engine, Replay
+from packager.rehearse.replay import Engine, Replay, not_importable
 from runtimes.download import is_loopback
 
 _MANIFESTS = ", ".join(("application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
@@ -93,34 +92,34 @@ def middleware(rec: dict, replay: Replay) -> Check | None:
     mods = rec.get("middleware") or []
     if not mods:
         return None
-    launcher = (rec.get("checks") or {}).get("middleware")
-    if launcher is not None and rec.get("launcher", True):
-        return Check("middleware", bool(launcher), f"{', '.join(mods)}: checked by the launcher under the engine's env")
+    names = ", ".join(mods)
+    launcher = (rec.get("checks") or {}).get("middleware_importable")
+    if launcher is not None and replay.how != "read":
+        where = "inside the image" if replay.how == "image" else "from the engine's PYTHONPATH alone"
+        problem = next((x for x in rec.get("problems") or [] if "--middleware" in x), "")
+        return Check("middleware", bool(launcher), problem or f"{names}: the launcher's check finds it {where}")
     paths = rec.get("pythonpath") or []
     if not paths:
-        return Check("middleware", False, f"{', '.join(mods)} not importable: the engine's PYTHONPATH is empty and "
+        return Check("middleware", False, f"{names} not importable: the engine's PYTHONPATH is empty and "
                      "vLLM's environment lacks packager's modules (start the container through the launcher)")
-    if replay.how != "read":
+    missing = replay.not_importable
+    if missing is None and replay.how == "read":
+        missing = tuple(not_importable(mods, paths))
+    if missing is None:
         return Check("middleware", None, "PYTHONPATH entries live in the image; not checked here")
-    code = ("import importlib.util, sys; sys.path[:0] = sys.argv[2:]; "
-            "sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 1)")
-    missing = []
-    for mod in mods:
-        # -I -S: none of this machine's site-packages, only the container's PYTHONPATH entries
-        r = subprocess.run([sys.executable, "-I", "-S", "-c", code, mod, *paths], capture_output=True, timeout=30)
-        if r.returncode != 0:
-            missing.append(mod)
     if missing:
         return Check("middleware", False, f"{', '.join(missing)} not importable from PYTHONPATH={':'.join(paths)}")
-    return Check("middleware", True, "importable from the engine's PYTHONPATH")
+    return Check("middleware", True, f"{names} importable from PYTHONPATH={':'.join(paths)} alone")
 
 
-def weights(rec: dict) -> Check | None:
+def weights(rec: dict, replay: Replay) -> Check | None:
     w = rec.get("weights")
     if not isinstance(w, dict):
         return None
     if w.get("present"):
         return Check("weights", True, f"{w.get('mode', '?')}: present at {w.get('dir')}")
+    if replay.how == "installed" and w.get("mode") == "baked":
+        return Check("weights", None, f"baked into the image at {w.get('dir')}; the image is not here to look in")
     source = w.get("would_download_from")
     if source:
         return Check("weights", True, f"{w.get('mode', '?')}: not yet at {w.get('dir')}; the pod downloads them from "
@@ -144,7 +143,7 @@ def launcher_checks(rec: dict, seen: set[str]) -> list[Check]:
     """The launcher's own checks (runtimes.launch), under its names, where ours did not cover them."""
     out = []
     for name, ok in sorted((rec.get("checks") or {}).items()):
-        if name in seen:
+        if name in seen or name.split("_")[0] in seen:  # middleware_importable: reported as `middleware`
             continue
         detail = ok if isinstance(ok, str) else json.dumps(ok)
         out.append(Check(f"launcher:{name}", ok if isinstance(ok, bool) or ok is None else bool(ok), detail))

@@ -32,6 +32,9 @@ class Replay:
     exit_code: int | None = None
     log_tail: str = ""
     notes: tuple[str, ...] = field(default=())
+    # --middleware modules not importable from the engine's PYTHONPATH as the launcher left it
+    # (None: not checked in this replay)
+    not_importable: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ def installed(c: Container, hardware: str | None, pin: str | None) -> Replay:
         r = subprocess.run([sys.executable, "-m", LAUNCHER_MODULE], capture_output=True, text=True, env=env,
                            cwd=tmp, timeout=TIMEOUT_S)
         record = _parse_record(r.stdout)
+        missing = None
+        if record is not None and record.get("middleware"):  # the plugin dir the launcher wrote is still here
+            missing = tuple(not_importable(record["middleware"], record.get("pythonpath") or []))
         if record is not None:  # the staged paths meant the container's own: say those
             text = json.dumps(record)
             for path, d in staged.items():
@@ -184,7 +190,17 @@ def installed(c: Container, hardware: str | None, pin: str | None) -> Replay:
         record["problems"] = [f"the launcher printed no launch record (exit {r.returncode}): "
                               + (r.stderr.strip().splitlines() or ["no output"])[-1]]
     notes = ("the image is not in the local engine: replayed with the installed packager",)
-    return Replay("installed", record, r.returncode, r.stderr[-2000:], notes)
+    return Replay("installed", record, r.returncode, r.stderr[-2000:], notes, missing)
+
+
+def not_importable(modules: list[str], paths: list[str]) -> list[str]:
+    """The modules that no entry of `paths` provides. -I -S: none of this machine's site-packages,
+    as in vLLM's environment, which lacks packager's modules."""
+    code = ("import importlib.util, sys; sys.path[:0] = sys.argv[2:]; "
+            "sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 1)")
+    return [m for m in modules
+            if subprocess.run([sys.executable, "-I", "-S", "-c", code, m, *paths], capture_output=True,
+                              timeout=30).returncode != 0]
 
 
 def describe(argv: list[str], width: int = 60) -> str:

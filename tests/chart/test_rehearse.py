@@ -35,7 +35,7 @@ def chart_for(model: Path, hardware: str, profile: str | None, out: Path) -> Pat
             return None  # this model has no such profile on this hardware (e.g. it fits on fewer GPUs only)
         args += ["--profile", profile]
     r = packager(*args)
-    if r.returncode != 0 and "no profile fits" in r.stderr:
+    if r.returncode != 0 and ("no profile fits" in r.stderr or "selected no profile" in r.stderr):
         return None
     assert r.returncode == 0, r.stderr
     return Path(r.stdout.strip())
