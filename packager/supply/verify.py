@@ -27,6 +27,7 @@ WEIGHTS_LABEL = "dev.packager.weights.artifact"
 @dataclass
 class Report:
     checks: list[tuple[bool, str, str]] = field(default_factory=list)  # (ok, what, detail)
+    digests: dict[str, str] = field(default_factory=dict)  # role -> manifest digest whose blobs all matched
 
     def add(self, ok: bool, what: str, detail: str) -> bool:
         self.checks.append((ok, what, detail))
@@ -98,6 +99,7 @@ def check_digests(lay: L.Layout, entry: L.Entry, rep: Report) -> bool:
             ok = rep.add(False, f"{entry.role} {name}",
                          f"altered: its bytes hash to {_sha256(path)}, the manifest names {desc['digest']}")
     if ok:
+        rep.digests[entry.role] = entry.digest
         rep.add(True, f"{entry.role} digests", f"manifest {entry.digest[:19]}... and {len(blobs)} blob(s) match")
     return ok
 
@@ -240,6 +242,7 @@ def verify_ref(ref: str, keys: KeySet) -> Report:
                 _copy(lay, f"{host}/{ann[key]}", role, rep)
         inner = verify_layout(lay, keys, Path(tmp))
         rep.checks.extend(inner.checks)
+        rep.digests.update(inner.digests)
         return rep
 
 
