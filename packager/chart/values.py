@@ -90,7 +90,6 @@ def values_from_plan(plan: dict[str, Any], image: str | None = None) -> dict[str
             "resourceKey": key or "",
             "count": sizing.devices_per_pod(profile) if key else 0,
         },
-        "engine": {"argv": [str(a) for a in profile.get("engine_argv") or []]},
         "resources": sizing.resources(pool, profile, weights),
         "shm": {"sizeLimit": f"{sizing.shm_gib(profile)}Gi"},
         "probes": {"startup": sizing.startup_probe(sizing.startup_budget_s(weights))},

@@ -73,11 +73,14 @@ def test_multi_node_is_a_leader_worker_set_with_ray(charts):
     assert tmpl["size"] == 2
     leader = tmpl["leaderTemplate"]["spec"]["containers"][0]
     worker = tmpl["workerTemplate"]["spec"]["containers"][0]
-    script = leader["args"][0]
-    assert script.startswith("ray start --head") and 'exec "$@"' in script
-    assert leader["args"][2:5] == ["vllm", "serve", "/opt/packager/model"]
-    assert leader["args"][-2:] == ["--distributed-executor-backend", "ray"]
-    assert worker["command"][:3] == ["ray", "start", "--address=$(LWS_LEADER_ADDRESS):6379"]
+    # One start path for every pod: the image's launcher (it puts our middleware on vLLM's import
+    # path, reads the mounted plan, starts Ray); no shell line and no engine argv in the chart.
+    for c, role in ((leader, "leader"), (worker, "worker")):
+        assert "command" not in c and "args" not in c, c.get("command")
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["PACKAGER_ROLE"] == role and env["PACKAGER_RAY_PORT"] == "6379"
+        assert env["PACKAGER_PLAN"] == "/etc/packager/plan.json"
+        assert env["PACKAGER_MODEL_DIR"] == "/opt/packager/model"  # the weights volume (RWX, below)
     for c in (leader, worker):
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 8
     # Only leaders serve HTTP; the Service must not send requests to workers.
@@ -130,6 +133,11 @@ def test_pod_contract(charts, name):
         assert sc["capabilities"]["drop"] == ["ALL"]
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["PACKAGER_PROFILE"] == p["selected"]["name"]
+        assert "command" not in c and "args" not in c  # the image's launcher starts every pod
+        # the launcher reads the mounted plan ConfigMap
+        assert env["PACKAGER_PLAN"] == "/etc/packager/plan.json"
+        plan_mount = next(m for m in c["volumeMounts"] if m["name"] == "plan")
+        assert plan_mount["mountPath"] == "/etc/packager" and plan_mount["readOnly"] is True
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
         assert {"/dev/shm", "/tmp", "/var/cache/packager"} <= mounts
         vols = {v["name"]: v for v in spec["volumes"]}

@@ -131,27 +131,27 @@ containers:
   - name: {{ $role }}
     image: {{ include "packager.image" $root | quote }}
     imagePullPolicy: {{ $v.image.pullPolicy }}
-    {{- if eq $role "leader" }}
-    # Ray head first, then wait until the whole group has joined, then the engine.
-    command: ["/bin/sh", "-c"]
-    args:
-      - >-
-        ray start --head --port={{ $v.multiNode.rayPort }} --disable-usage-stats &&
-        until [ "$(ray status 2>/dev/null | grep -c ' node_')" -ge "${LWS_GROUP_SIZE}" ];
-        do echo "waiting for ${LWS_GROUP_SIZE} ray nodes"; sleep {{ $v.multiNode.joinPollSeconds }}; done &&
-        exec "$@"
-      # sh -c takes the next word as $0; the engine argv follows as "$@".
-      - packager-leader
-      {{- range $v.engine.argv }}
-      - {{ . | quote }}
-      {{- end }}
-    {{- else if eq $role "worker" }}
-    # Workers only lend their GPUs to the leader's Ray cluster.
-    command: ["ray", "start", "--address=$(LWS_LEADER_ADDRESS):{{ $v.multiNode.rayPort }}", "--block", "--disable-usage-stats"]
-    {{- end }}
+    # No command: every pod (server, LeaderWorkerSet leader and worker) starts through the image's
+    # launcher, which reads the mounted plan and, for a group, starts Ray (runtimes/launch/lws.py).
     env:
+      - name: PACKAGER_ROLE
+        value: {{ $role }}
       - name: PACKAGER_PROFILE
         value: {{ $v.profile.name | quote }}
+      # The mounted plan ConfigMap: chart values change the plan without a rebuild.
+      - name: PACKAGER_PLAN
+        value: /etc/packager/plan.json
+      {{- if eq $v.weights.mode "volume" }}
+      # The weights volume: the launcher downloads into it once (a lock and a marker on the claim).
+      - name: PACKAGER_MODEL_DIR
+        value: /opt/packager/model
+      {{- end }}
+      {{- if ne $role "server" }}
+      - name: PACKAGER_RAY_PORT
+        value: {{ $v.multiNode.rayPort | quote }}
+      - name: PACKAGER_RAY_JOIN_TIMEOUT
+        value: {{ $v.multiNode.joinTimeoutSeconds | quote }}
+      {{- end }}
       # The launcher binds the engine here; the probes and the Service use the same port.
       - name: PACKAGER_PORT
         value: {{ $v.containerPort | quote }}
@@ -170,7 +170,7 @@ containers:
         value: /var/cache/packager/vllm
       - name: RAY_TMPDIR
         value: /tmp/ray
-      {{- if and (ne $role "worker") $v.weights.tokenSecret }}
+      {{- if $v.weights.tokenSecret }}
       - name: HF_TOKEN_PATH
         value: /var/run/secrets/packager/hf/token
       {{- end }}
@@ -216,7 +216,7 @@ containers:
         mountPath: /opt/packager/model
         readOnly: {{ $v.weights.volume.readOnly }}
       {{- end }}
-      {{- if and (ne $role "worker") $v.weights.tokenSecret }}
+      {{- if $v.weights.tokenSecret }}
       - name: hf-token
         mountPath: /var/run/secrets/packager/hf
         readOnly: true
@@ -245,7 +245,7 @@ volumes:
       claimName: {{ include "packager.weightsClaim" $root }}
       readOnly: {{ $v.weights.volume.readOnly }}
   {{- end }}
-  {{- if and (ne $role "worker") $v.weights.tokenSecret }}
+  {{- if $v.weights.tokenSecret }}
   - name: hf-token
     secret:
       secretName: {{ $v.weights.tokenSecret }}
