@@ -110,7 +110,9 @@ def pull(ref: str, dest: Path, plain_http: bool = False, log=print) -> list[str]
         os.replace(part, target)
         log(f"modelcar: {rel} fetched, sha256 ok ({layer['size']} bytes)")
         done.append(rel)
-    (dest / MANIFEST_COPY).write_bytes(raw)  # after every file verified: a filled volume checks offline
+    copy = dest / MANIFEST_COPY
+    if not copy.is_file() or copy.read_bytes() != raw:  # a filled, read-only-to-us volume is left as it is
+        copy.write_bytes(raw)  # after every file verified: a filled volume checks offline
     return done
 
 

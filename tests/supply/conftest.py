@@ -23,6 +23,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 REGISTRY = "127.0.0.1:5000"
+BASE = os.environ.get("PACKAGER_BASE_IMAGE", "packager-base:bookworm")
+GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def packager(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    code = "import sys; from packager.cli import main; sys.argv[0] = 'packager'; main()"
+    return subprocess.run([os.environ.get("PYTHON", "python3"), "-c", code, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
 
 
 def need(*tools: str) -> None:
@@ -71,9 +79,23 @@ def free_port() -> int:
 @pytest.fixture
 def empty_registry(tmp_path):
     """A second docker-registry on its own loopback port, with its own empty storage (the air-gapped site)."""
+    yield from start_registry(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def site_registry(tmp_path_factory):
+    """The same, shared by a module's tests."""
+    yield from start_registry(tmp_path_factory.mktemp("site-registry"))
+
+
+STORAGE: dict[str, Path] = {}  # host -> the throwaway registry's storage (tests tamper with blobs there)
+
+
+def start_registry(tmp_path: Path):
     need("docker-registry")
     port = free_port()
     host = f"127.0.0.1:{port}"
+    STORAGE[host] = tmp_path / "storage"
     (tmp_path / "storage").mkdir()
     config = tmp_path / "registry.yml"
     config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\n"
@@ -92,6 +114,12 @@ def empty_registry(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def blob_file(host: str, digest: str) -> Path:
+    """Where a throwaway registry keeps a blob (docker-registry's filesystem driver layout)."""
+    hexd = digest.removeprefix("sha256:")
+    return STORAGE[host] / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
 
 
 def catalog(host: str) -> list[str]:
@@ -178,3 +206,20 @@ def secret_chunks(keys) -> list[bytes]:
 def assert_no_secret(data: bytes, chunks: list[bytes], what: str) -> None:
     leaked = [c for c in chunks if c in data]
     assert not leaked, f"{len(leaked)} piece(s) of private key material found in {what}"
+
+
+@pytest.fixture(scope="session")
+def made(keys, registry, tmp_path_factory):
+    """One bundle of the default model (code-only image, weights as a ModelPack artifact) per session."""
+    from tests.image.conftest import require_engine
+
+    require_engine()
+    need("skopeo", "gpg", "cyclonedx-py")
+    out = tmp_path_factory.mktemp("bundle")
+    tag = f"packager-test/smollm2-supply:{os.getpid()}-oci"
+    t0 = time.monotonic()
+    proc = packager("bundle", "smollm2-135m-instruct", "--hardware", "cpu", "--keys", str(keys.directory),
+                    "--out", str(out / "model.bundle.tar"), "--base-image", BASE, "--tag", tag, "--registry", registry)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    yield {"bundle": out / "model.bundle.tar", "out": out, "tag": tag, "proc": proc, "seconds": time.monotonic() - t0}
+    subprocess.run(["docker", "image", "rm", "-f", tag, f"{registry}/{tag}"], capture_output=True)

@@ -12,33 +12,7 @@ from pathlib import Path
 import pytest
 
 from packager.supply import layout as L
-from tests.supply.conftest import assert_no_secret, catalog, need, secret_chunks
-
-BASE = os.environ.get("PACKAGER_BASE_IMAGE", "packager-base:bookworm")
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def packager(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
-    code = "import sys; from packager.cli import main; sys.argv[0] = 'packager'; main()"
-    return subprocess.run([os.environ.get("PYTHON", "python3"), "-c", code, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(__file__).resolve().parents[2])
-
-
-@pytest.fixture(scope="module")
-def made(keys, registry, tmp_path_factory):
-    """One bundle of the default model, code-only image, for the whole module."""
-    from tests.image.conftest import require_engine
-
-    require_engine()
-    need("skopeo", "gpg", "cyclonedx-py")
-    out = tmp_path_factory.mktemp("bundle")
-    tag = f"packager-test/smollm2-supply:{os.getpid()}-oci"
-    t0 = time.monotonic()
-    proc = packager("bundle", "smollm2-135m-instruct", "--hardware", "cpu", "--keys", str(keys.directory),
-                    "--out", str(out / "model.bundle.tar"), "--base-image", BASE, "--tag", tag, "--registry", registry)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    yield {"bundle": out / "model.bundle.tar", "out": out, "tag": tag, "proc": proc, "seconds": time.monotonic() - t0}
-    subprocess.run(["docker", "image", "rm", "-f", tag, f"{registry}/{tag}"], capture_output=True)
+from tests.supply.conftest import GGUF, assert_no_secret, catalog, packager, secret_chunks
 
 
 def test_bundle_holds_every_part_named_by_digest(made):
