@@ -1,11 +1,12 @@
 """The wheel is the product: packager built as a wheel, pip-installed into a fresh venv, run from an
 empty directory (no checkout anywhere near): validate, models, profiles by name, init, chart, build a
-real image (the project wheel inside it re-packed from the installed files) that serves the model;
+real image (the project wheel inside it re-packed from the installed files), rehearse its chart, serve;
 in a venv without the extras, commands that need one name the pip install to run (exit 2)."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -136,6 +137,15 @@ def test_build_a_real_image_from_the_wheel(built, product):
     names = set(zipfile.ZipFile(code).namelist())
     assert names >= {n for n in zipfile.ZipFile(wheel).namelist() if not n.endswith("RECORD")}  # the same files
     assert (built["out"] / "chart" / "smollm2-135m-instruct" / "Chart.yaml").is_file()
+
+
+def test_rehearse_the_built_chart_from_the_wheel(built, product):
+    """Every container the chart renders, replayed in the image that was just built (launcher dry run)."""
+    bin_dir, _, work = product
+    chart = built["out"] / "chart" / "smollm2-135m-instruct"
+    r = run([bin_dir / "packager", "rehearse", chart], cwd=work)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert re.search(r"all \d+ containers would start", r.stdout) and built["tag"] in r.stdout, r.stdout
 
 
 def test_the_image_serves(built):
