@@ -13,6 +13,9 @@ from packager.init.draft import check, render
 def init_manifest(source: str, revision: str | None = None, out: Path | None = None) -> str:
     """The manifest's YAML text; it has validated and completed (its weights found) before it is returned."""
     path = Path(source).expanduser()
+    if revision and path.exists():
+        raise UserError("--revision is for Hub repos; a local source is read as it is", field="--revision",
+                        hint="drop --revision, or pass ORG/NAME to read the repo on the Hub")
     if path.is_dir():
         from packager.init.local import from_directory
         draft = from_directory(path, out)

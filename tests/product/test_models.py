@@ -89,3 +89,15 @@ def test_packager_models_directory_adds_and_overrides(run_cli, tmp_path, monkeyp
 def test_bad_hardware_suggests_catalog_keys(run_cli, hw, want):
     code, _, err = run_cli("profiles", "smollm2-135m-instruct", "--hardware", hw)
     assert code == 2 and want in err, err
+
+
+def test_bundle_takes_a_name_too(run_cli, tmp_path, monkeypatch):
+    keys = tmp_path / "keys"
+    code, _, err = run_cli("keys", "init", "--out", str(keys))
+    assert code == 0, err
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, _, err = run_cli("bundle", "smollm2", "--hardware", "cpu", "--keys", str(keys), "--out", "b.tar")
+    assert code == 2 and "did you mean 'smollm2-135m-instruct'?" in err, err
+    assert list(work.iterdir()) == []
