@@ -33,7 +33,7 @@ def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional
 
 
 def chart(
-    model: Optional[str] = typer.Argument(None, help="Model manifest (path)."),
+    model: Optional[str] = typer.Argument(None, help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name (default: this machine)."),
     objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
     out: Path = typer.Option(Path("out"), "--out", help="Directory the chart is written into, as OUT/<model>/."),
@@ -71,7 +71,7 @@ def publish(
 
 
 def deploy(
-    model: Optional[str] = typer.Argument(None, help="Model manifest (path)."),
+    model: Optional[str] = typer.Argument(None, help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name."),
     objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
     namespace: str = typer.Option("default", "--namespace", "-n", help="Kubernetes namespace."),

@@ -9,7 +9,7 @@ HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]]. Default: 
 
 
 def report(
-    model: str = typer.Argument(..., help="Model manifest (.yaml)."),
+    model: str = typer.Argument(..., help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
     objective: Optional[str] = typer.Option(None, "--objective", help="latency, throughput or cost (default: the manifest's)."),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
