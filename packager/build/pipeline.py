@@ -15,6 +15,7 @@ from packager.build.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, 
                                     VENV, ImageContext, startup_budget_s)
 from packager.build.families import Family, default_base_image, family_for, image_ref
 from packager.build.render import render_dockerfile
+from packager.cachedir import cache_dir
 from packager.errors import UserError
 from packager.outdir import check_replaceable, child, mark, replace_dir
 from packager.planfile import pin_profile, portable_plan, read_validated_plan
@@ -136,7 +137,7 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
 
 
 def default_model_manifest() -> Path:
-    """The embedded default model (SmolLM2-135M-Instruct) from the checkout's manifests/."""
+    """The embedded default model (SmolLM2-135M-Instruct) shipped inside the package (packager/models/)."""
     path = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct.yaml"
     if not path.is_file():
         raise UserError(f"no default model manifest at {path}", hint="pass MODEL (a model manifest)")
@@ -211,7 +212,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     root = projectwheel.project_root()
     reqs = wheelhouse.project_requirements(root / "pyproject.toml", fam, extra)
     cache = Path(_opt(req, "cache_dir") or os.environ.get("PACKAGER_CACHE_DIR")
-                 or Path.home() / ".cache" / "packager")
+                 or cache_dir())
     wh = wheelhouse.ensure_wheelhouse(cache, fam, reqs, log=log)
     wheelhouse.link_into(wh.path, ctx_dir / "wheelhouse")
 
