@@ -127,6 +127,10 @@ tolerations:
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with include "packager.ociWeights.initContainers" $root }}
+initContainers:
+  {{- . | nindent 2 }}
+{{- end }}
 containers:
   - name: {{ $role }}
     image: {{ include "packager.image" $root | quote }}
@@ -141,11 +145,15 @@ containers:
       # The mounted plan ConfigMap: chart values change the plan without a rebuild.
       - name: PACKAGER_PLAN
         value: /etc/packager/plan.json
+      # baked: the image's own weights; volume: the claim below (it hides a baked image's weights).
+      - name: PACKAGER_WEIGHTS_MODE
+        value: {{ $v.weights.mode | quote }}
       {{- if eq $v.weights.mode "volume" }}
       # The weights volume: the launcher downloads into it once (a lock and a marker on the claim).
       - name: PACKAGER_MODEL_DIR
         value: /opt/packager/model
       {{- end }}
+      {{- include "packager.ociWeights.env" $root | nindent 6 }}
       {{- if ne $role "server" }}
       - name: PACKAGER_RAY_PORT
         value: {{ $v.multiNode.rayPort | quote }}
@@ -216,6 +224,7 @@ containers:
         mountPath: /opt/packager/model
         readOnly: {{ $v.weights.volume.readOnly }}
       {{- end }}
+      {{- include "packager.ociWeights.mount" $root | nindent 6 }}
       {{- if $v.weights.tokenSecret }}
       - name: hf-token
         mountPath: /var/run/secrets/packager/hf
@@ -245,6 +254,7 @@ volumes:
       claimName: {{ include "packager.weightsClaim" $root }}
       readOnly: {{ $v.weights.volume.readOnly }}
   {{- end }}
+  {{- include "packager.ociWeights.volume" $root | nindent 2 }}
   {{- if $v.weights.tokenSecret }}
   - name: hf-token
     secret:
