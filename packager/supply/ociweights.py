@@ -50,5 +50,5 @@ def push_weights(plan: dict, registry_host: str, image_tag: str, log=print) -> P
 
 
 def chart_sets(weights_ref: str) -> list[str]:
-    """Chart values that mount the artifact (see the chart's weights.oci)."""
-    return []
+    """Chart values that mount the artifact (the chart's weights.oci; the modelcar by default)."""
+    return ["weights.mode=oci", f"weights.oci.artifact={weights_ref}"]
