@@ -148,9 +148,7 @@ class LLMEngine:
             raise ValueError(f"token {tok} is outside the request's grammar")
         reason = None
         if tok in ex.stop_ids:
-            reason = "stop"
-            if ex.sampler.logprobs:
-                ex.sampler.logprobs.pop()  # the stop token is not part of the text
+            reason = "stop"  # its logprob stays listed, as vLLM's (lm-eval drops the last token's)
         else:
             ex.detok.add(tok)
             if ex.detok.stopped or ex.sampler.done:

@@ -60,8 +60,8 @@ class Guide:
                 if spec.kind == "json":
                     # Compact JSON: a small model given free whitespace can loop on it.
                     return c.compile_json_schema(json.dumps(spec.value), any_whitespace=False, strict_mode=True)
-                if spec.kind == "json_object":
-                    return c.compile_builtin_json_grammar()
+                if spec.kind == "json_object":  # OpenAI's json_object: an object, not any JSON value
+                    return c.compile_json_schema('{"type": "object"}', any_whitespace=False, strict_mode=False)
                 if spec.kind == "regex":
                     re.compile(spec.value)  # Python's own check first: a clearer message
                     return c.compile_regex(spec.value)
