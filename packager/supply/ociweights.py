@@ -26,21 +26,28 @@ def weights_repository(image_tag: str) -> str:
     return f"{repo}-weights"
 
 
-def weights_root(plan: dict) -> Path:
+def weights_spec(plan: dict) -> tuple[Path, dict, str]:
+    """(where the selected profile's weights are here, their recorded sha256, their dir under the model dir)."""
     from packager.build.pipeline import weights_source
     from packager.build.weights import locate
+    from runtimes.layout import MODEL_DIR, variant_dir
 
-    try:  # the selected profile's checkpoint (a quantized variant has its own)
-        source = weights_source(plan["model"], plan.get("selected"))
-    except TypeError:  # a build module from before quantized variants
-        source = weights_source(plan["model"])
-    return locate(source)
+    selected = plan.get("selected") or {}
+    source = weights_source(plan["model"], selected)  # a quantized variant has its own checkpoint
+    variant = selected.get("quantized_variant")
+    prefix = variant_dir(variant)[len(MODEL_DIR) + 1:] + "/" if variant else ""
+    return locate(source), source.get("sha256") or {}, prefix
+
+
+def artifact_for(plan: dict) -> modelpack.ModelArtifact:
+    root, recorded, prefix = weights_spec(plan)
+    return modelpack.build_artifact(plan, root, recorded, prefix)
 
 
 def push_weights(plan: dict, registry_host: str, image_tag: str, log=print) -> PushedWeights:
     from packager.publish import parse_registry
 
-    art = modelpack.build_artifact(plan, weights_root(plan))
+    art = artifact_for(plan)
     reg = parse_registry(registry_host)
     repo = "/".join(p for p in (reg.path, weights_repository(image_tag)) if p)
     pushed = registry.push_artifact(art, reg.host, repo, modelpack.tag_for(art), insecure=reg.insecure)

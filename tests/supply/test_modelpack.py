@@ -73,6 +73,13 @@ def test_manifest_follows_the_modelpack_spec(plan, weights_dir):
     assert modelpack.build_artifact(plan, weights_dir).digest == art.digest
 
 
+def test_a_quantized_variant_lands_in_its_own_directory(plan, weights_dir):
+    art = modelpack.build_artifact(plan, weights_dir, {}, "variants/awq-int4/")
+    paths = [ly["annotations"]["org.cncf.model.filepath"] for ly in json.loads(art.manifest)["layers"]]
+    assert "variants/awq-int4/model.safetensors" in paths and all(p.startswith("variants/awq-int4/") for p in paths)
+    assert {f.path for f in art.files} == {p for p in weights_dir.rglob("*") if p.is_file()}
+
+
 def test_gguf_quantization_comes_from_the_file(plan):
     assert modelpack.quantization(plan) == "Q4_1"
     assert modelpack.quantization({**plan, "model": {**plan["model"], "source": {"file": "m.gguf"}}}) == "none"
