@@ -96,7 +96,10 @@ def test_a_file_changed_against_the_plan_is_refused(plan, weights_dir):
 
 def test_push_keeps_artifact_type_and_a_second_push_uploads_nothing(plan, weights_dir, registry, tmp_path):
     need("skopeo")
-    repo = f"supply-test/weights-{tmp_path.name}"
+    import os
+    import time
+
+    repo = f"supply-test/weights-{os.getpid()}-{time.monotonic_ns()}"  # a repository no earlier run filled
     art = modelpack.build_artifact(plan, weights_dir)
     first = reg_mod.push_artifact(art, registry, repo, modelpack.tag_for(art))
     assert first.uploaded_bytes == art.size_bytes + len(art.config) and first.reused_bytes == 0
