@@ -51,7 +51,14 @@ def close_names(arg: str, names: list[str]) -> list[str]:
 def resolve_model(arg: str) -> str:
     """The manifest path for MODEL: a path as given, else a known name; unknown names list the known ones."""
     if looks_like_path(arg):
-        return arg
+        if Path(arg).exists():
+            return arg
+        known = known_models()
+        stem = Path(arg).stem
+        guess = [stem] if stem in known else close_names(stem, list(known))
+        raise UserError("file not found" + (f"; did you mean the model named {' or '.join(repr(g) for g in guess)}?"
+                                            if guess else ""), file=arg, field="MODEL",
+                        hint="check the path, or pass a known model name: " + ", ".join(known))
     known = known_models()
     if arg in known:
         return str(known[arg][0])

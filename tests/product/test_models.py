@@ -101,3 +101,10 @@ def test_bundle_takes_a_name_too(run_cli, tmp_path, monkeypatch):
     code, _, err = run_cli("bundle", "smollm2", "--hardware", "cpu", "--keys", str(keys), "--out", "b.tar")
     assert code == 2 and "did you mean 'smollm2-135m-instruct'?" in err, err
     assert list(work.iterdir()) == []
+
+
+def test_a_missing_manifest_path_points_at_the_name(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli("profiles", "manifests/models/smollm2-135m-instruct.yaml", "--hardware", "cpu")
+    assert code == 2 and "file not found; did you mean the model named 'smollm2-135m-instruct'?" in err, err
+    assert "shorthand" not in err  # not the hardware argument's hint
