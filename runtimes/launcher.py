@@ -14,7 +14,7 @@ from runtimes.launch.weights import base_dir, ensure, spec_for, target_dir  # no
 
 def ensure_weights(config: dict, env, log=print, profile: dict | None = None, plan: dict | None = None) -> str:
     """The directory holding verified weights for `profile` (default: the image's own checkpoint)."""
-    spec = spec_for(profile, plan or {}, config)
+    spec = spec_for(profile, plan or {}, config, env)
     target = target_dir(spec, base_dir(config, env))
     ensure(spec, target, env, log=log)
     return str(target)

@@ -37,6 +37,7 @@ ENV_DRY_RUN = "PACKAGER_DRY_RUN"  # 1: print the launch record (JSON) on stdout 
 ENV_HARDWARE = "PACKAGER_HARDWARE"  # KEY[:COUNT[xNODES]]: stands in for detection
 ENV_DEVICE = "PACKAGER_DEVICE"  # cpu | cuda | rocm: the device family the image's engine uses
 ENV_ROLE = "PACKAGER_ROLE"  # server | leader | worker (default: from the LeaderWorkerSet's variables)
+ENV_WEIGHTS_MODE = "PACKAGER_WEIGHTS_MODE"  # baked | volume: the chart's weights.mode wins over the image's
 ENV_MODEL_DIR = "PACKAGER_MODEL_DIR"  # volume mode: where the weights volume is mounted (downloads land there)
 ENV_RAY_PORT = "PACKAGER_RAY_PORT"
 ENV_RAY_JOIN_TIMEOUT = "PACKAGER_RAY_JOIN_TIMEOUT"  # seconds the leader waits for the whole group

@@ -118,7 +118,7 @@ def launch(env: Mapping[str, str], execvp, rec: dict | None, dry_tmp: str | None
         profile = decision.plan["selected"]
         if dry:
             rec.update(profile=profile["name"], runtime=profile.get("runtime"), model_path=model_path(decision.argv))
-        spec = weights.spec_for(profile, plan, config)
+        spec = weights.spec_for(profile, plan, config, env)
         target = weights.target_dir(spec, base)
         if dry:
             found = weights.inspect(spec, target, env)

@@ -105,10 +105,10 @@ def _on_path_alone(targets: list[str], engine_env: Mapping[str, str]) -> tuple[b
     from the engine's PYTHONPATH entries only."""
     paths = [p for p in engine_env.get("PYTHONPATH", "").split(os.pathsep) if p]
     code = ("import importlib.util, sys\n"
-            "sys.path[:0] = sys.argv[1].split(chr(0)) if sys.argv[1] else []\n"
+            "sys.path[:0] = [p for p in sys.argv[1].split(chr(10)) if p]\n"
             "missing = [t for t in sys.argv[2:] if importlib.util.find_spec(t.rpartition('.')[0]) is None]\n"
             "print(' '.join(missing)); sys.exit(1 if missing else 0)\n")
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, "\0".join(paths), *targets],
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, "\n".join(paths), *targets],
                           capture_output=True, text=True, timeout=60, cwd="/")
     if proc.returncode == 0:
         return True, ""

@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 from runtimes import download
 from runtimes.digests import sha256_file, verify_digests
 from runtimes.launch.settings import LaunchError
-from runtimes.layout import CACHE_DIR, ENV_MODEL_DIR, MODEL_DIR, WEIGHTS_LOCK, WEIGHTS_MARKER, variant_dir
+from runtimes.layout import CACHE_DIR, ENV_MODEL_DIR, ENV_WEIGHTS_MODE, MODEL_DIR, WEIGHTS_LOCK, WEIGHTS_MARKER, variant_dir
 
 Log = Callable[[str], None]
 SOURCE_KEYS = ("kind", "repo", "revision", "file", "url")
@@ -34,11 +34,20 @@ class WeightsSpec:
     source: dict = field(default_factory=dict)
 
 
-def spec_for(profile: dict | None, plan: dict, config: dict) -> WeightsSpec:
+def weights_mode(config: dict, env: Mapping[str, str]) -> str:
+    """The chart's weights.mode (PACKAGER_WEIGHTS_MODE), else the image's: a volume mounted over a
+    baked image's model dir hides its weights, so the volume must then be filled like any other."""
+    mode = env.get(ENV_WEIGHTS_MODE, "").strip().lower() or (config.get("weights") or {}).get("mode", "baked")
+    if mode not in ("baked", "volume"):
+        raise LaunchError(f"{ENV_WEIGHTS_MODE}={mode!r}: expected baked or volume")
+    return mode
+
+
+def spec_for(profile: dict | None, plan: dict, config: dict, env: Mapping[str, str] | None = None) -> WeightsSpec:
     """The selected profile's checkpoint: the image's (image.json) when it is the one the image was
     built for, else the profile's own pinned source (a variant) or the model's."""
     w = config.get("weights") or {}
-    mode = w.get("mode", "baked")
+    mode = weights_mode(config, env or {})
     variant = (profile or {}).get("quantized_variant")
     want = variant_dir(variant) if variant else MODEL_DIR
     if w.get("dir", MODEL_DIR) == want:
@@ -50,8 +59,7 @@ def spec_for(profile: dict | None, plan: dict, config: dict) -> WeightsSpec:
 def base_dir(config: dict, env: Mapping[str, str]) -> str:
     """Where MODEL_DIR's contents are on this start: the image (baked), the weights volume
     (PACKAGER_MODEL_DIR, or a writable / filled MODEL_DIR), else the cache (a bare `docker run`)."""
-    w = config.get("weights") or {}
-    if w.get("mode", "baked") == "baked":
+    if weights_mode(config, env) == "baked":
         return MODEL_DIR
     explicit = env.get(ENV_MODEL_DIR, "").strip()
     if explicit:

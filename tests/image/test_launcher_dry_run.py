@@ -119,7 +119,10 @@ def test_the_middleware_imports_under_the_engines_own_python(tmp_path):
     ok, why = middleware_importable(argv[:3] + ["--middleware", "runtimes.vllm_health.nope"],
                                     engine_environment(argv, env, cache_dir=str(tmp_path / "c")))
     assert ok is False and "nope" in why
-    assert middleware_importable(["vllm-absent"] + argv[1:], env)[0] is None
+    # No engine interpreter here (a rehearsal outside the image): found on its PYTHONPATH alone, or not.
+    absent = ["vllm-absent"] + argv[1:]
+    assert middleware_importable(absent, env)[0] is False
+    assert middleware_importable(absent, engine_environment(argv, env, cache_dir=str(tmp_path / "c")))[0] is True
 
 
 def test_device_forces_the_family_and_bad_values_are_one_line(files):
@@ -140,3 +143,17 @@ def test_a_mounted_plan_with_a_host_path_still_hands_the_engine_the_image_path(f
                               "PACKAGER_IMAGE_CONFIG": str(files / "cpu-image.json")})
     assert code == 0, err
     assert rec["model_path"] == GGUF_REF and "/root/somewhere" not in json.dumps(rec)
+
+
+def test_the_charts_weights_mode_wins_over_the_images(files, tmp_path):
+    """A volume mounted over a baked image's model dir hides its weights: with the chart's
+    PACKAGER_WEIGHTS_MODE=volume the launcher fills the claim instead of starting without them."""
+    env = {"PACKAGER_PLAN": str(files / "cpu-plan.json"), "PACKAGER_IMAGE_CONFIG": str(files / "cpu-image.json"),
+           "PACKAGER_WEIGHTS_MODE": "volume", "PACKAGER_MODEL_DIR": str(tmp_path / "claim")}
+    code, rec, _ = dry_run(env)
+    assert code == 0 and rec["weights"]["mode"] == "volume" and rec["weights"]["dir"] == str(tmp_path / "claim")
+    assert rec["model_path"] == str(tmp_path / "claim" / Path(GGUF_REF).name)
+    assert rec["weights"]["would_download_from"] is None and not rec["ok"]  # nowhere to download from: said so
+    code, rec, _ = dry_run(dict(env, PACKAGER_WEIGHTS_URL="http://127.0.0.1:9/repo"))
+    assert rec["ok"] and rec["weights"]["would_download_from"] == "http://127.0.0.1:9/repo"
+    assert not (tmp_path / "claim").exists()
