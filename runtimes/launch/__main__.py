@@ -100,8 +100,7 @@ def launch(env: Mapping[str, str], execvp, rec: dict | None, dry_tmp: str | None
             rec.update(role=settings.role, plan_source=plan_source, in_image=in_image, device=settings.device)
         hw, hw_source = hardware.choose(settings)
         hw_dict = hw.to_dict() if hasattr(hw, "to_dict") else dict(hw)
-        say(f"packager launcher: {'detected' if hw_source == 'detected' else hw_source + ':'} "
-            f"{hardware.describe(hw_dict)}")
+        say(f"packager launcher: {'detected' if hw_source == 'detected' else 'planning for'} {hardware.describe(hw_dict)}")
         if dry:
             rec.update(hardware=hardware.describe(hw_dict), hardware_source=hw_source)
         from packager.planner import replan

@@ -14,16 +14,14 @@ DEVICE_VENDORS = {"cpu": ("cpu",), "cuda": ("nvidia", "amd"), "rocm": ("amd",)}
 
 def choose(settings: Settings):
     """(Hardware, source): source is "PACKAGER_HARDWARE" or "detected"."""
+    from packager.detect import Sources, detect_hardware, stand_in
+
     if settings.hardware:
-        from packager.manifests.load import load_hardware
-
         try:
-            return load_hardware(settings.hardware), "PACKAGER_HARDWARE"
+            return stand_in(settings.hardware), "PACKAGER_HARDWARE"
         except UserError as exc:
-            raise LaunchError(f"PACKAGER_HARDWARE: {exc}") from None
-    from packager.detect import detect_hardware
-
-    hw = force_device(detect_hardware(), settings.device)
+            raise LaunchError(str(exc)) from None
+    hw = force_device(detect_hardware(Sources(environ={})), settings.device)
     if settings.role in ("leader", "worker") and settings.group_size > 1:
         # One pod sees one node; the group the profile spans is LWS_GROUP_SIZE of them.
         hw = replace(hw, pools=tuple(replace(p, nodes=settings.group_size) for p in hw.pools))
@@ -50,15 +48,7 @@ def force_device(hw, device: str | None):
 
 
 def describe(hardware: dict) -> str:
-    """One line for a human."""
-    parts = []
-    for pool in hardware.get("pools", []):
-        acc = pool.get("accelerator") or {}
-        n = pool.get("count_per_node") or pool.get("count") or 1
-        nodes = pool.get("nodes") or 1
-        label = acc.get("name") or acc.get("key") or "?"
-        mem = acc.get("memory_gib")
-        parts.append(f"{n} x {label}" + (f" ({mem} GiB)" if mem and acc.get("vendor") != "cpu" else "")
-                     + (f" per node x {nodes} nodes" if nodes > 1 else "")
-                     + f", {pool.get('cpu_cores', '?')} cores, {pool.get('memory_gib', '?')} GiB RAM")
-    return "; ".join(parts) or "unknown"
+    """One line for a human, in the detection module's words (measured memory, catalog key, stand-in)."""
+    from packager.detect import describe_hardware
+
+    return describe_hardware(hardware)
