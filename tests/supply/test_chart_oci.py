@@ -42,7 +42,9 @@ def test_image_volume_on_kubernetes_133(plan, tmp_path):
     assert volume["image"] == {"reference": ARTIFACT, "pullPolicy": "IfNotPresent"}
     assert mount == {"name": "weights", "mountPath": "/opt/packager/model", "readOnly": True}
     assert "initContainers" not in spec
-    assert {"name": "PACKAGER_MODEL_DIR", "value": "/opt/packager/model"} in spec["containers"][0]["env"]
+    env = spec["containers"][0]["env"]
+    assert {"name": "PACKAGER_MODEL_DIR", "value": "/opt/packager/model"} in env
+    assert {"name": "PACKAGER_WEIGHTS_MODE", "value": "volume"} in env  # the launcher checks it as a volume
     validate(dep, "1.33.0", strict=True)
     with pytest.raises(ValidationError):  # the check is real: before image volumes existed, refused
         validate(dep, "1.30.0", strict=True)

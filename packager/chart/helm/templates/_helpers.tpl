@@ -145,9 +145,10 @@ containers:
       # The mounted plan ConfigMap: chart values change the plan without a rebuild.
       - name: PACKAGER_PLAN
         value: /etc/packager/plan.json
-      # baked: the image's own weights; volume: the claim below (it hides a baked image's weights).
+      # baked: the image's own weights; volume: the claim below (it hides a baked image's weights);
+      # oci: the artifact's files at the model dir, which the launcher checks exactly as a volume's.
       - name: PACKAGER_WEIGHTS_MODE
-        value: {{ $v.weights.mode | quote }}
+        value: {{ ternary "volume" $v.weights.mode (eq $v.weights.mode "oci") | quote }}
       {{- if eq $v.weights.mode "volume" }}
       # The weights volume: the launcher downloads into it once (a lock and a marker on the claim).
       - name: PACKAGER_MODEL_DIR
