@@ -52,7 +52,7 @@ def chart(
 
 
 def publish(
-    chart_or_build_dir: Path = typer.Argument(..., help="Chart dir, chart .tgz, or a build dir holding one chart."),
+    chart_or_build_dir: Path = typer.Argument(..., metavar="DIR", help="Chart dir, chart .tgz, or a build dir holding one chart."),
     registry: str = typer.Option("oci://127.0.0.1:5000/charts", "--registry", help="OCI registry for the chart."),
     image: Optional[str] = typer.Option(None, "--image", help="Local image to push (default: the one the chart's values name)."),
     image_registry: Optional[str] = typer.Option(None, "--image-registry", help="Registry for the image (default: the chart registry's host)."),
