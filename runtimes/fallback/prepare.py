@@ -36,7 +36,13 @@ class Preparer:
         self.model_vocab = model_vocab or self.vocab_size
         self.native_tools = template_knows_tools(getattr(tokenizer, "chat_template", None))
         # xgrammar's view of the vocabulary: built once per model (~0.15 s for 49k tokens).
-        self.guide = Guide(tokenizer, self.model_vocab, stop_ids)
+        # Without xgrammar (an image built before it joined the runtime extra) the server
+        # still serves; requests that need a grammar get a 400 saying so.
+        try:
+            self.guide: Guide | None = Guide(tokenizer, self.model_vocab, stop_ids)
+        except ImportError as e:
+            log.warning("structured outputs and forced tool calls are off: %s", e)
+            self.guide = None
         # Longest vocabulary entry in characters: a prompt of N characters has
         # at least N / this many tokens.
         self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
@@ -92,6 +98,8 @@ class Preparer:
             if t >= self.model_vocab:
                 raise APIError(400, f"logit_bias: token id {t} is not in [0, {self.model_vocab})", "logit_bias")
         if spec is not None:
+            if self.guide is None:
+                raise APIError(400, f"{param}: this server has no grammar engine (install xgrammar)", param)
             try:
                 req._guide = self.guide.compile(spec)
             except GrammarError as e:

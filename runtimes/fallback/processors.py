@@ -40,10 +40,14 @@ class RowProcessor:
         if p.frequency_penalty or p.presence_penalty:
             counts = self._counts().to(row.device)
             row -= p.frequency_penalty * counts + p.presence_penalty * (counts > 0).float()
-        if self.generated < p.min_tokens and self.stop.numel():
-            row[self.stop.to(row.device)] = float("-inf")
         if self.matcher is not None:
             self.matcher.mask(row)
+        if self.generated < p.min_tokens and self.stop.numel():
+            stop = self.stop.to(row.device)
+            kept = row[stop].clone()
+            row[stop] = float("-inf")
+            if self.matcher is not None and not bool(torch.isfinite(row).any()):
+                row[stop] = kept  # the grammar can only end here: it wins over min_tokens
 
     def _counts(self) -> torch.Tensor:
         if self.counts is None:

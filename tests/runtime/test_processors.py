@@ -73,3 +73,14 @@ def test_a_grammar_mask_allows_only_its_tokens(smol_tokenizer):
     m.mask(row)
     allowed = [smol_tokenizer.decode([i]) for i in torch.nonzero(row == 0).flatten().tolist()]
     assert allowed and all("yes".startswith(a) or "no".startswith(a) for a in allowed)
+
+
+def test_a_grammar_that_can_only_end_wins_over_min_tokens(smol_tokenizer):
+    from runtimes.fallback.guided import Guide, Matcher, Spec
+
+    vocab, eos = len(smol_tokenizer), smol_tokenizer.eos_token_id
+    m = Matcher(Guide(smol_tokenizer, vocab, (eos,)).compile(Spec("choice", [""])), vocab)
+    p = RowProcessor(SamplingParams(max_tokens=8, min_tokens=4, guide=object()), [1], frozenset({eos}), vocab, m)
+    row = torch.zeros(vocab)
+    p.apply(row)
+    assert torch.isfinite(row).nonzero().flatten().tolist() == [eos] and p.accept(eos) and p.done
