@@ -122,7 +122,7 @@ def assemble(rel: Release, keys, work: Path, working_registry: str, log) -> L.La
     rel = replace(rel, image_ref=f"{host}/{repo_path}@{digest}")
     log(f"signed: image {rel.image_ref} (simple signing, key {keys.image})")
     for role, ref in (("image", rel.image_ref), ("weights", rel.weights_ref)):
-        proc = subprocess.run([sign.skopeo(), "copy", "--quiet", "--preserve-digests", *sign.tls_flags(host, "--src-tls-verify"),
+        proc = subprocess.run([sign.skopeo(), "copy", "--quiet", "--preserve-digests", "--remove-signatures", *sign.tls_flags(host, "--src-tls-verify"),
                                f"docker://{ref}", f"oci:{lay.root}:{role}"], capture_output=True, text=True)
         if proc.returncode != 0:
             raise UserError(f"copying {ref} into the bundle failed: {proc.stderr.strip()[-600:]}", field="--registry")
@@ -168,9 +168,11 @@ def assemble(rel: Release, keys, work: Path, working_registry: str, log) -> L.La
 
 
 def sbom_of(context: Path, out: Path) -> Path:
+    """The build's own SBOM (the one its image label names), else one made from the same wheels."""
     from packager.supply.sbom import make_sbom
 
-    return make_sbom(out, context / "wheelhouse", context / "dist")
+    built = context.parent / "sbom.cdx.json"
+    return built if built.is_file() else make_sbom(out, context / "wheelhouse", context / "dist")
 
 
 def chart_of(rel: Release, keys, dest: Path) -> tuple[Path, Path]:

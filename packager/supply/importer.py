@@ -40,7 +40,7 @@ def import_bundle(bundle: Path, target: str, signatures_dir: Path | None = None,
             if not entry.target:
                 raise UserError(f"index entry {role!r} has no {L.TARGET} annotation", field="index.json")
             dest = "/".join(p for p in (reg.host, reg.path, entry.target) if p)
-            proc = subprocess.run([sign.skopeo(), "copy", "--quiet", "--preserve-digests",
+            proc = subprocess.run([sign.skopeo(), "copy", "--quiet", "--preserve-digests", "--remove-signatures",
                                    *sign.tls_flags(reg.host, "--dest-tls-verify"),
                                    f"oci:{lay.root}:{role}", f"docker://{dest}"], capture_output=True, text=True)
             if proc.returncode != 0:

@@ -256,7 +256,7 @@ def _copy(lay: L.Layout, ref: str, role: str, rep: Report) -> bool:
         except BadInput as exc:
             return rep.add(False, role, str(exc))
     host = ref.split("/", 1)[0]
-    proc = subprocess.run([sign.skopeo(), "copy", "--quiet", "--preserve-digests", *sign.tls_flags(host, "--src-tls-verify"),
+    proc = subprocess.run([sign.skopeo(), "copy", "--quiet", "--preserve-digests", "--remove-signatures", *sign.tls_flags(host, "--src-tls-verify"),
                            f"docker://{ref}", f"oci:{lay.root}:{role}"], capture_output=True, text=True)
     if proc.returncode != 0:
         return rep.add(False, role, f"cannot read {ref}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")

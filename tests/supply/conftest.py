@@ -88,14 +88,16 @@ def site_registry(tmp_path_factory):
     yield from start_registry(tmp_path_factory.mktemp("site-registry"))
 
 
-STORAGE: dict[str, Path] = {}  # host -> the throwaway registry's storage (tests tamper with blobs there)
+class Host(str):
+    """HOST:PORT of a throwaway registry, knowing where it stores blobs (tests tamper with them there)."""
+    storage: Path
 
 
 def start_registry(tmp_path: Path):
     need("docker-registry")
     port = free_port()
-    host = f"127.0.0.1:{port}"
-    STORAGE[host] = tmp_path / "storage"
+    host = Host(f"127.0.0.1:{port}")
+    host.storage = tmp_path / "storage"
     (tmp_path / "storage").mkdir()
     config = tmp_path / "registry.yml"
     config.write_text(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'storage'}\n"
@@ -116,10 +118,10 @@ def start_registry(tmp_path: Path):
         proc.wait(timeout=30)
 
 
-def blob_file(host: str, digest: str) -> Path:
+def blob_file(host: Host, digest: str) -> Path:
     """Where a throwaway registry keeps a blob (docker-registry's filesystem driver layout)."""
     hexd = digest.removeprefix("sha256:")
-    return STORAGE[host] / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
+    return host.storage / "docker" / "registry" / "v2" / "blobs" / "sha256" / hexd[:2] / hexd / "data"
 
 
 def catalog(host: str) -> list[str]:
