@@ -229,3 +229,9 @@ def test_chat_without_max_tokens_may_use_the_rest_of_the_context(client):
     r = client.chat.completions.create(model=MODEL_NAME, messages=Q, temperature=0)
     assert r.choices[0].finish_reason == "stop" and "Paris" in r.choices[0].message.content
     assert not math.isnan(r.usage.total_tokens)
+
+
+def test_the_server_started_without_library_warnings(server, client):
+    client.models.list()
+    log = server.read_log()
+    assert "ready: serving" in log and "Warning" not in log, log
