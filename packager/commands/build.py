@@ -6,8 +6,7 @@ from typing import Optional
 
 import typer
 
-PROFILE_HELP = ("Pin one of the plan's compatible profiles instead of the planner's first "
-                "(NIM's NIM_MODEL_PROFILE); `packager profiles` lists them.")
+from packager.commands import PROFILE_HELP
 
 
 def build(

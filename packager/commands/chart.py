@@ -6,12 +6,12 @@ from typing import Any, Optional
 
 import typer
 
+from packager.commands import PROFILE_HELP
+
 from packager.errors import UserError
 
 _SET_HELP = "Override a value: dotted key, YAML value (repeatable), e.g. --set replicaCount=2."
 _VALUES_HELP = "Merge a values YAML file (repeatable; later files win; --set wins over files)."
-PROFILE_HELP = ("Pin one of the plan's compatible profiles instead of the planner's first "
-                "(NIM's NIM_MODEL_PROFILE); `packager profiles` lists them.")
 
 
 def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional[str],

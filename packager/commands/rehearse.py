@@ -7,12 +7,14 @@ from typing import Optional
 
 import typer
 
+from packager.commands import PROFILE_HELP
+
 
 def rehearse(
     chart_dir: Path = typer.Argument(..., help="A chart written by `packager chart` or `packager build`."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="KEY[:COUNT[xNODES]] the pods stand on "
                                            "(PACKAGER_HARDWARE); default: what the chart was planned for."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Pin a profile (PACKAGER_PROFILE) in every pod."),
+    profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP + " Set as PACKAGER_PROFILE in every pod."),
     registry: Optional[str] = typer.Option(None, "--registry", help="HOST:PORT to look for the image in when the "
                                            "local engine lacks it."),
     set_: list[str] = typer.Option([], "--set", help="Override a chart value (dotted key=YAML), as helm does."),

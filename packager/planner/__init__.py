@@ -66,7 +66,7 @@ def plan_files(model_path: str, hardware: str | None = None, objective: str | No
                                  model_ref=model_ref, max_model_len=max_model_len))
 
 
-def in_image_ref(source: dict) -> str:
+def model_path_in_image(source: dict) -> str:
     """The engine's model path inside an image, from the manifest's source alone (no weights needed):
     the GGUF file under the model dir, or the model dir itself. `packager build` finds the same."""
     from pathlib import PurePosixPath
@@ -83,7 +83,7 @@ def plan_for_image(model_path: str, hardware: str | None = None, objective: str 
     from dataclasses import replace
 
     first = plan_files(model_path, hardware, objective)
-    return make_plan(replace(first.request, model_ref=in_image_ref(first.request.model.source)))
+    return make_plan(replace(first.request, model_ref=model_path_in_image(first.request.model.source)))
 
 
 def replan(plan: dict, hardware: Hardware, pinned: str | None = None, *, model_ref: str | None = None,

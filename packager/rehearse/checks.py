@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from packager.rehearse.replay import Engine, Replay, not_importable
+from packager.rehearse.replay import Engine, Replay
 from runtimes.download import is_loopback
 
 _MANIFESTS = ", ".join(("application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
@@ -102,13 +103,14 @@ def middleware(rec: dict, replay: Replay) -> Check | None:
     if not paths:
         return Check("middleware", False, f"{names} not importable: the engine's PYTHONPATH is empty and "
                      "vLLM's environment lacks packager's modules (start the container through the launcher)")
-    missing = replay.not_importable
-    if missing is None and replay.how == "read":
-        missing = tuple(not_importable(mods, paths))
-    if missing is None:
+    if replay.how != "read":
         return Check("middleware", None, "PYTHONPATH entries live in the image; not checked here")
-    if missing:
-        return Check("middleware", False, f"{', '.join(missing)} not importable from PYTHONPATH={':'.join(paths)}")
+    from runtimes.launch.engine_env import middleware_importable
+
+    ok, why = middleware_importable(rec.get("argv") or [], {"PYTHONPATH": os.pathsep.join(paths),
+                                                           "PATH": os.environ.get("PATH", "")})
+    if ok is False:
+        return Check("middleware", False, why)
     return Check("middleware", True, f"{names} importable from PYTHONPATH={':'.join(paths)} alone")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from packager.errors import UserError
+from runtimes.layout import LWS_GROUP_SIZE, LWS_LEADER_ADDRESS, LWS_WORKER_INDEX
 
 # Pod templates by kind: (role, path to the pod spec). LeaderWorkerSet: leader and worker templates.
 _TEMPLATES = {
@@ -44,7 +45,8 @@ class Container:
     mounts: tuple[Mount, ...] = ()
     run_as_user: int | None = None
     read_only_root: bool = False
-    notes: tuple[str, ...] = field(default=())  # what was stood in for (an external Secret, the pod IP)
+    notes: tuple[str, ...] = field(default=())
+    secret_names: frozenset[str] = frozenset()  # env names whose values come from a Secret: never shown  # what was stood in for (an external Secret, the pod IP)
 
     @property
     def label(self) -> str:
@@ -87,7 +89,9 @@ def parse_rendered(text: str, source: str) -> list[dict]:
     return docs
 
 
-def _env(spec: dict, objects: Objects, ctx: dict[str, str], notes: list[str]) -> list[tuple[str, str]]:
+def _env(spec: dict, objects: Objects, ctx: dict[str, str], notes: list[str],
+         secret: set[str]) -> list[tuple[str, str]]:
+    """The container's environment; `secret` collects the names whose values come from Secrets."""
     out: dict[str, str] = dict(ctx)  # what the platform injects comes first; the container's own wins
     for src in spec.get("envFrom") or []:
         for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
@@ -96,12 +100,17 @@ def _env(spec: dict, objects: Objects, ctx: dict[str, str], notes: list[str]) ->
                 if data is None:
                     notes.append(f"{kind} {src[key]['name']} is not in the chart: its keys are not replayed")
                     continue
-                out.update({src.get("prefix", "") + k: v.decode(errors="replace") for k, v in data.items()})
+                names = {src.get("prefix", "") + k: v.decode(errors="replace") for k, v in data.items()}
+                out.update(names)
+                if kind == "Secret":
+                    secret.update(names)
     for item in spec.get("env") or []:
         name, value = item["name"], item.get("value")
         ref = item.get("valueFrom") or {}
         if value is None and ref:
             value = _value_from(name, ref, objects, ctx, notes)
+            if "secretKeyRef" in ref:
+                secret.add(name)
         out[name] = _expand(str(value or ""), out)
     return list(out.items())
 
@@ -151,8 +160,8 @@ def _lws_env(doc: dict, role: str, namespace: str) -> dict[str, str]:
     """What the LeaderWorkerSet controller sets in every pod of group 0."""
     name = doc["metadata"]["name"]
     size = _dig(doc, ("spec", "leaderWorkerTemplate", "size")) or 1
-    return {"LWS_LEADER_ADDRESS": f"{name}-0.{name}.{namespace}", "LWS_GROUP_SIZE": str(size),
-            "LWS_WORKER_INDEX": "0" if role == "leader" else "1", "LWS_NAME": name, "LWS_GROUP_INDEX": "0"}
+    return {LWS_LEADER_ADDRESS: f"{name}-0.{name}.{namespace}", LWS_GROUP_SIZE: str(size),
+            LWS_WORKER_INDEX: "0" if role == "leader" else "1", "LWS_NAME": name, "LWS_GROUP_INDEX": "0"}
 
 
 def containers(docs: list[dict], namespace: str) -> list[Container]:
@@ -167,7 +176,8 @@ def containers(docs: list[dict], namespace: str) -> list[Container]:
             pod_sc = pod.get("securityContext") or {}
             for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
                 notes: list[str] = []
-                env = _env(c, objects, ctx, notes)
+                secret: set[str] = set()
+                env = _env(c, objects, ctx, notes, secret)
                 env_map = dict(env)
                 sc = c.get("securityContext") or {}
                 out.append(Container(
@@ -177,12 +187,17 @@ def containers(docs: list[dict], namespace: str) -> list[Container]:
                     args=tuple(_expand(str(a), env_map) for a in c["args"]) if "args" in c else None,
                     env=tuple(env), mounts=tuple(_mounts(c, pod, objects, notes)),
                     run_as_user=sc.get("runAsUser", pod_sc.get("runAsUser")),
-                    read_only_root=bool(sc.get("readOnlyRootFilesystem")), notes=tuple(notes)))
+                    read_only_root=bool(sc.get("readOnlyRootFilesystem")), notes=tuple(notes),
+                    secret_names=frozenset(secret)))
     return out
 
 
 def write_mount_files(mount: Mount, root: Path) -> None:
+    base = root.resolve()
     for rel, data in mount.files:
-        target = root / rel
+        target = (root / rel).resolve()
+        if not target.is_relative_to(base):  # items[].path comes from the chart: keep it inside the stage
+            raise UserError(f"volume item path {rel!r} leaves the volume", field="volumes[].items[].path",
+                            hint="use a relative path without '..'")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)

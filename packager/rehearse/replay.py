@@ -13,16 +13,17 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packager.errors import UserError
 from packager.rehearse.containers import Container, write_mount_files
-from runtimes.layout import ENV_DRY_RUN, ENV_HARDWARE, REDACTED
+from runtimes.launch.record import launch_env
+from runtimes.layout import ENV_DRY_RUN, ENV_HARDWARE, ENV_PROFILE, REDACTED
 
 LAUNCHER_MODULE = "runtimes.launcher"
 TIMEOUT_S = 180
-_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,6 @@ class Replay:
     exit_code: int | None = None
     log_tail: str = ""
     notes: tuple[str, ...] = field(default=())
-    # --middleware modules not importable from the engine's PYTHONPATH as the launcher left it
-    # (None: not checked in this replay)
-    not_importable: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,8 +58,11 @@ class Engine:
             return None
 
 
-def redact(env: dict[str, str]) -> dict[str, str]:
-    return {k: (REDACTED if any(w in k.upper() for w in _SECRET_WORDS) and v else v) for k, v in env.items()}
+def redact(record: dict, c: Container) -> dict:
+    """The launcher's own rule redacts by name; values that came from a Secret go whatever their name."""
+    env = record.get("env") or {}
+    record["env"] = {k: (REDACTED if k in c.secret_names and v else v) for k, v in env.items()}
+    return record
 
 
 def starts_launcher(c: Container, entrypoint: list[str] | None) -> bool:
@@ -94,8 +95,8 @@ def read_record(c: Container, image_config: dict | None) -> dict:
     env = dict(c.env)
     prelude, argv = engine_argv(process_argv(c, image_config))
     middleware = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--middleware"]
-    return {"schema": 1, "role": c.role, "profile": env.get("PACKAGER_PROFILE"), "runtime": None,
-            "prelude": prelude, "argv": argv, "env": redact(env),
+    return {"schema": 1, "role": c.role, "profile": env.get(ENV_PROFILE), "runtime": None,
+            "prelude": prelude, "argv": argv, "env": redact({"env": launch_env(env)}, c)["env"],
             "pythonpath": [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p],
             "middleware": middleware, "checks": {}, "model_path": None, "weights": None,
             "ok": None, "problems": [], "launcher": False}
@@ -132,12 +133,13 @@ def in_image(c: Container, engine: Engine, image_config: dict, hardware: str | N
         if hardware:
             env[ENV_HARDWARE] = hardware
         if pin:
-            env["PACKAGER_PROFILE"] = pin
+            env[ENV_PROFILE] = pin
         env_file = root / "env"  # not on the command line: chart Secrets stay out of `ps`
         env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items() if "\n" not in v))
         env_file.chmod(0o600)
         argv = process_argv(c, image_config)
-        cmd = [engine.docker, "run", "--rm", "--network", "none", "--env-file", str(env_file),
+        name = f"packager-rehearse-{uuid.uuid4().hex[:12]}"
+        cmd = [engine.docker, "run", "--rm", "--name", name, "--network", "none", "--env-file", str(env_file),
                "--entrypoint", argv[0]]
         if c.run_as_user is not None:
             cmd += ["--user", str(c.run_as_user)]
@@ -146,13 +148,28 @@ def in_image(c: Container, engine: Engine, image_config: dict, hardware: str | N
         for path, d in staged.items():
             cmd += ["-v", f"{d}:{path}"]
         cmd += [c.image, *argv[1:]]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return _no_record(c, image_config, "image", f"the dry run did not finish in {TIMEOUT_S} s")
+        finally:  # a killed CLI leaves its container running
+            subprocess.run([engine.docker, "rm", "-f", name], capture_output=True, timeout=60)
     record = _parse_record(r.stdout)
     if record is None:
-        record = read_record(c, image_config)
-        record["ok"] = False
-        record["problems"] = [f"the launcher printed no launch record (exit {r.returncode})"]
-    return Replay("image", record, r.returncode, r.stderr[-2000:])
+        return _no_record(c, image_config, "image", f"the launcher printed no launch record (exit {r.returncode}): "
+                          + _last_line(r.stderr), r.returncode, r.stderr)
+    return Replay("image", redact(record, c), r.returncode, r.stderr[-2000:])
+
+
+def _last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no output"])[-1]
+
+
+def _no_record(c: Container, image_config: dict | None, how: str, why: str, code: int | None = None,
+               log: str = "") -> Replay:
+    record = read_record(c, image_config)
+    record.update(ok=False, problems=[why])
+    return Replay(how, record, code, log[-2000:])
 
 
 def installed(c: Container, hardware: str | None, pin: str | None) -> Replay:
@@ -172,35 +189,23 @@ def installed(c: Container, hardware: str | None, pin: str | None) -> Replay:
         if hardware:
             env[ENV_HARDWARE] = hardware
         if pin:
-            env["PACKAGER_PROFILE"] = pin
-        r = subprocess.run([sys.executable, "-m", LAUNCHER_MODULE], capture_output=True, text=True, env=env,
-                           cwd=tmp, timeout=TIMEOUT_S)
+            env[ENV_PROFILE] = pin
+        try:
+            r = subprocess.run([sys.executable, "-m", LAUNCHER_MODULE], capture_output=True, text=True, env=env,
+                               cwd=tmp, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return _no_record(c, None, "installed", f"the dry run did not finish in {TIMEOUT_S} s")
         record = _parse_record(r.stdout)
-        missing = None
-        if record is not None and record.get("middleware"):  # the plugin dir the launcher wrote is still here
-            missing = tuple(not_importable(record["middleware"], record.get("pythonpath") or []))
         if record is not None:  # the staged paths meant the container's own: say those
             text = json.dumps(record)
             for path, d in staged.items():
                 text = text.replace(str(d), path.rstrip("/"))
             record = json.loads(text)
     if record is None:
-        record = read_record(c, None)
-        record["ok"] = False
-        record["problems"] = [f"the launcher printed no launch record (exit {r.returncode}): "
-                              + (r.stderr.strip().splitlines() or ["no output"])[-1]]
+        return _no_record(c, None, "installed", f"the launcher printed no launch record (exit {r.returncode}): "
+                          + _last_line(r.stderr), r.returncode, r.stderr)
     notes = ("the image is not in the local engine: replayed with the installed packager",)
-    return Replay("installed", record, r.returncode, r.stderr[-2000:], notes, missing)
-
-
-def not_importable(modules: list[str], paths: list[str]) -> list[str]:
-    """The modules that no entry of `paths` provides. -I -S: none of this machine's site-packages,
-    as in vLLM's environment, which lacks packager's modules."""
-    code = ("import importlib.util, sys; sys.path[:0] = sys.argv[2:]; "
-            "sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 1)")
-    return [m for m in modules
-            if subprocess.run([sys.executable, "-I", "-S", "-c", code, m, *paths], capture_output=True,
-                              timeout=30).returncode != 0]
+    return Replay("installed", redact(record, c), r.returncode, r.stderr[-2000:], notes)
 
 
 def describe(argv: list[str], width: int = 60) -> str:

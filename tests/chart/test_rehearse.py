@@ -163,3 +163,70 @@ def test_bad_input_is_exit_2(tmp_path):
     assert r.returncode == 2 and "--profile" in r.stderr and "cpu-" in r.stderr
     r = packager("rehearse", str(chart), "--hardware", "nvidia-l44:1")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+SECRET_AND_ITEMS = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: mini-creds
+stringData:
+  creds: {{ .Values.secret | quote }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: mini-files
+data:
+  f: hello
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mini
+spec:
+  template:
+    spec:
+      volumes:
+        - name: files
+          configMap:
+            name: mini-files
+            items:
+              - key: f
+                path: {{ .Values.itemPath | quote }}
+      containers:
+        - name: server
+          image: {{ .Values.image | quote }}
+          command: ["vllm"]
+          args: {{ toJson .Values.args }}
+          volumeMounts:
+            - name: files
+              mountPath: /etc/mini
+          env:
+            - name: HF_MIRROR_AUTH
+              valueFrom:
+                secretKeyRef: {name: mini-creds, key: creds}
+            - name: PYTHONPATH
+              value: /nowhere
+"""
+
+
+def test_values_from_secrets_never_show_whatever_their_name(tmp_path):
+    secret = "s3cr3t-" + tmp_path.name
+    chart = _mini_chart(tmp_path, SECRET_AND_ITEMS, {"image": "vllm/vllm-openai:v0.33.0", "secret": secret,
+                                                     "itemPath": "f.txt", "args": _vllm_args()})
+    r = packager("rehearse", str(chart), "--json")
+    assert secret not in r.stdout + r.stderr
+    (c,) = json.loads(r.stdout)["containers"]
+    assert c["record"]["env"]["HF_MIRROR_AUTH"] == "REDACTED"  # a name no rule calls secret
+    assert {x["name"]: x["ok"] for x in c["checks"]}["middleware"] is False  # /nowhere holds no runtimes/
+
+
+def test_a_volume_item_path_cannot_leave_its_stage(tmp_path):
+    """A launcher container's volumes are staged in a temp dir; a chart's items[].path stays inside it."""
+    launcher_pod = SECRET_AND_ITEMS.replace('          command: ["vllm"]\n          args: {{ toJson .Values.args }}\n', "")
+    chart = _mini_chart(tmp_path, launcher_pod, {"image": "packager/none:0", "secret": "x",
+                                                 "itemPath": "../../../escaped-" + tmp_path.name})
+    r = packager("rehearse", str(chart))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "items[].path" in r.stderr, r.stderr
+    assert not list(Path("/tmp").glob("escaped-" + tmp_path.name))
