@@ -146,8 +146,8 @@ def default_model_manifest() -> Path:
 
 def run_build(req: BuildRequest, log=None) -> BuildResult:
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    if req.weights not in ("baked", "volume"):
-        raise UserError(f"--weights {req.weights!r}: expected baked or volume", field="--weights")
+    if req.weights not in ("baked", "volume", "oci"):
+        raise UserError(f"--weights {req.weights!r}: expected baked, volume or oci", field="--weights")
     plan, weights_root = load_plan(req, log)
     selected = plan.get("selected")
     if not selected:
@@ -195,7 +195,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     # a variant's files sit in their own directory under the model dir (runtimes.layout.variant_dir)
     prefix = variant_dir(variant)[len(MODEL_DIR) + 1:] + "/" if variant else ""
     w: weights_mod.Weights | None = None
-    if req.weights == "baked" or source.get("kind") != "huggingface":
+    if req.weights in ("baked", "oci") or source.get("kind") != "huggingface":
         w = weights_mod.checksum(weights_root or weights_mod.locate(source), recorded, prefix=prefix)
         log(f"weights: {w.root} ({w.size_bytes / 2**20:.0f} MiB), sha256 {w.files[0][1][:12]}...")
     model_dir = ctx_dir / "model"
@@ -224,25 +224,32 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     image_plan = portable_plan(plan)
     (ctx_dir / "plan.json").write_text(json.dumps(image_plan, indent=2) + "\n")
     port = int(_opt(req, "port") or DEFAULT_PORT)
-    (ctx_dir / "image.json").write_text(json.dumps(launcher_config(plan, family, req.weights, w, port), indent=2) + "\n")
+    # oci: the launcher sees a volume (the artifact's files mounted at the model dir, digests checked)
+    launcher_mode = "volume" if req.weights == "oci" else req.weights
+    (ctx_dir / "image.json").write_text(json.dumps(launcher_config(plan, family, launcher_mode, w, port), indent=2) + "\n")
 
     secrets = _opts(req, "secret")
     secret_ids = tuple(_secret_id(s) for s in secrets)
     base = req.base_image or default_base_image(family, selected.get("vendor"))
     ictx = image_context(plan, family, base, req.weights, w, wheel.name, secret_ids, port,
                          python=_opt(req, "python") or "/usr/bin/python3")
+    # supply chain: the SBOM (every image) and the weights artifact (oci) named by digest in the labels
+    from packager.supply.ociweights import build_labels
+
+    extra = build_labels(plan, req.weights, w, (ctx_dir / "wheelhouse", ctx_dir / "dist"), out / "sbom.cdx.json", log)
+    ictx = replace(ictx, labels=tuple(sorted({**dict(ictx.labels), **extra}.items())))
     (ctx_dir / "Dockerfile").write_text(render_dockerfile(ictx))
     (ctx_dir / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
 
     tag = req.tag or image_ref(plan)
-    chart = _write_chart(plan, out, tag, log)
+    chart = _write_chart(plan, out, tag, log, _oci_chart_sets(req, plan, w, tag))
     _commit(out, final)
     ctx_dir = final / "context"
     chart = final / chart.relative_to(out) if chart else None
     if chart:
         log(f"chart: {chart}")
     log(f"context: {ctx_dir} (Dockerfile from templates/{family.template})")
-    run_cmd = run_command(tag, req.weights, w, port)
+    run_cmd = run_command(tag, launcher_mode, w, port)
     if req.no_image:
         ok, why = engine.engine_reachable()
         note = "" if ok else f" (no engine reachable: {why})"
@@ -250,6 +257,10 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
             f"  DOCKER_BUILDKIT=1 docker build --network none -t {tag} {ctx_dir}")
         return BuildResult(final / "plan.json", ctx_dir, tag, None, run_cmd, chart)
     built = engine.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
+    if req.push and req.weights == "oci":  # pushed once per content; a code change pushes only the image
+        from packager.supply.ociweights import push_built_weights
+
+        push_built_weights(plan, w, tag, req.push, log)
     pushed = _push(tag, req.push, chart, log) if req.push else None
     return BuildResult(final / "plan.json", ctx_dir, tag, built, run_cmd, chart, pushed)
 
@@ -332,12 +343,21 @@ def run_command(tag: str, mode: str, w, port: int) -> str:
     return " ".join(parts)
 
 
-def _write_chart(plan: dict, out: Path, tag: str, log) -> Path | None:
+def _write_chart(plan: dict, out: Path, tag: str, log, sets: tuple[str, ...] = ()) -> Path | None:
     try:
         from packager.chart import write_chart
     except ImportError:
         return None
-    return Path(write_chart(plan, out / "chart", image=tag))
+    return Path(write_chart(plan, out / "chart", image=tag, sets=sets))
+
+
+def _oci_chart_sets(req: BuildRequest, plan: dict, w, tag: str) -> tuple[str, ...]:
+    """--weights oci --push: the chart mounts the artifact the push puts in the registry, by digest."""
+    if req.weights != "oci" or not req.push:
+        return ()
+    from packager.supply.ociweights import chart_sets, weights_ref
+
+    return tuple(chart_sets(weights_ref(plan, w, tag, req.push)))
 
 
 def _push(tag: str, registry: str, chart: Path | None, log) -> str:

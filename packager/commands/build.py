@@ -17,7 +17,8 @@ def build(
     base_image: Optional[str] = typer.Option(None, "--base-image", help="FROM image (default: per runtime family)."),
     no_image: bool = typer.Option(False, "--no-image", help="Render the context only; build no image."),
     push: Optional[str] = typer.Option(None, "--push", help="Push the image to this registry (e.g. 127.0.0.1:5000)."),
-    weights: str = typer.Option("baked", "--weights", help="baked: weights in their own layer; volume: mounted at run."),
+    weights: str = typer.Option("baked", "--weights", help="baked: weights in their own layer; volume: mounted at run; "
+                                "oci: a code-only image and the weights as a ModelPack OCI artifact (pushed with --push)."),
     opt: list[str] = typer.Option([], "--opt", help="key=value pass-through (secret, no_cache, cache_dir, torch, ...)."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Build from this plan.json instead of planning."),
     objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput (planner objective)."),
