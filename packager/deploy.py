@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -70,7 +71,7 @@ def upgrade_install(cfg: helm.Config, chart_dir: Path, *, release: str, namespac
 
 def deploy(plan: dict[str, Any], *, namespace: str = "default", release: str | None = None,
            image: str | None = None, sets: Iterable[str] = (), values_files: Iterable[str | Path] = (),
-           dry_run: bool = False) -> str:
+           dry_run: bool = False, keys: Path | None = None, allow_unverified: bool = False) -> str:
     """Deploy the plan's chart; returns the manifests (dry run) or the release's notes."""
     release = release or default_release(plan)
     try:
@@ -80,6 +81,10 @@ def deploy(plan: dict[str, Any], *, namespace: str = "default", release: str | N
                         hint="lowercase letters, digits and '-', at most 53 characters") from None
     with tempfile.TemporaryDirectory(prefix="packager-deploy-") as tmp:
         chart_dir = write_chart(plan, Path(tmp), image=image, sets=sets, values_files=values_files)
+        # Signed artifacts are checked before anything is rendered or installed (packager.supply.gate).
+        from packager.supply.gate import check as verify_release
+
+        verify_release(chart_dir, keys, allow_unverified, log=lambda msg: print(msg, file=sys.stderr))
         if dry_run:
             return render_manifests(chart_dir, release=release, namespace=namespace)
         cfg = connect(namespace)

@@ -82,9 +82,14 @@ def deploy(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the rendered manifests; contact no cluster."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
     profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
+    keys: Optional[Path] = typer.Option(None, "--keys", help="Public keys (`packager keys init`): verify the image, "
+                                        "weights and chart first (always for weights.mode=oci)."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Deploy even when verification fails or "
+                                          "cannot run (weights.mode=oci without --keys)."),
 ) -> None:
     """helm upgrade --install the model's chart into the current kubeconfig's cluster."""
     from packager.deploy import deploy as run
 
     typer.echo(run(load_plan(model, hardware, objective, plan, profile), namespace=namespace, release=release,
-                   image=image, sets=set_, values_files=values, dry_run=dry_run), nl=False)
+                   image=image, sets=set_, values_files=values, dry_run=dry_run, keys=keys,
+                   allow_unverified=allow_unverified), nl=False)
