@@ -84,9 +84,7 @@ def build_release(req: BundleRequest, build_out: Path, log) -> Release:
     from packager.publish import push_image
     from packager.supply.ociweights import push_weights
 
-    # Until the build knows `--weights oci`, a volume-mode image is the same thing: code only,
-    # the weights' digests recorded for the launcher to check at the mount.
-    mode = "volume" if req.weights == "oci" else req.weights
+    mode = req.weights
     result = run_build(BuildRequest(model=req.model, out=build_out, hardware=req.hardware, tag=req.tag or default_tag(req),
                                     base_image=req.base_image, weights=mode), log=lambda m: log(m))
     plan = json.loads(result.plan_path.read_text())
