@@ -147,14 +147,14 @@ def _complete(target: Path, spec: WeightsSpec, env: Mapping[str, str], log: Log)
                 verify_digests(target, {rel: want for rel, want in spec.files.items() if want})
             except ValueError as exc:
                 raise LaunchError(f"weights at {target}: {exc}") from None
-        log(f"weights: found at {target}")
+        log(f"weights: mounted at {target}")
         try:  # the next start skips the hashing
             write_marker(target, spec, {rel: want or None for rel, want in spec.files.items()})
         except OSError:
             pass  # a read-only volume: fine, it is complete
         return True
     if not spec.files and not would_download_from(spec, env) and inspect(spec, target, env)["present"]:
-        log(f"weights: found at {target} (no checksums recorded)")
+        log(f"weights: mounted at {target} (no checksums recorded)")
         return True
     return False
 
