@@ -62,3 +62,15 @@ def test_verify_without_public_keys_is_bad_input(run_cli, tmp_path):
     bundle.write_bytes(b"not a tar")
     code, _, stderr = run_cli("verify", str(bundle), "--keys", str(tmp_path / "nokeys"))
     assert code == 2 and "lacks" in stderr and "Traceback" not in stderr
+
+
+def test_bundle_and_import_bad_input_exit_2_writing_nothing(run_cli, tmp_path, keys):
+    out = tmp_path / "b.tar"
+    code, _, stderr = run_cli("bundle", "smollm2-135m-instruct", "--hardware", "cpu", "--keys", str(tmp_path / "none"),
+                              "--out", str(out))
+    assert code == 2 and "lacks" in stderr and not out.exists()
+    code, _, stderr = run_cli("bundle", "smollm2-135m-instruct", "--hardware", "cpu", "--keys", str(keys.directory),
+                              "--out", str(tmp_path / "b.zip"))
+    assert code == 2 and ".tar" in stderr
+    code, _, stderr = run_cli("import", str(tmp_path / "missing.tar"), "--registry", "127.0.0.1:5999")
+    assert code == 2 and "no such bundle" in stderr and "Traceback" not in stderr
