@@ -29,6 +29,9 @@ class Family:
     env: tuple[tuple[str, str], ...] = ()  # image ENV specific to the family
     groups: tuple[str, ...] = ()  # supplementary groups of the runtime user
     extra_deps: tuple[str, ...] = ()  # beyond pyproject: what the launcher needs in this family
+    # Installed without their own dependencies: a requirement's name takes the project's line, a full
+    # requirement adds a dependency they do need that nothing else brings.
+    no_deps: tuple[str, ...] = ()
 
 
 _MANYLINUX = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64")
@@ -38,6 +41,9 @@ FAMILIES: dict[str, Family] = {
         name="cpu", template="cpu.Dockerfile.j2", runtimes=("cpu",), python_version="3.11",
         platforms=_MANYLINUX, extras=("runtime",), torch=TORCH_PIN,
         env=(("PACKAGER_DEVICE", "cpu"),),
+        # xgrammar requires triton on Linux x86-64 (about 1 GB) and never uses it on a CPU: without
+        # its dependencies it needs only apache-tvm-ffi beside what the runtime extra brings.
+        no_deps=("xgrammar", "apache-tvm-ffi>=0.1.11,<0.2"),
     ),
     # torch's CUDA wheels carry the CUDA user-space libraries; the driver comes
     # from the host through the NVIDIA container toolkit, so a plain Debian base works.

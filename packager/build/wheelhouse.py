@@ -22,6 +22,7 @@ from packager.build.families import Family
 from packager.errors import UserError
 
 REQUIREMENTS = "requirements.txt"
+NO_DEPS = "no-deps.txt"  # installed with --no-deps after REQUIREMENTS (Family.no_deps)
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,27 @@ def _name(req: str) -> str:
     return req.strip().lower().replace("_", "-")
 
 
+def split_no_deps(requirements: tuple[str, ...], family: Family) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(requirements resolved with their dependencies, requirements installed without theirs)."""
+    names = {_name(r) for r in family.no_deps}
+    main = tuple(r for r in requirements if _name(r) not in names)
+    bare = tuple(r for r in requirements if _name(r) in names)
+    if not bare:
+        return main, ()
+    have = {_name(r) for r in bare}
+    return main, bare + tuple(r for r in family.no_deps if _name(r) not in have and _name(r) != r.strip().lower())
+
+
 def wheelhouse_key(requirements: tuple[str, ...], family: Family) -> str:
     blob = json.dumps({"requirements": requirements, "python": family.python_version,
-                       "platforms": family.platforms, "pip_args": family.pip_args}, sort_keys=True)
+                       "platforms": family.platforms, "pip_args": family.pip_args,
+                       "no_deps": family.no_deps}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def pip_download_argv(requirements_file: Path, dest: Path, family: Family) -> list[str]:
+def pip_download_argv(requirements_file: Path, dest: Path, family: Family, no_deps: bool = False) -> list[str]:
     argv = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--progress-bar", "off",
-            "-d", str(dest), "-r", str(requirements_file),
+            "-d", str(dest), "-r", str(requirements_file), *(["--no-deps"] if no_deps else []),
             # Binary wheels for the image's interpreter, not this machine's.
             "--only-binary=:all:", "--implementation", "cp",
             "--python-version", family.python_version,
@@ -117,16 +130,19 @@ def ensure_wheelhouse(cache_dir: Path, family: Family, requirements: tuple[str, 
     tmp = final.with_name(final.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    req_file = tmp / REQUIREMENTS
-    req_file.write_text("\n".join(requirements) + "\n")
-    argv = pip_download_argv(req_file, tmp, family)
-    log(f"wheelhouse: pip download for Python {family.python_version} ({len(requirements)} requirements)")
-    proc = subprocess.run(argv, capture_output=True, text=True)
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        err = "\n".join(l for l in proc.stderr.splitlines() if "is ignored:" not in l)
-        raise UserError(f"pip download failed for the {family.name} wheelhouse:\n{err[-3000:]}",
-                        hint="check the requirements and that PyPI (or a local index) is reachable")
+    main, bare = split_no_deps(requirements, family)
+    log(f"wheelhouse: pip download for Python {family.python_version} ({len(requirements)} requirements"
+        + (f", {len(bare)} without their dependencies" if bare else "") + ")")
+    for name, lines, no_deps in ((REQUIREMENTS, main, False), (NO_DEPS, bare, True)):
+        (tmp / name).write_text("".join(f"{line}\n" for line in lines))  # the Dockerfile installs both files
+        if not lines:
+            continue
+        proc = subprocess.run(pip_download_argv(tmp / name, tmp, family, no_deps), capture_output=True, text=True)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            err = "\n".join(l for l in proc.stderr.splitlines() if "is ignored:" not in l)
+            raise UserError(f"pip download failed for the {family.name} wheelhouse:\n{err[-3000:]}",
+                            hint="check the requirements and that PyPI (or a local index) is reachable")
     _check_torch(tmp, family)
     # Atomic publish: a crashed download never looks like a cached wheelhouse.
     tmp.rename(final)
