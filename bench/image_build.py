@@ -112,7 +112,8 @@ def measure(mode: str, tmp: Path, args, cli: str) -> dict:
     from packager.publish import push_image
 
     quiet = lambda *_: None  # noqa: E731
-    tag = f"packager-bench/smollm2-{mode}:{os.getpid()}"
+    # a repository of its own per run: "first push" and the weights artifact's first upload start empty
+    tag = f"packager-bench/smollm2-{mode}-{os.getpid()}:1"
     # oci's image is code only, like volume's; what differs is where the weights travel: one ModelPack
     # artifact, pushed once and reused by every image of the model.
     res = run_build(BuildRequest(model=None, out=tmp / mode, hardware="cpu", base_image=args.base_image, tag=tag,
@@ -134,7 +135,7 @@ def measure(mode: str, tmp: Path, args, cli: str) -> dict:
                                    "first_push_uploaded_bytes": w1.pushed.uploaded_bytes,
                                    "second_push_uploaded_bytes": w2.pushed.uploaded_bytes}
     wheel_s = _code_change(tmp, ctx / "dist")
-    tag2 = tag.rsplit(":", 1)[0] + f":{os.getpid()}-code"
+    tag2 = tag.rsplit(":", 1)[0] + ":2-code"
     re_build = engine.build(ctx, tag2, log=quiet)
     ref2 = push_image(tag2, args.registry)
     second = _blobs(args.registry, f"{ref2.split('@')[0]}:{tag2.rsplit(':', 1)[1]}")
