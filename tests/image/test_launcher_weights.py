@@ -126,3 +126,82 @@ def test_a_read_only_claim_without_the_weights_says_how_to_fix(tmp_path):
                 assert (claim / "config.json").is_file()
     finally:
         claim.chmod(0o755)
+
+
+COMMIT = "d" * 40
+
+
+@contextmanager
+def hub(seen: list):
+    """A Hub on loopback, as huggingface_hub's snapshot_download talks to it: the revision's file
+    list, then each file at the resolved commit."""
+    class H(http.server.BaseHTTPRequestHandler):
+        def _file(self, body: bool):
+            rel = self.path.split(f"/resolve/{COMMIT}/", 1)[-1]
+            data = FILES.get(rel)
+            seen.append((self.command, self.path))
+            if data is None:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", COMMIT)
+            self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def do_HEAD(self):  # noqa: N802
+            self._file(False)
+
+        def do_GET(self):  # noqa: N802
+            if self.path.startswith("/api/models/"):
+                seen.append((self.command, self.path))
+                if "/tree/" in self.path:  # the file list (huggingface_hub >= 1.0)
+                    doc = [{"type": "file", "path": rel, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                           for rel, data in FILES.items()]
+                else:  # the revision's metadata (older clients)
+                    doc = {"id": "org/model", "sha": COMMIT, "siblings": [{"rfilename": rel} for rel in FILES]}
+                body = json.dumps(doc).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self._file(True)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+
+
+def test_a_hub_repo_without_recorded_checksums_lands_in_the_claim_for_vllm(tmp_path):
+    """vLLM volume images may record no file list (planned without downloading): the launcher
+    fetches the pinned snapshot into the claim itself, so vLLM gets a local path and the chart's
+    HF_HUB_OFFLINE=1 holds; the marker then makes a restart free."""
+    seen: list = []
+    claim = tmp_path / "claim"
+    cfg = {"runtimes": ["vllm"], "cache_dir": str(tmp_path / "cache"),
+           "weights": {"mode": "volume", "dir": "/opt/packager/model", "files": {},
+                       "source": {"kind": "huggingface", "repo": "org/model", "revision": COMMIT}}}
+    with hub(seen) as endpoint:
+        env = {"PACKAGER_MODEL_DIR": str(claim), "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "1"}
+        assert launcher.ensure_weights(cfg, env, log=lambda m: None) == str(claim)
+        assert sorted(p.name for p in claim.iterdir() if not p.name.startswith(".")) == sorted(FILES)
+        assert any(p.startswith("/api/models/org/model/") and COMMIT in p for _, p in seen)  # the pinned revision
+        first = len(seen)
+        logs: list[str] = []
+        launcher.ensure_weights(cfg, env, log=logs.append)
+        assert len(seen) == first and any("nothing to download" in m for m in logs)
+    marker = json.loads((claim / WEIGHTS_MARKER).read_text())
+    assert marker["source"] == {"kind": "huggingface", "repo": "org/model", "revision": COMMIT}
+    assert sorted(marker["files"]) == sorted(FILES)
