@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from packager.facts import ModelFacts
 from packager.planner.types import Candidate
-from packager.vllm.argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv
+from packager.vllm.argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv, tool_call_parser
 from runtimes.layout import variant_dir
 from runtimes.vllm_health import MIDDLEWARE as HEALTH_MIDDLEWARE
 
@@ -59,6 +59,7 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
             model_ref=ref, served_model_name=model.api_name, tensor_parallel_size=c.tp,
             # a Hub repo id is fetched at its pinned revision, never at whatever `main` is today
             revision=None if ref.startswith("/") else weights_source(model, c).get("revision"),
+            tool_call_parser=tool_call_parser(model.api_name),
             pipeline_parallel_size=c.pp, dtype=_vllm_dtype(c), kv_cache_dtype=c.kv_cache_dtype,
             max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,
             quantization=_quantization(c), vendor=c.pool.accelerator.vendor, nodes=c.nodes,

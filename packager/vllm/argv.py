@@ -88,6 +88,8 @@ class VllmServeSpec:
     middleware: tuple[str, ...] = ()
     # The Hub revision of model_ref when it is a repo id (None for a local path).
     revision: str | None = None
+    # vLLM's tool-call parser: tools are served (tool_choice auto, required, named) only with one.
+    tool_call_parser: str | None = None
 
 
 def spec_problems(spec: VllmServeSpec) -> list[str]:
@@ -146,6 +148,13 @@ def _quantization_flag(spec: VllmServeSpec) -> str | None:
     return spec.quantization
 
 
+def tool_call_parser(served_name: str) -> str:
+    """The tool-call parser for a model, by its served (Hub) name: data/defaults.yaml `tool_call_parsers`."""
+    table = _load("defaults.yaml")["tool_call_parsers"]
+    return next((parser for prefix, parser in table["by_served_name_prefix"].items()
+                 if served_name.startswith(prefix)), table["default"])
+
+
 def build_vllm_argv(spec: VllmServeSpec) -> list[str]:
     """`["vllm", "serve", MODEL, flags...]` for vLLM 0.33.0; ValueError if `spec` is invalid.
 
@@ -182,6 +191,8 @@ def build_vllm_argv(spec: VllmServeSpec) -> list[str]:
     if spec.enable_chunked_prefill is not None:
         argv.append("--enable-chunked-prefill" if spec.enable_chunked_prefill
                     else "--disable-chunked-prefill")
+    if spec.tool_call_parser:
+        argv += ["--enable-auto-tool-choice", "--tool-call-parser", spec.tool_call_parser]
     for mw in spec.middleware:
         argv += ["--middleware", mw]
     if spec.nodes > 1:
