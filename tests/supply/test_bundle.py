@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from packager.supply import layout as L
-from tests.supply.conftest import GGUF, assert_no_secret, catalog, packager, secret_chunks
+from tests.supply.conftest import GGUF, assert_no_secret, assert_no_secret_in_layers, catalog, packager, secret_chunks
 
 
 def test_bundle_holds_every_part_named_by_digest(made):
@@ -40,6 +40,7 @@ def test_no_private_key_material_anywhere(made, keys):
     chunks = secret_chunks(keys)
     assert_no_secret(made["bundle"].read_bytes(), chunks, "the bundle")
     assert_no_secret((made["proc"].stdout + made["proc"].stderr).encode(), chunks, "the bundle log")
+    assert assert_no_secret_in_layers(made["bundle"], chunks) > 500 << 20  # the image's layers, uncompressed
 
 
 def test_import_into_an_empty_registry_keeps_every_digest(made, keys, empty_registry, tmp_path):
