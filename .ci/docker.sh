@@ -43,6 +43,10 @@ else
   echo "docker: engine started (pid $(cat "$STATE/dockerd.pid"), log $STATE/dockerd.log)"
 fi
 
+# Every image the tests build leaves BuildKit cache behind (about 1 GB a distinct deps layer); on a
+# machine that runs CI again and again it filled the disk. Keep the recent part, which rebuilds use.
+"$DOCKER" -H "unix://$SOCK" builder prune -f --keep-storage "${PACKAGER_BUILD_CACHE_KEEP:-16GB}" >/dev/null 2>&1 || true
+
 if "$DOCKER" -H "unix://$SOCK" image inspect "$BASE" >/dev/null 2>&1; then
   echo "docker: base image $BASE already present"
 else
