@@ -116,6 +116,7 @@ def start_registry(tmp_path: Path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        shutil.rmtree(host.storage, ignore_errors=True)  # a restored bundle is hundreds of MiB
 
 
 def blob_file(host: Host, digest: str) -> Path:
@@ -225,6 +226,7 @@ def made(keys, registry, tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     yield {"bundle": out / "model.bundle.tar", "out": out, "tag": tag, "proc": proc, "seconds": time.monotonic() - t0}
     subprocess.run(["docker", "image", "rm", "-f", tag, f"{registry}/{tag}"], capture_output=True)
+    shutil.rmtree(out, ignore_errors=True)
 
 
 def assert_no_secret_in_layers(bundle: Path, chunks: list[bytes]) -> int:

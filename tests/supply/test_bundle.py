@@ -15,6 +15,15 @@ from packager.supply import layout as L
 from tests.supply.conftest import GGUF, assert_no_secret, assert_no_secret_in_layers, catalog, packager, secret_chunks
 
 
+@pytest.fixture(autouse=True)
+def _free_disk(tmp_path):
+    """A tampered bundle is a full copy (hundreds of MiB): gone after each test, not kept by pytest."""
+    yield
+    import shutil
+
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 def test_bundle_holds_every_part_named_by_digest(made):
     with tarfile.open(made["bundle"]) as tar:
         names = set(tar.getnames())
