@@ -64,6 +64,17 @@ def rows() -> list[tuple[str, str, str]]:
                 "image_build"))
     out.append(("CPU image: start to ready",
                 f"{im['start_to_ready_s']:.1f} s (weights read from disk: {im['weights_read_from_disk_s']:.2f} s)", "image_build"))
+    modes = im.get("weights_modes") or {}
+    if {"baked", "volume", "oci"} <= set(modes):
+        b, v, o = modes["baked"], modes["volume"], modes["oci"]
+        art = o["weights_artifact"]
+        out.append(("CPU image by weights mode (baked / volume / oci)",
+                    f"cold {b['cold_build_s']:.0f} / {v['cold_build_s']:.0f} / {o['cold_build_s']:.0f} s; pushed after a "
+                    f"code-only change {b['code_change_pushed_bytes'] / 2**20:.1f} MiB "
+                    f"({b['code_change_pushed_over_baked_image']:.2%} of the baked image); start to ready "
+                    f"{b['start_to_ready_s']:.1f} / {v['start_to_ready_s']:.1f} / {o['start_to_ready_s']:.1f} s; oci weights "
+                    f"artifact {art['bytes'] / 2**20:.0f} MiB uploaded once, {art['second_push_uploaded_bytes']} bytes the "
+                    f"second time; bundle import {o['bundle_import_s']:.1f} s (at {_at(im)})", "image_build"))
     sf = _load("server_faults")
     c64, st, dc, lp = sf["concurrent_64"], sf["sigterm_16"], sf["disconnects_20"], sf["live_probe_4mb"]
     out.append(("fallback server under faults",
