@@ -143,6 +143,9 @@ def launch(env: Mapping[str, str], execvp, rec: dict | None, dry_tmp: str | None
         return fail(str(exc), exc.code)
     except OSError as exc:
         return fail(f"cannot prepare the engine: {exc}", EXIT_BAD_INPUT)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # a mounted plan packager did not write
+        return fail(f"the plan at {env.get(ENV_PLAN) or PLAN_PATH} is not a packager plan ({type(exc).__name__}: "
+                    f"{exc}); write it with `packager chart` or `packager profiles --json`", EXIT_BAD_INPUT)
     if dry:
         importable, why = middleware_importable(argv, engine_env)
         # the record shows the paths a real start uses; the check above ran on the temp copy

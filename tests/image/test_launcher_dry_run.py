@@ -157,3 +157,12 @@ def test_the_charts_weights_mode_wins_over_the_images(files, tmp_path):
     code, rec, _ = dry_run(dict(env, PACKAGER_WEIGHTS_URL="http://127.0.0.1:9/repo"))
     assert rec["ok"] and rec["weights"]["would_download_from"] == "http://127.0.0.1:9/repo"
     assert not (tmp_path / "claim").exists()
+
+
+@pytest.mark.parametrize("body", ['{"model": {"name": "x"}, "candidates": [{"name": "a"}]}', "[1]"])
+def test_a_mounted_plan_packager_did_not_write_is_one_line_exit_2(files, tmp_path, body):
+    (tmp_path / "plan.json").write_text(body)
+    code, rec, err = dry_run({"PACKAGER_PLAN": str(tmp_path / "plan.json"),
+                              "PACKAGER_IMAGE_CONFIG": str(files / "cpu-image.json"), "PACKAGER_HARDWARE": "cpu"})
+    assert code == 2 and "Traceback" not in err
+    assert not rec["ok"] and "is not a packager plan" in rec["problems"][0]
