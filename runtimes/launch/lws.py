@@ -37,13 +37,18 @@ def worker_argv(settings: Settings) -> list[str]:
 
 def start_head(settings: Settings, python: str, log=print, sleep=time.sleep) -> None:
     """Ray head up, then wait until LWS_GROUP_SIZE nodes are alive (the leader counts as one)."""
-    proc = subprocess.run(head_argv(settings), stdout=sys.stderr, stderr=sys.stderr)
+    try:
+        proc = subprocess.run(head_argv(settings), stdout=sys.stderr, stderr=sys.stderr)
+    except FileNotFoundError:
+        raise LaunchError("`ray` is not installed in this image: a multi-node profile needs vLLM's image, "
+                          "which brings it") from None
     if proc.returncode != 0:
         raise LaunchError(f"`{' '.join(head_argv(settings))}` failed (exit {proc.returncode})")
     deadline = time.monotonic() + settings.ray_join_timeout_s
     while True:
         out = subprocess.run(count_argv(python), capture_output=True, text=True)
-        alive = int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
+        last = out.stdout.strip().splitlines()[-1] if out.returncode == 0 and out.stdout.strip() else ""
+        alive = int(last) if last.isdigit() else 0  # ray may print a warning last: count it as not yet
         if alive >= settings.group_size:
             log(f"ray: {alive}/{settings.group_size} nodes alive; starting the engine")
             return
