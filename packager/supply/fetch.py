@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from packager.supply import layout as L
-from packager.supply.pull import ACCEPT, LOOPBACK, BadInput, _get
+from packager.supply.pull import ACCEPT, BadInput, _get, loopback
 
 
 def fetch_artifact(lay: L.Layout, ref: str, role: str) -> L.Entry:
@@ -19,7 +19,7 @@ def fetch_artifact(lay: L.Layout, ref: str, role: str) -> L.Entry:
         repo, _, reference = rest.partition("@")
     else:
         repo, _, reference = rest.rpartition(":")
-    base = f"{'http' if host.startswith(LOOPBACK) else 'https'}://{host}"
+    base = f"{'http' if loopback(host) else 'https'}://{host}"
     with _get(f"{base}/v2/{repo}/manifests/{reference}", ACCEPT) as r:
         raw = r.read()
     manifest = json.loads(raw)

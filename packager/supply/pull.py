@@ -20,10 +20,18 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from runtimes.download import is_loopback  # stdlib-only: fine in the modelcar
+
 FILEPATH = "org.cncf.model.filepath"
 MANIFEST_COPY = ".modelpack-manifest.json"
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
-LOOPBACK = ("127.", "localhost", "[::1]")
+
+
+def loopback(host: str) -> bool:
+    """`host[:port]` names this machine exactly (127.0.0.0/8, ::1, localhost): plain HTTP only there.
+    (A prefix test let `localhost.example.com` or `127.0.0.1.nip.io` talk plain HTTP.)"""
+    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] if host.count(":") == 1 else host
+    return is_loopback(name)
 
 
 class Failed(Exception):
@@ -80,7 +88,7 @@ def safe_target(dest: Path, rel: str) -> Path:
 
 def pull(ref: str, dest: Path, plain_http: bool = False, log=print) -> list[str]:
     host, repo, digest = parse_ref(ref)
-    scheme = "http" if plain_http or host.startswith(LOOPBACK) else "https"
+    scheme = "http" if plain_http or loopback(host) else "https"
     base = f"{scheme}://{host}"
     dest.mkdir(parents=True, exist_ok=True)
     raw = manifest_for(base, repo, digest, dest)
