@@ -13,7 +13,8 @@ from functools import lru_cache
 from packager.errors import UserError
 
 # Distributions whose import name is not their project name.
-IMPORT_NAMES = {"helm-python-sdk": "helm_python", "nvidia-ml-py": "pynvml", "pyyaml": "yaml"}
+IMPORT_NAMES = {"helm-python-sdk": "helm_python", "nvidia-ml-py": "pynvml", "pyyaml": "yaml", "pyopenssl": "OpenSSL",
+                "cyclonedx-bom": "cyclonedx"}
 SKIP = {"test"}  # test tools are not a user-facing extra
 
 
