@@ -55,7 +55,7 @@ def verify(
 
 def import_(
     bundle_file: Path = typer.Argument(..., help="The bundle .tar from `packager bundle`."),
-    registry: str = typer.Option(..., "--registry", help="Registry to restore into (HOST:PORT[/prefix])."),
+    registry: str = typer.Option(..., "--registry", help="Registry to restore into: HOST:PORT, or HOST:PORT/PREFIX."),
     signatures: Optional[Path] = typer.Option(None, "--signatures-dir",
                                               help="Where the image's signature files, policy.json and registries.d go "
                                                    "(default: BUNDLE.signatures/ beside the bundle)."),
