@@ -119,10 +119,13 @@ def test_readme_usage_matches_the_command(usage):
     words = usage.replace("\\|", "|").split()
     cmd = typer.main.get_command(app).commands.get(words[1])
     assert cmd is not None, f"README shows `{usage}`, but there is no command {words[1]!r}"
+    rest = words[2:]
+    if hasattr(cmd, "commands") and rest and rest[0] in cmd.commands:  # a group: `keys init`
+        cmd, rest = cmd.commands[rest[0]], rest[1:]
     options = {o: p for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")}
     arguments = [p for p in cmd.params if p.param_type_name == "argument"]
     depth, positional, prev_opt = 0, 0, None
-    for w in words[2:]:
+    for w in rest:
         bare = w.strip("[]")
         if bare.startswith("-"):
             opt = bare.split("=")[0]
