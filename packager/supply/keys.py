@@ -120,7 +120,13 @@ def load_keys(directory: Path, *, private: bool) -> KeySet:
         if (directory / name).stat().st_mode & 0o077:
             raise UserError(f"{directory / name} is readable by group or others", field="--keys",
                             hint=f"chmod 600 {directory / name}")
-    index = json.loads((directory / INDEX).read_text()) if (directory / INDEX).is_file() else {}
-    model = ec_fingerprint((directory / MODEL_PUB).read_bytes())
+    try:
+        index = json.loads((directory / INDEX).read_text()) if (directory / INDEX).is_file() else {}
+        model = ec_fingerprint((directory / MODEL_PUB).read_bytes())
+        if not isinstance(index, dict):
+            raise ValueError(f"{INDEX} is not a JSON object")
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError; so is a key that is not PEM
+        raise UserError(f"{directory}: the keys do not read: {exc}", field="--keys",
+                        hint="restore the files `packager keys init` wrote, or make new keys") from None
     return KeySet(directory, model, (index.get("image_signing") or {}).get("fingerprint", ""),
                   (index.get("chart_signing") or {}).get("fingerprint", ""))
