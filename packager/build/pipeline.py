@@ -19,7 +19,7 @@ from packager.cachedir import cache_dir
 from packager.errors import UserError
 from packager.outdir import check_replaceable, child, mark, replace_dir
 from packager.planfile import pin_profile, portable_plan, read_validated_plan
-from packager.planner import make_plan, plan_files
+from packager.planner import make_plan, model_path_in_image, plan_files
 from runtimes.layout import gguf_tokenizer_dir, variant_dir
 
 OPT_KEYS = {
@@ -125,7 +125,7 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
     root = None
     if req.weights == "volume" and source.get("kind") == "huggingface":
         # Nothing to download at package time: the launcher fetches into its volume at start.
-        ref = (MODEL_DIR + "/" + (source.get("file") or "")).rstrip("/")
+        ref = model_path_in_image(source)
     else:
         root = weights_mod.locate(source)
         ref = weights_mod.in_image_ref(root)
