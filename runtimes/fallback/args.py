@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernels", default="auto", choices=["auto", "torch", "triton"])
     p.add_argument("--quantization", "-q", default="auto", choices=["auto", "int4", "int8", "w8a8", "none"],
                    help="matmul weights on CPU: int4 (groups of 32), int8 (weight-only, per channel), w8a8 "
-                        "(int8 weights and activations: faster at large batches, less accurate) or none (fp32); "
+                        "(int8 weights and activations: faster at large batches, less accurate; needs a CPU with VNNI) "
+                        "or none (fp32); "
                         "auto = int4 for matrices that are exactly 4-bit (Q4_1 GGUF), else int8; none on GPUs")
     p.add_argument("--batch-invariant", action="store_true",
                    default=os.environ.get("VLLM_BATCH_INVARIANT", "0") not in ("", "0"),

@@ -12,6 +12,8 @@ from runtimes.fallback.factory import create_engine
 from runtimes.fallback.loader import LoadedModel
 from runtimes.fallback.sampling import SamplingParams
 
+pytestmark = pytest.mark.model_output  # logits and greedy tokens: CI reruns these under other CPU kernels
+
 VOCAB = 49152  # the tokenizer's, so every sampled id decodes
 
 
@@ -83,10 +85,14 @@ def prompts():
 def test_linear_groups_give_each_row_the_bits_it_gets_alone(backend):
     """Batch-invariant mode's premise, by construction: a group is computed by
     its own call, so its rows do not depend on the other groups (any CPU)."""
-    from runtimes.fallback.linear import Linear
+    from runtimes.fallback.linear import Linear, int_mm_exact
 
     torch.manual_seed(0)
     w = torch.randn(960, 576)
+    if backend == "w8a8" and not int_mm_exact():  # a CPU without VNNI: refused, never served wrong
+        with pytest.raises(ValueError, match="no VNNI"):
+            Linear(w, None, backend)
+        return
     lin = Linear(w, None, backend)
     x = torch.randn(40, 576) * torch.linspace(0.1, 10, 40).view(-1, 1)  # rows of very different scale
     groups = ((0, 1, False), (1, 2, True), (2, 19, False), (19, 40, True))
@@ -177,6 +183,12 @@ def test_decode_attention_batched_matches_each_sequence_alone_within_tolerance()
 
 @pytest.mark.parametrize("quantization", [None, "int8", "w8a8"])
 def test_batch_invariant_greedy_outputs_do_not_depend_on_the_batch(make_engine, quantization):
+    from runtimes.fallback.linear import int_mm_exact
+
+    if quantization == "w8a8" and not int_mm_exact():  # refused on a CPU without VNNI, never served wrong
+        with pytest.raises(ValueError, match="no VNNI"):
+            make_engine(quantization=quantization)
+        return
     params = {rid: SamplingParams(max_tokens=5 + i * 3, temperature=0) for i, rid in enumerate(prompts())}
     alone = {}
     for rid, ids in prompts().items():
