@@ -8,8 +8,11 @@ our own (``model.py``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,12 +116,44 @@ def load_tokenizer(path: str) -> Any:
         saved = p.parent / gguf_tokenizer_dir(p.name)
         if (saved / "tokenizer.json").is_file():  # converted at build time: ~0.2 s instead of ~3 s
             return transformers.AutoTokenizer.from_pretrained(saved)
-        return transformers.AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        cached = _tokenizer_cache(p)
+        if cached is not None and (cached / "tokenizer.json").is_file():
+            return transformers.AutoTokenizer.from_pretrained(cached)
+        tok = transformers.AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+        if cached is not None:
+            _save_tokenizer(tok, cached)
+        return tok
     if p.is_dir() and not (p / "tokenizer.json").is_file() and not (p / "tokenizer_config.json").is_file():
         src = ModelSource.resolve(path)
         if src.gguf_file:
             return transformers.AutoTokenizer.from_pretrained(src.directory, gguf_file=src.gguf_file)
     return transformers.AutoTokenizer.from_pretrained(p)
+
+
+def _tokenizer_cache(gguf: Path) -> Path | None:
+    """Where a GGUF's tokenizer is kept once converted, when no build put it beside the file (``packager
+    serve``, a mounted volume): the user's cache, keyed by the file's path, size and mtime, so a changed
+    file is converted again."""
+    try:
+        st = gguf.stat()
+    except OSError:
+        return None
+    where = hashlib.sha256(str(gguf.resolve()).encode()).hexdigest()[:16]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "packager" / "tokenizers" / f"{gguf.stem}-{where}-{st.st_size}-{st.st_mtime_ns}"
+
+
+def _save_tokenizer(tok: Any, target: Path) -> None:
+    """Best effort (a read-only home just converts again next time); whole or not at all: written aside,
+    then renamed into place, so a concurrent start never reads half a tokenizer."""
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    try:
+        tok.save_pretrained(tmp)
+        tmp.rename(target)
+    except OSError as e:
+        log.debug("tokenizer not cached at %s: %s", target, e)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_safetensors(directory: Path) -> dict[str, torch.Tensor]:
