@@ -27,10 +27,8 @@ def base_url(server) -> str:
 
 
 @pytest.fixture(scope="session")
-def client(base_url):
-    import openai
-
-    return openai.OpenAI(base_url=base_url, api_key="none", max_retries=0, timeout=180)
+def client(server):
+    return server.openai(timeout=180)
 
 
-__all__ = ["MODEL_NAME"]
+__all__ = ["MAX_LEN", "MODEL_NAME"]

@@ -91,6 +91,32 @@ class ServerProcess:
                 return float(line.rsplit(" ", 1)[1])
         raise KeyError(name)
 
+    def openai(self, timeout: float = 120.0, api_key: str = "none"):
+        """The real openai client on this server, its requests watched (``SlowRequestWatch``)."""
+        import openai
+
+        return openai.OpenAI(base_url=self.base + "/v1", api_key=api_key, max_retries=0, timeout=timeout,
+                             http_client=httpx.Client(transport=SlowRequestWatch(self), timeout=timeout))
+
+    def view(self) -> str:
+        """The server's side of a slow request: queue, KV use, step time, the log's tail."""
+        try:
+            text = httpx.get(self.base + "/metrics", timeout=10).text
+        except httpx.HTTPError as e:
+            return f"/metrics did not answer: {e!r}"
+        got = {}
+        for line in text.splitlines():
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                        "vllm:inter_token_latency_seconds_sum", "vllm:inter_token_latency_seconds_count",
+                        "vllm:generation_tokens_total"):
+                got[name] = float(line.rsplit(" ", 1)[1])
+        n = got.get("vllm:inter_token_latency_seconds_count") or 0
+        step = got.get("vllm:inter_token_latency_seconds_sum", 0) / n if n else float("nan")
+        return (f"running {got.get('vllm:num_requests_running')}, waiting {got.get('vllm:num_requests_waiting')}, "
+                f"KV {got.get('vllm:kv_cache_usage_perc')}, mean step {step * 1000:.1f} ms over {n:.0f}, "
+                f"tokens so far {got.get('vllm:generation_tokens_total')}\n--- server log ---\n{self.read_log()[-2000:]}")
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -101,6 +127,34 @@ class ServerProcess:
                 self.proc.wait()
         self.log.close()
         return self.proc.returncode
+
+
+SLOW_S = 30.0  # no answer a test asks for should take this long on 2 cores; when one does, say why
+
+
+class SlowRequestWatch(httpx.HTTPTransport):
+    """Prints the server's view (queue, step time, log) when a request takes
+    over ``SLOW_S`` or fails waiting: a request that waits behind something
+    is a bug to find, not a timeout to raise."""
+
+    def __init__(self, server: ServerProcess, **kw):
+        super().__init__(**kw)
+        self.server = server
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        t0 = time.monotonic()
+        try:
+            return super().handle_request(request)
+        except httpx.TimeoutException:
+            self._report(request, time.monotonic() - t0, "timed out")
+            raise
+        finally:
+            took = time.monotonic() - t0
+            if took > SLOW_S:
+                self._report(request, took, "slow")
+
+    def _report(self, request: httpx.Request, took: float, what: str) -> None:
+        sys.stderr.write(f"{what}: {request.method} {request.url.path} after {took:.1f} s; server: {self.server.view()}\n")
 
 
 @pytest.fixture(scope="module")
