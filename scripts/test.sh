@@ -13,3 +13,6 @@ bash .ci/podman.sh          # podman kube play: the rendered chart's pods run he
 bash .ci/clients.sh         # real OpenAI clients (openai, langchain-openai, lm-eval) against our server
 bash .ci/supply_chain.sh    # offline signing and OCI tools: model-signing, skopeo, oras, cyclonedx
 python3 -m pytest -q "$@"
+# The tests that read the model's answers, again under the kernels another x86-64 CPU would pick:
+# an answer only one kernel set gives then fails here, not on the next machine (tests/answers.py).
+bash .ci/kernels.sh "$@"

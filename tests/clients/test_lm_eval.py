@@ -15,7 +15,7 @@ import pytest
 
 from .conftest import MAX_LEN, MODEL_NAME
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.model_output]
 
 TASKS = Path(__file__).parent / "lm_eval_tasks"
 LM_EVAL = Path(os.environ.get("PACKAGER_LM_EVAL") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

