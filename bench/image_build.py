@@ -39,6 +39,7 @@ from benchinfo import commit, cpu_model  # noqa: E402  (bench/benchinfo.py; mach
 from packager.build import BuildRequest, engine, run_build  # noqa: E402
 from packager.build.context import MODEL_DIR  # noqa: E402
 from packager.build.projectwheel import build_project_wheel  # noqa: E402
+from runtimes.oci_ref import parse_remote  # noqa: E402
 
 
 def _free_port() -> int:
@@ -86,8 +87,8 @@ def _blobs(registry: str, ref: str) -> dict[str, int]:
     """digest -> size of every blob (config and layers) an image in the registry references."""
     from packager.supply.registry import get_manifest
 
-    repo, _, tag = ref.split("/", 1)[1].rpartition(":")
-    raw, _ = get_manifest(registry, repo, tag)
+    pushed = parse_remote(ref)
+    raw, _ = get_manifest(registry, pushed.repository, pushed.tag)
     m = json.loads(raw)
     return {d["digest"]: d["size"] for d in [m["config"], *m["layers"]]}
 
@@ -182,7 +183,7 @@ def _bundle_import(tag: str, weights_ref: str, res, tmp: Path, args) -> tuple[fl
     image_ref = push_image(tag, args.registry)
     rel = B.Release(plan, image_ref, f"{image_ref.split('@')[0]}:{tag.rsplit(':', 1)[1]}",
                     artifact_for(plan), weights_ref,
-                    weights_ref.split("/", 1)[1].split("@")[0] + ":bench", res.context)
+                    parse_remote(weights_ref).repository + ":bench", res.context)
     lay = B.assemble(rel, keys, tmp / "bundle", args.registry, log=lambda *_: None)
     out = L.pack(lay.root, tmp / "model.bundle.tar")
     port = _free_port()

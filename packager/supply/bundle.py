@@ -18,6 +18,7 @@ import yaml
 
 from packager.errors import UserError
 from packager.supply import keys as keys_mod, layout as L, modelpack, registry, sign
+from runtimes.oci_ref import parse_remote
 
 PLAN_TYPE = "application/vnd.dev.packager.plan.v1+json"
 SBOM_TYPE = "application/vnd.cyclonedx+json"
@@ -115,8 +116,9 @@ def assemble(rel: Release, keys, work: Path, working_registry: str, log) -> L.La
     # image and weights: copied as pushed (--preserve-digests: the signed digest is the one shipped)
     lookaside = work / "lookaside"
     sign.sign_image(rel.image_identity, keys, lookaside)
-    repo_path, _, tag_name = _strip_host(rel.image_identity).rpartition(":")
-    _, digest = registry.get_manifest(host, repo_path, tag_name)
+    pushed = parse_remote(rel.image_identity)
+    repo_path = pushed.repository
+    _, digest = registry.get_manifest(host, repo_path, pushed.tag)
     rel = replace(rel, image_ref=f"{host}/{repo_path}@{digest}")
     log(f"signed: image {rel.image_ref} (simple signing, key {keys.image})")
     for role, ref in (("image", rel.image_ref), ("weights", rel.weights_ref)):

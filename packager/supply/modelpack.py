@@ -46,9 +46,9 @@ class ModelArtifact:
 
     @property
     def digest(self) -> str:
-        import hashlib
+        from runtimes.digests import oci_digest
 
-        return "sha256:" + hashlib.sha256(self.manifest).hexdigest()
+        return oci_digest(self.manifest)
 
     @property
     def size_bytes(self) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.supply import modelpack, registry
+from runtimes import oci_ref
 
 
 @dataclass(frozen=True)
@@ -19,11 +20,7 @@ class PushedWeights:
 
 def weights_repository(image_tag: str) -> str:
     """`packager/m:0.1.0-cpu` (any registry host dropped) -> `packager/m-weights`."""
-    repo = image_tag.rsplit(":", 1)[0] if ":" in image_tag.rsplit("/", 1)[-1] else image_tag
-    first = repo.split("/", 1)
-    if len(first) == 2 and ("." in first[0] or ":" in first[0] or first[0] == "localhost"):
-        repo = first[1]
-    return f"{repo}-weights"
+    return f"{oci_ref.parse(image_tag).repository}-weights"
 
 
 def weights_spec(plan: dict) -> tuple[Path, dict, str]:
