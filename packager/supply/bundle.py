@@ -81,7 +81,7 @@ def bundle(req: BundleRequest, log=print) -> Path:
 
 def build_release(req: BundleRequest, build_out: Path, log) -> Release:
     """Build the image (code only under --weights oci), push it and the weights artifact."""
-    from packager.build import BuildRequest, run_build
+    from packager.image import BuildRequest, run_build
     from packager.publish import push_image
     from packager.supply.ociweights import push_weights
 
@@ -99,8 +99,8 @@ def build_release(req: BundleRequest, build_out: Path, log) -> Release:
 def default_tag(req: BundleRequest) -> str:
     """The build's default name with `-oci`: a code-only image never takes a baked image's tag."""
     from packager import __version__
-    from packager.build.families import family_for
-    from packager.build.pipeline import default_model_manifest, slug
+    from packager.image.families import family_for
+    from packager.image.pipeline import default_model_manifest, slug
     from packager.planner import plan_files
 
     plan = plan_files(req.model or str(default_model_manifest()), req.hardware).to_dict()

@@ -25,8 +25,8 @@ def weights_repository(image_tag: str) -> str:
 
 def weights_spec(plan: dict) -> tuple[Path, dict, str]:
     """(where the selected profile's weights are here, their recorded sha256, their dir under the model dir)."""
-    from packager.build.pipeline import weights_source
-    from packager.build.weights import locate
+    from packager.image.pipeline import weights_source
+    from packager.image.weights import locate
     from runtimes.layout import MODEL_DIR, variant_dir
 
     selected = plan.get("selected") or {}

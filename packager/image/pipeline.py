@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packager import __version__ as PACKAGER_VERSION
-from packager.build import engine, projectwheel, weights as weights_mod, wheelhouse
-from packager.build.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
+from packager.image import docker, projectwheel, weights as weights_mod, wheelhouse
+from packager.image.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
                                     VENV, ImageContext, startup_budget_s)
-from packager.build.families import Family, default_base_image, family_for, image_ref
-from packager.build.render import render_dockerfile
+from packager.image.families import Family, default_base_image, family_for, image_ref
+from packager.image.render import render_dockerfile
 from packager.cachedir import cache_dir
 from packager.errors import UserError
 from packager.outdir import check_replaceable, child, mark, replace_dir
@@ -54,7 +54,7 @@ class BuildResult:
     plan_path: Path
     context: Path
     tag: str
-    image: engine.BuiltImage | None
+    image: docker.BuiltImage | None
     run_command: str
     chart: Path | None = None
     pushed: str | None = None
@@ -251,12 +251,12 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     log(f"context: {ctx_dir} (Dockerfile from templates/{family.template})")
     run_cmd = run_command(tag, launcher_mode, w, port)
     if req.no_image:
-        ok, why = engine.engine_reachable()
+        ok, why = docker.engine_reachable()
         note = "" if ok else f" (no engine reachable: {why})"
         log(f"--no-image: context rendered, no image built{note}. Build it by hand with:\n"
             f"  DOCKER_BUILDKIT=1 docker build --network none -t {tag} {ctx_dir}")
         return BuildResult(final / "plan.json", ctx_dir, tag, None, run_cmd, chart)
-    built = engine.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
+    built = docker.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
     if req.push and req.weights == "oci":  # pushed once per content; a code change pushes only the image
         from packager.supply.ociweights import push_built_weights
 

@@ -10,12 +10,12 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from packager.build.context import ImageContext
+from packager.image.context import ImageContext
 from packager.errors import UserError
 
 
 def templates_dir() -> Path:
-    """packager/build/templates/ inside the installed package, or $PACKAGER_TEMPLATES."""
+    """packager/image/templates/ inside the installed package, or $PACKAGER_TEMPLATES."""
     env = os.environ.get("PACKAGER_TEMPLATES")
     if env:
         return Path(env)
