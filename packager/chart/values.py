@@ -34,7 +34,7 @@ def default_image(plan: dict[str, Any]) -> dict[str, str]:
     if isinstance(recorded, dict) and recorded.get("repository"):
         return {"repository": recorded["repository"], "tag": str(recorded.get("tag") or ""),
                 "digest": recorded.get("digest") or ""}
-    from packager.image.families import image_ref  # the name `packager build` tags: one rule for both
+    from packager.families import image_ref  # the name `packager build` tags: one rule for both
 
     return parse_image(image_ref(plan))
 

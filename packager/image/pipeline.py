@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass, field, replace
@@ -13,10 +12,11 @@ from packager import __version__ as PACKAGER_VERSION
 from packager.image import docker, projectwheel, weights as weights_mod, wheelhouse
 from packager.image.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
                                     VENV, ImageContext, startup_budget_s)
-from packager.image.families import Family, default_base_image, family_for, image_ref
-from packager.image.render import render_dockerfile
+from packager.families import Family, family_for, image_ref, slug
+from packager.image.render import default_base_image, render_dockerfile
 from packager.cachedir import cache_dir
 from packager.errors import UserError
+from packager.manifests.resolve import default_model_manifest
 from packager.outdir import check_replaceable, child, mark, replace_dir
 from packager.planfile import pin_profile, portable_plan, read_validated_plan
 from packager.planner import make_plan, model_path_in_image, plan_files
@@ -82,10 +82,6 @@ def _opts(req: BuildRequest, key: str) -> tuple[str, ...]:
     return tuple(v for k, v in req.opts if k == key)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
-
-
 def weights_source(model: dict, profile: dict | None = None) -> dict:
     """The weights a profile serves: its quantized variant's checkpoint (pinned), else the model's
     `source` with the weights' path on this machine when the planner found it."""
@@ -134,14 +130,6 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
     # Re-plan with the in-image path in engine_argv: same request, no second manifest read.
     plan = make_plan(replace(first.request, model_ref=MODEL_DIR if variant else ref, only_profiles=keep)).to_dict()
     return (pin_profile(plan, req.profile) if req.profile else plan), root
-
-
-def default_model_manifest() -> Path:
-    """The embedded default model (SmolLM2-135M-Instruct) shipped inside the package (packager/models/)."""
-    path = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct.yaml"
-    if not path.is_file():
-        raise UserError(f"no default model manifest at {path}", hint="pass MODEL (a model manifest)")
-    return path
 
 
 def run_build(req: BuildRequest, log=None) -> BuildResult:

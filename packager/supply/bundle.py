@@ -18,7 +18,7 @@ import yaml
 
 from packager.errors import UserError
 from packager.supply import keys as keys_mod, layout as L, modelpack, registry, sign
-from runtimes.oci_ref import parse_remote
+from runtimes.oci_ref import parse, parse_remote
 
 PLAN_TYPE = "application/vnd.dev.packager.plan.v1+json"
 SBOM_TYPE = "application/vnd.cyclonedx+json"
@@ -91,7 +91,7 @@ def build_release(req: BundleRequest, build_out: Path, log) -> Release:
     plan = json.loads(result.plan_path.read_text())
     pushed_weights = push_weights(plan, req.registry, result.tag, log)
     image_ref = push_image(result.tag, req.registry)
-    identity = f"{image_ref.split('@')[0]}:{result.tag.rsplit(':', 1)[1]}"
+    identity = f"{parse(image_ref).name}:{parse(result.tag).tag}"
     return Release(plan, image_ref, identity, pushed_weights.artifact, pushed_weights.pushed.ref,
                    _strip_host(pushed_weights.pushed.tag_ref), result.context)
 
@@ -99,8 +99,8 @@ def build_release(req: BundleRequest, build_out: Path, log) -> Release:
 def default_tag(req: BundleRequest) -> str:
     """The build's default name with `-oci`: a code-only image never takes a baked image's tag."""
     from packager import __version__
-    from packager.image.families import family_for
-    from packager.image.pipeline import default_model_manifest, slug
+    from packager.families import family_for, slug
+    from packager.manifests.resolve import default_model_manifest
     from packager.planner import plan_files
 
     plan = plan_files(req.model or str(default_model_manifest()), req.hardware).to_dict()
@@ -112,7 +112,7 @@ def default_tag(req: BundleRequest) -> str:
 
 def assemble(rel: Release, keys, work: Path, working_registry: str, log) -> L.Layout:
     lay = L.Layout(work / "layout").init()
-    host = rel.image_ref.split("/", 1)[0]
+    host = parse_remote(rel.image_ref).registry
     # image and weights: copied as pushed (--preserve-digests: the signed digest is the one shipped)
     lookaside = work / "lookaside"
     sign.sign_image(rel.image_identity, keys, lookaside)

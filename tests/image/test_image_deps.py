@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from packager.image.families import FAMILIES
+from packager.families import FAMILIES
 from packager.image.wheelhouse import split_no_deps
 
 

@@ -12,7 +12,7 @@ import pytest
 from jinja2.exceptions import SecurityError
 
 from packager.image.context import ImageContext
-from packager.image.families import FAMILIES, family_for
+from packager.families import FAMILIES, family_for
 from packager.image.render import _environment, render_dockerfile, templates_dir
 from packager.errors import UserError
 
