@@ -20,6 +20,7 @@ from packager.manifests.resolve import default_model_manifest
 from packager.outdir import check_replaceable, child, mark, replace_dir
 from packager.planfile import pin_profile, portable_plan, read_validated_plan
 from packager.planner import make_plan, model_path_in_image, plan_files
+from packager.planner.checkpoint import dir_in_image, local_source, prefix_in_model_dir
 from runtimes.layout import gguf_tokenizer_dir, variant_dir
 
 OPT_KEYS = {
@@ -82,19 +83,6 @@ def _opts(req: BuildRequest, key: str) -> tuple[str, ...]:
     return tuple(v for k, v in req.opts if k == key)
 
 
-def weights_source(model: dict, profile: dict | None = None) -> dict:
-    """The weights a profile serves: its quantized variant's checkpoint (pinned), else the model's
-    `source` with the weights' path on this machine when the planner found it."""
-    name = (profile or {}).get("quantized_variant")
-    if name:  # the model's own variant entry: it keeps a local path the profile (which travels) leaves out
-        variants = model.get("serving", {}).get("quantized_variants", [])
-        entry = next((v["source"] for v in variants if v.get("name") == name), None)
-        return dict(entry or profile.get("weights_source") or {})
-    source = dict(model["source"])
-    source.setdefault("path", model.get("local_path"))
-    return source
-
-
 def same_weights(a: dict, b: dict) -> bool:
     return a.get("quantized_variant") == b.get("quantized_variant")
 
@@ -116,7 +104,7 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
     chosen = draft.get("selected")
     if chosen is None:
         return draft, None
-    source = weights_source(draft["model"], chosen)
+    source = local_source(draft["model"], chosen)
     variant = chosen.get("quantized_variant")
     root = None
     if req.weights == "volume" and source.get("kind") == "huggingface":
@@ -177,11 +165,9 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     log(f"plan: {final / 'plan.json'} (selected {selected['name']}, family {family.name})")
 
     # weights: baked into context/model/, or only their checksums under volume.
-    source = weights_source(plan["model"], selected)
+    source = local_source(plan["model"], selected)
     recorded = source.get("sha256") or {}
-    variant = selected.get("quantized_variant")
-    # a variant's files sit in their own directory under the model dir (runtimes.layout.variant_dir)
-    prefix = variant_dir(variant)[len(MODEL_DIR) + 1:] + "/" if variant else ""
+    prefix = prefix_in_model_dir(selected)  # a variant's files sit in their own directory under the model dir
     w: weights_mod.Weights | None = None
     if req.weights in ("baked", "oci") or source.get("kind") != "huggingface":
         w = weights_mod.checksum(weights_root or weights_mod.locate(source), recorded, prefix=prefix)
@@ -264,17 +250,16 @@ def _secret_id(spec: str) -> str:
 def launcher_config(plan: dict, family: Family, mode: str, w, port: int) -> dict:
     """context/image.json: what the launcher needs beyond plan.json."""
     selected = plan.get("selected") or {}
-    full = weights_source(plan["model"], selected)
+    full = local_source(plan["model"], selected)
     source = {k: v for k, v in full.items() if k in ("kind", "repo", "revision", "file", "url")}
     files = w.relative_files() if w else dict(full.get("sha256") or {})
-    variant = selected.get("quantized_variant")
     return {
         "schema_version": 1,
         "packager_version": PACKAGER_VERSION,
         "family": family.name,
         "runtimes": list(family.runtimes),
         # `files` are relative to `dir`: the selected profile's checkpoint (a variant's own directory)
-        "weights": {"mode": mode, "dir": variant_dir(variant) if variant else MODEL_DIR, "files": files,
+        "weights": {"mode": mode, "dir": dir_in_image(selected), "files": files,
                     "source": source},
         "cache_dir": CACHE_DIR,
         "port": port,

@@ -25,15 +25,12 @@ def weights_repository(image_tag: str) -> str:
 
 def weights_spec(plan: dict) -> tuple[Path, dict, str]:
     """(where the selected profile's weights are here, their recorded sha256, their dir under the model dir)."""
-    from packager.image.pipeline import weights_source
     from packager.image.weights import locate
-    from runtimes.layout import MODEL_DIR, variant_dir
+    from packager.planner.checkpoint import local_source, prefix_in_model_dir
 
     selected = plan.get("selected") or {}
-    source = weights_source(plan["model"], selected)  # a quantized variant has its own checkpoint
-    variant = selected.get("quantized_variant")
-    prefix = variant_dir(variant)[len(MODEL_DIR) + 1:] + "/" if variant else ""
-    return locate(source), source.get("sha256") or {}, prefix
+    source = local_source(plan["model"], selected)  # a quantized variant has its own checkpoint
+    return locate(source), source.get("sha256") or {}, prefix_in_model_dir(selected)
 
 
 def artifact_for(plan: dict) -> modelpack.ModelArtifact:
