@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packager import __version__ as PACKAGER_VERSION
-from packager.image import docker, projectwheel, weights as weights_mod, wheelhouse
+from packager import local_weights as weights_mod
+from packager.image import docker, projectwheel, wheelhouse
 from packager.image.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
                                     VENV, ImageContext, startup_budget_s)
 from packager.families import Family, family_for, image_ref, slug

@@ -25,7 +25,7 @@ def weights_repository(image_tag: str) -> str:
 
 def weights_spec(plan: dict) -> tuple[Path, dict, str]:
     """(where the selected profile's weights are here, their recorded sha256, their dir under the model dir)."""
-    from packager.image.weights import locate
+    from packager.local_weights import locate
     from packager.planner.checkpoint import local_source, prefix_in_model_dir
 
     selected = plan.get("selected") or {}

@@ -29,7 +29,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from packager.image.weights import locate
+from packager.local_weights import locate
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
