@@ -112,9 +112,9 @@ def serve(
                         hint="run `packager profiles` to see why; vLLM profiles are served by the image's launcher")
     profile = fallback[0]
     if profile.runtime == "triton":
-        from packager.detect import detect_hardware
+        from packager.manifests.machine import this_machine
 
-        if not any(p.accelerator.is_gpu for p in detect_hardware().pools):
+        if not any(p.accelerator.is_gpu for p in this_machine().pools):
             raise UserError(f"profile {profile.name} needs a GPU and this machine has none", field="--hardware",
                             hint="omit --hardware to plan for this machine")
     if not plan.request.model.local_path:
