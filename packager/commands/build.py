@@ -33,3 +33,7 @@ def build(
                        opts=parse_opts(list(opt)), profile=profile)
     result = run_build(req)
     typer.echo(report(result))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
