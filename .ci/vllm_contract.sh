@@ -29,7 +29,7 @@ TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
 echo "== vLLM $VLLM_VERSION contract ($MODE)"
-"$PYTHON" -m packager.vllm.planned --out "$TMP/planned.json"
+"$PYTHON" -m tools.vllm_planned_cases --out "$TMP/planned.json"
 CASES=(tests/vllm/argv_cases.json "$TMP/planned.json")
 
 echo "== snapshot check"

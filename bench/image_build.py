@@ -36,9 +36,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from benchinfo import commit, cpu_model  # noqa: E402  (bench/benchinfo.py; machine_record would import torch)
-from packager.build import BuildRequest, engine, run_build  # noqa: E402
-from packager.build.context import MODEL_DIR  # noqa: E402
-from packager.build.projectwheel import build_project_wheel  # noqa: E402
+from packager.image import BuildRequest, docker, run_build  # noqa: E402
+from packager.image.context import MODEL_DIR  # noqa: E402
+from packager.image.projectwheel import build_project_wheel  # noqa: E402
+from runtimes.oci_ref import parse_remote  # noqa: E402
 
 
 def _free_port() -> int:
@@ -65,7 +66,7 @@ def _start_to_ready(cli: str, tag: str, mount: Path | None = None, timeout: floa
     subprocess.run(argv + [tag], check=True, capture_output=True)
     try:
         while time.monotonic() - t0 < timeout:
-            if engine.probe_ready(port):
+            if docker.probe_ready(port):
                 break
             time.sleep(0.25)
         else:
@@ -86,8 +87,8 @@ def _blobs(registry: str, ref: str) -> dict[str, int]:
     """digest -> size of every blob (config and layers) an image in the registry references."""
     from packager.supply.registry import get_manifest
 
-    repo, _, tag = ref.split("/", 1)[1].rpartition(":")
-    raw, _ = get_manifest(registry, repo, tag)
+    pushed = parse_remote(ref)
+    raw, _ = get_manifest(registry, pushed.repository, pushed.tag)
     m = json.loads(raw)
     return {d["digest"]: d["size"] for d in [m["config"], *m["layers"]]}
 
@@ -119,7 +120,7 @@ def measure(mode: str, tmp: Path, args, cli: str) -> dict:
     res = run_build(BuildRequest(model=None, out=tmp / mode, hardware="cpu", base_image=args.base_image, tag=tag,
                                  no_image=True, weights=mode), log=quiet)
     ctx = res.context
-    cold = engine.build(ctx, tag, no_cache=True, log=quiet)
+    cold = docker.build(ctx, tag, no_cache=True, log=quiet)
     first_ref = push_image(tag, args.registry)
     first = _blobs(args.registry, f"{first_ref.split('@')[0]}:{tag.rsplit(':', 1)[1]}")
     row: dict = {"cold_build_s": round(cold.seconds, 2), "image_size_bytes": cold.size_bytes,
@@ -136,7 +137,7 @@ def measure(mode: str, tmp: Path, args, cli: str) -> dict:
                                    "second_push_uploaded_bytes": w2.pushed.uploaded_bytes}
     wheel_s = _code_change(tmp, ctx / "dist")
     tag2 = tag.rsplit(":", 1)[0] + ":2-code"
-    re_build = engine.build(ctx, tag2, log=quiet)
+    re_build = docker.build(ctx, tag2, log=quiet)
     ref2 = push_image(tag2, args.registry)
     second = _blobs(args.registry, f"{ref2.split('@')[0]}:{tag2.rsplit(':', 1)[1]}")
     row.update({"code_change_rebuild_s": round(wheel_s + re_build.seconds, 2),
@@ -182,7 +183,7 @@ def _bundle_import(tag: str, weights_ref: str, res, tmp: Path, args) -> tuple[fl
     image_ref = push_image(tag, args.registry)
     rel = B.Release(plan, image_ref, f"{image_ref.split('@')[0]}:{tag.rsplit(':', 1)[1]}",
                     artifact_for(plan), weights_ref,
-                    weights_ref.split("/", 1)[1].split("@")[0] + ":bench", res.context)
+                    parse_remote(weights_ref).repository + ":bench", res.context)
     lay = B.assemble(rel, keys, tmp / "bundle", args.registry, log=lambda *_: None)
     out = L.pack(lay.root, tmp / "model.bundle.tar")
     port = _free_port()
@@ -209,8 +210,8 @@ def main() -> int:
     ap.add_argument("--registry", default="127.0.0.1:5000")
     ap.add_argument("--modes", default="baked,volume,oci")
     args = ap.parse_args()
-    cli = engine.docker_cli()
-    ok, why = engine.engine_reachable(cli)
+    cli = docker.docker_cli()
+    ok, why = docker.engine_reachable(cli)
     if not ok:
         print(f"no Docker engine: {why}; run bash .ci/docker.sh", file=sys.stderr)
         return 2

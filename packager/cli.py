@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from packager.commands import build, chart, check_objective, models, rehearse, report, supply
 from packager.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -15,12 +16,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 MODEL_HELP = "Model manifest (.yaml) or the name of a known one (`packager models` lists them)."
 HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]], e.g. cpu, nvidia-l4:1, nvidia-h100-sxm-80gb:8x2. Default: this machine."
-
-
-def _objective(value: Optional[str]) -> Optional[str]:
-    if value is not None and value not in ("latency", "throughput", "cost"):
-        raise UserError(f"objective {value!r} is not allowed", field="--objective", hint="use latency or throughput (or cost: fewest devices whatever the precision)")
-    return value
 
 
 @app.command()
@@ -82,7 +77,7 @@ def profiles(
     """Plan: every candidate profile, compatible or not, with the reasons and estimates."""
     from packager.planner import plan_files
 
-    plan = plan_files(model, hardware, _objective(objective), max_model_len=max_model_len)
+    plan = plan_files(model, hardware, check_objective(objective), max_model_len=max_model_len)
     if as_json:
         typer.echo(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -112,9 +107,9 @@ def serve(
                         hint="run `packager profiles` to see why; vLLM profiles are served by the image's launcher")
     profile = fallback[0]
     if profile.runtime == "triton":
-        from packager.detect import detect_hardware
+        from packager.manifests.machine import this_machine
 
-        if not any(p.accelerator.is_gpu for p in detect_hardware().pools):
+        if not any(p.accelerator.is_gpu for p in this_machine().pools):
             raise UserError(f"profile {profile.name} needs a GPU and this machine has none", field="--hardware",
                             hint="omit --hardware to plan for this machine")
     if not plan.request.model.local_path:
@@ -128,20 +123,9 @@ def serve(
     os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 
-def _register_optional_commands() -> None:
-    """Commands whose modules bring heavier imports are registered from their own modules."""
-    for module, names in (("packager.commands.chart", ("chart", "publish", "deploy")),
-                          ("packager.commands.build", ("build",)),
-                          ("packager.commands.report", ("report",))):
-        mod = __import__(module, fromlist=list(names))
-        for name in names:
-            app.command(name)(getattr(mod, name))
-    # Modules that add their own commands or groups (`keys init`): each has register(app).
-    for module in ("packager.commands.rehearse", "packager.commands.supply", "packager.commands.models"):
-        __import__(module, fromlist=["register"]).register(app)
-
-
-_register_optional_commands()
+# Every command module registers its own commands, in this order (the order `--help` lists them).
+for _commands in (chart, build, report, rehearse, supply, models):
+    _commands.register(app)
 
 
 def main() -> None:

@@ -16,17 +16,7 @@ import yaml
 from packager.chart.package import find_chart, package_chart
 from packager.chart.values import parse_image
 from packager.errors import UserError
-from runtimes.download import is_loopback as is_loopback_name
-
-def is_loopback(host: str) -> bool:
-    """`host[:port]` names this machine: 127.0.0.0/8, ::1 or exactly `localhost`.
-    (A prefix test let `localhost.example.com` and `127.evil.com` talk plain HTTP.)"""
-    name = host
-    if name.startswith("["):  # [v6]:port
-        name = name[1:].partition("]")[0]
-    elif name.count(":") == 1:
-        name = name.partition(":")[0]
-    return is_loopback_name(name)
+from runtimes.oci_ref import is_loopback, parse, without_registry
 
 
 @dataclass(frozen=True)
@@ -93,11 +83,8 @@ def push_image(tag: str, registry: str) -> str:
         raise UserError(f"no local image {tag!r}", field="image",
                         hint="build it first: packager build MODEL --hardware HW") from None
     parsed = parse_image(tag)  # the chart's own image-reference parser: host ports and digests included
-    repo, version = parsed["repository"], parsed["tag"] or "latest"
-    first = repo.split("/", 1)
     # Drop a registry host the local name already carries (it has a dot or a port).
-    if len(first) == 2 and ("." in first[0] or ":" in first[0] or first[0] == "localhost"):
-        repo = first[1]
+    repo, version = without_registry(parsed["repository"]), parsed["tag"] or "latest"
     target = "/".join(p for p in (reg.host, reg.path, repo) if p)
     image.tag(target, tag=version)
     digest = None
@@ -154,9 +141,9 @@ def _pin_image(chart_dir: Path, pushed: str) -> None:
     text = path.read_text(encoding="utf-8")
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     values = yaml.safe_load(text)
-    repo, _, digest = pushed.partition("@")
-    values["image"]["repository"] = repo
-    values["image"]["digest"] = digest
+    ref = parse(pushed)
+    values["image"]["repository"] = ref.name
+    values["image"]["digest"] = ref.digest
     path.write_text(header + yaml.safe_dump(values, sort_keys=False, width=120), encoding="utf-8")
 
 

@@ -1,4 +1,4 @@
-"""sha256 of a file, read in chunks: the one digest helper for package time and start time."""
+"""sha256 of files and bytes, bare or as OCI digests: the one digest helper for package time and start time."""
 from __future__ import annotations
 
 import hashlib
@@ -14,6 +14,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def oci_digest(data: bytes) -> str:
+    """The OCI digest of some bytes: `sha256:<hex>`, as manifests and registries name blobs."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def oci_digest_file(path: str | Path) -> str:
+    """The OCI digest of a file, read in chunks."""
+    return "sha256:" + sha256_file(path)
 
 
 def verify_digests(directory: Path, expected: dict[str, str]) -> None:

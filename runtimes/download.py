@@ -14,13 +14,13 @@ interrupted download resumes on the next start.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable, Mapping
 
 from runtimes.digests import sha256_file
+from runtimes.oci_ref import is_loopback_name
 
 HUB = "https://huggingface.co"
 Log = Callable[[str], None]
@@ -40,18 +40,9 @@ def token_file(path: str | None) -> str | None:
         raise DownloadError(f"HF_TOKEN_PATH={path}: cannot read the token file: {exc.strerror}") from None
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _check_scheme(url: str, token: str | None) -> None:
     parts = urllib.parse.urlsplit(url)
-    if token and parts.scheme != "https" and not is_loopback(parts.hostname or ""):
+    if token and parts.scheme != "https" and not is_loopback_name(parts.hostname or ""):
         raise DownloadError(f"refusing to send the weights token over {parts.scheme}:// to {parts.hostname}")
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from packager.chart import placement, sizing
 from packager.errors import UserError
 from packager.planfile import portable_plan
+from runtimes import oci_ref
 
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
@@ -14,14 +15,11 @@ _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 def parse_image(ref: str) -> dict[str, str]:
     """`repo[:tag][@sha256:...]` -> {repository, tag, digest}; a port in the host is not a tag."""
     ref = ref.strip()
-    repo, _, digest = ref.partition("@")
+    parsed = oci_ref.parse(ref)
+    repo, tag, digest = parsed.name, parsed.tag, parsed.digest
     if digest and not _DIGEST.match(digest):
         raise UserError(f"image digest {digest!r} is not sha256:<64 hex>", field="image",
                         hint="give repo:tag or repo@sha256:<digest>")
-    tag = ""
-    last = repo.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, _, tag = repo.rpartition(":")
     if not repo or not re.match(r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?$", repo):
         raise UserError(f"image {ref!r} is not a valid image reference", field="image",
                         hint="lowercase repository, e.g. registry.example.com/team/model:1.0")
@@ -36,7 +34,7 @@ def default_image(plan: dict[str, Any]) -> dict[str, str]:
     if isinstance(recorded, dict) and recorded.get("repository"):
         return {"repository": recorded["repository"], "tag": str(recorded.get("tag") or ""),
                 "digest": recorded.get("digest") or ""}
-    from packager.build.families import image_ref  # the name `packager build` tags: one rule for both
+    from packager.families import image_ref  # the name `packager build` tags: one rule for both
 
     return parse_image(image_ref(plan))
 

@@ -26,10 +26,14 @@ def build(
 ) -> None:
     """Render a build context (Dockerfile, wheelhouse, weights, wheel, plan) and build the image offline."""
     # Imported here: `packager --help` must not pay for the build modules.
-    from packager.build import BuildRequest, parse_opts, report, run_build
+    from packager.image import BuildRequest, parse_opts, report, run_build
 
     req = BuildRequest(model=model, out=out, hardware=hardware, objective=objective, plan_file=plan, tag=tag,
                        base_image=base_image, no_image=no_image, push=push, weights=weights,
                        opts=parse_opts(list(opt)), profile=profile)
     result = run_build(req)
     typer.echo(report(result))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)

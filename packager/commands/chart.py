@@ -93,3 +93,9 @@ def deploy(
     typer.echo(run(load_plan(model, hardware, objective, plan, profile), namespace=namespace, release=release,
                    image=image, sets=set_, values_files=values, dry_run=dry_run, keys=keys,
                    allow_unverified=allow_unverified), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("chart")(chart)
+    app.command("publish")(publish)
+    app.command("deploy")(deploy)

@@ -5,6 +5,8 @@ from typing import Optional
 
 import typer
 
+from packager.commands import check_objective
+
 HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]]. Default: this machine."
 
 
@@ -16,12 +18,15 @@ def report(
     out: str = typer.Option("report.html", "--out", "-o", help="Where to write the HTML file."),
 ) -> None:
     """Write the plan as one HTML file: memory per profile, speed against concurrency, rejections."""
-    from packager.cli import _objective
     from packager.planner import plan_files
     from packager.report import write_report
 
-    plan = plan_files(model, hardware, _objective(objective), max_model_len=max_model_len)
+    plan = plan_files(model, hardware, check_objective(objective), max_model_len=max_model_len)
     path = write_report(plan, out)
     sel = plan.selected
     typer.echo(f"wrote {path} ({len(plan.candidates)} profiles, {len(plan.rejected)} rejected; "
                f"selected: {sel.name if sel else 'nothing fits'})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)

@@ -31,7 +31,7 @@ def bundle(
     tag: Optional[str] = typer.Option(None, "--tag", help="Image tag (default: the build's, with -oci)."),
 ) -> None:
     """Build, sign and pack image, weights artifact, chart, plan, SBOM and signatures into one OCI layout tar."""
-    from packager.supply.bundle import BundleRequest, bundle as run
+    from packager.image.release import BundleRequest, bundle as run
 
     run(BundleRequest(model=model, hardware=hardware, keys=keys, out=out, base_image=base_image,
                       registry=registry, tag=tag), log=_log)

@@ -1,25 +1,22 @@
 """Describe the machine we run on: CPU cores and memory, plus GPUs when NVML or ROCm's KFD report any.
 
 GPUs are identified by PCI device id (and gfx target on AMD) from packager/catalog/gpu_ids.yaml,
-never by name; their memory is what the driver measures. PACKAGER_HARDWARE=KEY[:COUNT[xNODES]]
-(the --hardware shorthand) stands in for detection, e.g. to rehearse a GPU profile on a laptop.
+never by name; their memory is what the driver measures. Detection only measures: the
+PACKAGER_HARDWARE stand-in is applied where hardware is loaded (packager.manifests.machine).
 """
 from __future__ import annotations
 
-import os
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
 from packager.catalog import catalog
 from packager.detect.cpu import cpu_model, host_cores, host_memory_gib
-from packager.detect.describe import DETECTED, STAND_IN, describe_hardware
+from packager.detect.describe import DETECTED, describe_hardware
 from packager.detect.identify import identify
 from packager.detect.kfd import KFD_NODES, read_kfd
 from packager.detect.measured import MeasuredGpu
 from packager.detect.nvml import Nvml, RecordedNvml, read_nvidia, system_nvml
-from packager.errors import UserError
 from packager.facts import DEFAULT_RESOURCE_KEYS, Hardware, Pool
 
 __all__ = ["Sources", "detect_hardware", "describe_hardware", "measure_gpus", "host_memory_gib", "host_cores",
@@ -34,7 +31,6 @@ class Sources:
 
     nvml: Nvml | None | object = _SYSTEM   # an Nvml (pynvml or RecordedNvml); None: no NVIDIA driver
     kfd_root: str | Path = KFD_NODES
-    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
 
 def measure_gpus(sources: Sources) -> list[MeasuredGpu]:
@@ -42,24 +38,8 @@ def measure_gpus(sources: Sources) -> list[MeasuredGpu]:
     return read_nvidia(nvml) or read_kfd(sources.kfd_root)  # type: ignore[arg-type]
 
 
-def stand_in(value: str) -> Hardware:
-    """PACKAGER_HARDWARE's hardware, through the --hardware parser; a bad value names the variable."""
-    from packager.manifests import load_hardware  # pydantic only when the variable is set
-
-    try:
-        hw = load_hardware(value.strip())
-    except UserError as exc:
-        raise UserError(f"{value!r}: {exc.message}", field=STAND_IN,
-                        hint=(exc.hint + "; " if exc.hint else "")
-                        + f"or unset {STAND_IN} to detect this machine's hardware") from None
-    return replace(hw, name=f"{STAND_IN}={value.strip()}")
-
-
 def detect_hardware(sources: Sources | None = None) -> Hardware:
     src = sources or Sources()
-    override = (src.environ.get(STAND_IN) or "").strip()
-    if override:
-        return stand_in(override)
     mem, cores = host_memory_gib(), host_cores()
     gpus = measure_gpus(src)
     if not gpus:

@@ -111,7 +111,7 @@ def _owning_package(path: Path) -> str | None:
 
 
 def from_gguf(f: Path, out: Path | None) -> Draft:
-    from packager.manifests.gguf_meta import GGUFError, architecture_from_header, read_gguf_header
+    from runtimes.gguf_meta import GGUFError, architecture_from_header, read_gguf_header
 
     try:
         header = read_gguf_header(f)

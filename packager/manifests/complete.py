@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packager.errors import UserError
 from packager.facts import ModelFacts, Variant
-from packager.manifests.gguf_meta import GGUFError, architecture_from_gguf
+from runtimes.gguf_meta import GGUFError, architecture_from_gguf
 from packager.manifests.model import ModelManifest
 from packager.yamlsource import YamlDoc
 

@@ -16,6 +16,14 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models"
 ENV = "PACKAGER_MODELS"
 
 
+def default_model_manifest() -> Path:
+    """The embedded default model (SmolLM2-135M-Instruct) shipped inside the package (packager/models/)."""
+    path = SHIPPED / "smollm2-135m-instruct.yaml"
+    if not path.is_file():
+        raise UserError(f"no default model manifest at {path}", hint="pass MODEL (a model manifest)")
+    return path
+
+
 def looks_like_path(arg: str) -> bool:
     """A path names a file (an extension or a directory part); anything else is a name."""
     return arg.endswith((".yaml", ".yml", ".json")) or "/" in arg or os.sep in arg or Path(arg).is_file()

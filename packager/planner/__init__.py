@@ -58,8 +58,8 @@ def plan_files(model_path: str, hardware: str | None = None, objective: str | No
 
     model = load_model(model_path)
     if hardware is None:
-        from packager.detect import detect_hardware
-        hw: Hardware = detect_hardware()
+        from packager.manifests.machine import this_machine
+        hw: Hardware = this_machine()
     else:
         hw = load_hardware(hardware)
     return make_plan(PlanRequest(model=model, hardware=hw, objective=objective or model.objective,

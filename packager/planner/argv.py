@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from packager.facts import ModelFacts
+from packager.planner.checkpoint import candidate_source
 from packager.planner.types import Candidate
 from packager.vllm.argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv, tool_call_parser
 from runtimes.layout import variant_dir
@@ -9,12 +10,6 @@ from runtimes.vllm_health import MIDDLEWARE as HEALTH_MIDDLEWARE
 
 FALLBACK_ENGINE = "packager-fallback"
 TORCH_DTYPE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def weights_source(model: ModelFacts, c: Candidate) -> dict:
-    """Where this profile's weights come from: a quantized variant's own checkpoint at its pinned
-    revision, else the model's source."""
-    return dict(c.variant.source) if c.variant is not None else dict(model.source)
 
 
 def model_ref_for(model: ModelFacts, c: Candidate, default_ref: str | None) -> str:
@@ -58,7 +53,7 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
         spec = VllmServeSpec(
             model_ref=ref, served_model_name=model.api_name, tensor_parallel_size=c.tp,
             # a Hub repo id is fetched at its pinned revision, never at whatever `main` is today
-            revision=None if ref.startswith("/") else weights_source(model, c).get("revision"),
+            revision=None if ref.startswith("/") else candidate_source(model, c).get("revision"),
             tool_call_parser=tool_call_parser(model.api_name),
             pipeline_parallel_size=c.pp, dtype=_vllm_dtype(c), kv_cache_dtype=c.kv_cache_dtype,
             max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,

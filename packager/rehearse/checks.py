@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from packager.rehearse.replay import Engine, Replay
-from runtimes.download import is_loopback
+from runtimes import oci_ref
 
 _MANIFESTS = ", ".join(("application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
                         "application/vnd.docker.distribution.manifest.v2+json",
@@ -27,19 +27,12 @@ class Check:
 
 def split_image(ref: str) -> tuple[str | None, str, str]:
     """(registry host or None, repository, tag or digest)."""
-    name, at, digest = ref.partition("@")
-    repo, tag = name, "latest"
-    if ":" in name.rsplit("/", 1)[-1]:
-        repo, _, tag = name.rpartition(":")
-    first = repo.split("/", 1)[0]
-    host = first if "/" in repo and ("." in first or ":" in first or first == "localhost") else None
-    if host:
-        repo = repo[len(host) + 1:]
-    return host, repo, digest if at else tag
+    parsed = oci_ref.parse(ref)
+    return parsed.registry or None, parsed.repository, parsed.digest if "@" in ref else parsed.tag or "latest"
 
 
 def in_registry(host: str, repo: str, ref: str) -> bool | None:
-    scheme = "http" if is_loopback(host.rsplit(":", 1)[0].strip("[]")) else "https"
+    scheme = "http" if oci_ref.is_loopback(host) else "https"
     req = urllib.request.Request(f"{scheme}://{host}/v2/{repo}/manifests/{ref}", method="HEAD",
                                  headers={"Accept": _MANIFESTS})
     try:

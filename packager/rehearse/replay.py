@@ -42,18 +42,18 @@ class Engine:
 
     @classmethod
     def find(cls) -> "Engine":
-        from packager.build import engine
+        from packager.image import docker
 
-        cli = engine.docker_cli()
-        return cls(cli if cli and engine.engine_reachable(cli)[0] else None)
+        cli = docker.docker_cli()
+        return cls(cli if cli and docker.engine_reachable(cli)[0] else None)
 
     def inspect(self, image: str) -> dict | None:
         if not self.docker or not image:
             return None
-        from packager.build import engine
+        from packager.image import docker
 
         try:
-            return engine.inspect(image, self.docker) or None
+            return docker.inspect(image, self.docker) or None
         except UserError:  # not in the engine
             return None
 

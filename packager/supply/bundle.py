@@ -1,7 +1,7 @@
-"""`packager bundle`: one tar (an OCI image layout) that carries a release into an air gap.
+"""`packager bundle`'s supply side: one tar (an OCI image layout) that carries a release into an air gap.
 
-plan -> build the code image -> push image and weights artifact to a working registry ->
-sign (weights: model-signing, image: skopeo simple signing, chart: Helm provenance) ->
+packager.image.release builds the code image and pushes image and weights artifact to a working
+registry; from that Release, here: sign (weights: model-signing, image: skopeo simple signing, chart: Helm provenance) ->
 SBOM from the wheelhouse -> copy everything into one layout whose index names each part by
 digest -> tar. The private keys are read by the signers only; nothing of them is written.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from packager.errors import UserError
-from packager.supply import keys as keys_mod, layout as L, modelpack, registry, sign
+from packager.supply import layout as L, modelpack, registry, sign
+from runtimes.oci_ref import parse_remote
 
 PLAN_TYPE = "application/vnd.dev.packager.plan.v1+json"
 SBOM_TYPE = "application/vnd.cyclonedx+json"
@@ -32,18 +32,6 @@ IDENTITY = "dev.packager.signed-identity"
 LOOKASIDE_PATH = "dev.packager.lookaside-path"
 WEIGHTS_TARGET = "dev.packager.weights.target"
 CHART_TARGET = "dev.packager.chart.target"
-
-
-@dataclass(frozen=True)
-class BundleRequest:
-    model: str | None
-    hardware: str | None
-    keys: Path
-    out: Path
-    base_image: str | None = None
-    registry: str = "127.0.0.1:5000"  # the working registry the parts are pushed to and signed in
-    weights: str = "oci"
-    tag: str | None = None  # the image tag (default: the build's default with an -oci suffix)
 
 
 @dataclass(frozen=True)
@@ -62,61 +50,15 @@ def _strip_host(ref: str) -> str:
     return ref.split("/", 1)[1]
 
 
-def bundle(req: BundleRequest, log=print) -> Path:
-    keys = keys_mod.load_keys(req.keys, private=True)
-    out = Path(req.out)
-    if out.suffix != ".tar":
-        raise UserError(f"{out}: a bundle is a .tar file", field="--out", hint="e.g. --out model.bundle.tar")
-    if out.is_dir():
-        raise UserError(f"{out} is a directory", field="--out", hint="name the .tar file to write")
-    with tempfile.TemporaryDirectory(prefix="packager-bundle-") as tmp:
-        work = Path(tmp)
-        rel = build_release(req, work / "build", log)
-        lay = assemble(rel, keys, work, req.registry, log)
-        L.pack(lay.root, out)
-    log(f"bundle: {out} ({out.stat().st_size / 2**20:.0f} MiB)")
-    return out
-
-
-def build_release(req: BundleRequest, build_out: Path, log) -> Release:
-    """Build the image (code only under --weights oci), push it and the weights artifact."""
-    from packager.build import BuildRequest, run_build
-    from packager.publish import push_image
-    from packager.supply.ociweights import push_weights
-
-    mode = req.weights
-    result = run_build(BuildRequest(model=req.model, out=build_out, hardware=req.hardware, tag=req.tag or default_tag(req),
-                                    base_image=req.base_image, weights=mode), log=lambda m: log(m))
-    plan = json.loads(result.plan_path.read_text())
-    pushed_weights = push_weights(plan, req.registry, result.tag, log)
-    image_ref = push_image(result.tag, req.registry)
-    identity = f"{image_ref.split('@')[0]}:{result.tag.rsplit(':', 1)[1]}"
-    return Release(plan, image_ref, identity, pushed_weights.artifact, pushed_weights.pushed.ref,
-                   _strip_host(pushed_weights.pushed.tag_ref), result.context)
-
-
-def default_tag(req: BundleRequest) -> str:
-    """The build's default name with `-oci`: a code-only image never takes a baked image's tag."""
-    from packager import __version__
-    from packager.build.families import family_for
-    from packager.build.pipeline import default_model_manifest, slug
-    from packager.planner import plan_files
-
-    plan = plan_files(req.model or str(default_model_manifest()), req.hardware).to_dict()
-    if not plan.get("selected"):
-        raise UserError("no profile fits this model on this hardware; nothing to bundle", field="--hardware",
-                        hint="see `packager profiles MODEL --hardware HW`")
-    return f"packager/{slug(plan['model']['name'])}:{__version__}-{family_for(plan['selected']).name}-{req.weights}"
-
-
 def assemble(rel: Release, keys, work: Path, working_registry: str, log) -> L.Layout:
     lay = L.Layout(work / "layout").init()
-    host = rel.image_ref.split("/", 1)[0]
+    host = parse_remote(rel.image_ref).registry
     # image and weights: copied as pushed (--preserve-digests: the signed digest is the one shipped)
     lookaside = work / "lookaside"
     sign.sign_image(rel.image_identity, keys, lookaside)
-    repo_path, _, tag_name = _strip_host(rel.image_identity).rpartition(":")
-    _, digest = registry.get_manifest(host, repo_path, tag_name)
+    pushed = parse_remote(rel.image_identity)
+    repo_path = pushed.repository
+    _, digest = registry.get_manifest(host, repo_path, pushed.tag)
     rel = replace(rel, image_ref=f"{host}/{repo_path}@{digest}")
     log(f"signed: image {rel.image_ref} (simple signing, key {keys.image})")
     for role, ref in (("image", rel.image_ref), ("weights", rel.weights_ref)):

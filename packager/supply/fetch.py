@@ -9,17 +9,16 @@ import json
 from pathlib import Path
 
 from packager.supply import layout as L
-from packager.supply.pull import ACCEPT, BadInput, _get, loopback
+from packager.supply.pull import ACCEPT, BadInput, _get
+from runtimes.oci_ref import is_loopback, parse_remote
 
 
 def fetch_artifact(lay: L.Layout, ref: str, role: str) -> L.Entry:
     """ref = HOST/REPO:TAG or HOST/REPO@sha256:...; the manifest and its blobs land in `lay` as served."""
-    host, _, rest = ref.partition("/")
-    if "@" in rest:
-        repo, _, reference = rest.partition("@")
-    else:
-        repo, _, reference = rest.rpartition(":")
-    base = f"{'http' if loopback(host) else 'https'}://{host}"
+    parsed = parse_remote(ref)
+    host, repo, reference = parsed.registry, parsed.repository, parsed.digest or parsed.tag
+    rest = ref.partition("/")[2]
+    base = f"{'http' if is_loopback(host) else 'https'}://{host}"
     with _get(f"{base}/v2/{repo}/manifests/{reference}", ACCEPT) as r:
         raw = r.read()
     manifest = json.loads(raw)

@@ -17,6 +17,7 @@ from packager.errors import UserError
 from packager.supply import layout as L, registry, sign
 from packager.supply.bundle import IDENTITY, LOOKASIDE_PATH, SIMPLE_SIG_TYPE
 from packager.supply.keys import IMAGE_PUB
+from runtimes.oci_ref import parse_remote
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,8 @@ def import_bundle(bundle: Path, target: str, signatures_dir: Path | None = None,
             if proc.returncode != 0:
                 raise UserError(f"importing {role} into {dest} failed: {proc.stderr.strip()[-600:]}", field="--registry",
                                 hint="is the registry running and writable?")
-            repo, _, tag = dest.partition("/")[2].rpartition(":")
-            _, digest = registry.get_manifest(reg.host, repo, tag, insecure=reg.insecure)
+            landed = parse_remote(dest)
+            _, digest = registry.get_manifest(reg.host, landed.repository, landed.tag, insecure=reg.insecure)
             if digest != entry.digest:
                 raise UserError(f"{dest} landed as {digest}, the bundle has {entry.digest}", field="--registry")
             refs[role] = f"{dest.rpartition(':')[0]}@{digest}"

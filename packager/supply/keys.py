@@ -10,7 +10,6 @@ needs the .pub files alone. Nothing here ever logs key material.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from packager.errors import UserError
 from packager.supply import gpg
+from runtimes.digests import oci_digest
 
 MODEL_KEY, MODEL_PUB = "model-signing.key", "model-signing.pub"
 IMAGE_KEY, IMAGE_PUB = "image-signing.key", "image-signing.pub"
@@ -67,7 +67,7 @@ def ec_fingerprint(public_pem: bytes) -> str:
 
     key = serialization.load_pem_public_key(public_pem)
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + hashlib.sha256(der).hexdigest()
+    return oci_digest(der)
 
 
 def _gpg_pair(uid: str, armor: bool) -> tuple[bytes, bytes, str]:

@@ -5,7 +5,6 @@ SBOM, signatures) are written here directly as OCI artifact manifests.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.errors import UserError
+from runtimes.digests import oci_digest, oci_digest_file
 
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -56,7 +56,7 @@ class Layout:
         return self.root / "blobs" / "sha256" / hexdigest
 
     def add_bytes(self, data: bytes, media_type: str, annotations: dict | None = None) -> dict:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        digest = oci_digest(data)
         path = self.blob_path(digest)
         if not path.exists():
             path.write_bytes(data)
@@ -64,9 +64,7 @@ class Layout:
         return {**desc, "annotations": annotations} if annotations else desc
 
     def add_file(self, src: Path, media_type: str, annotations: dict | None = None) -> dict:
-        from runtimes.digests import sha256_file
-
-        digest = "sha256:" + sha256_file(src)
+        digest = oci_digest_file(src)
         path = self.blob_path(digest)
         if not path.exists():
             try:

@@ -46,9 +46,9 @@ class ModelArtifact:
 
     @property
     def digest(self) -> str:
-        import hashlib
+        from runtimes.digests import oci_digest
 
-        return "sha256:" + hashlib.sha256(self.manifest).hexdigest()
+        return oci_digest(self.manifest)
 
     @property
     def size_bytes(self) -> int:
@@ -103,7 +103,7 @@ def model_config(plan: dict, diff_ids: list[str]) -> dict:
 def build_artifact(plan: dict, root: Path, recorded: dict | None = None, prefix: str = "") -> ModelArtifact:
     """The ModelPack manifest and config for the weights at `root` (a file or a directory); file paths
     carry `prefix`, a quantized variant's directory under the model dir."""
-    from packager.build.weights import checksum  # the build's one hashing pass, checked against the plan
+    from packager.local_weights import checksum  # the build's one hashing pass, checked against the plan
 
     root = Path(root)
     if not root.exists():
@@ -115,7 +115,7 @@ def build_artifact(plan: dict, root: Path, recorded: dict | None = None, prefix:
 
 
 def from_weights(plan: dict, w) -> ModelArtifact:
-    """The artifact of weights the build already hashed (packager.build.weights.Weights): nothing re-read."""
+    """The artifact of weights the build already hashed (packager.local_weights.Weights): nothing re-read."""
     files = tuple(ArtifactFile(w.local(rel), rel, digest, w.local(rel).stat().st_size, media_type(rel))
                   for rel, digest in w.files)
     config = json.dumps(model_config(plan, [f"sha256:{f.sha256}" for f in files]),

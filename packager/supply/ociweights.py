@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.supply import modelpack, registry
+from runtimes import oci_ref
 
 
 @dataclass(frozen=True)
@@ -19,24 +20,17 @@ class PushedWeights:
 
 def weights_repository(image_tag: str) -> str:
     """`packager/m:0.1.0-cpu` (any registry host dropped) -> `packager/m-weights`."""
-    repo = image_tag.rsplit(":", 1)[0] if ":" in image_tag.rsplit("/", 1)[-1] else image_tag
-    first = repo.split("/", 1)
-    if len(first) == 2 and ("." in first[0] or ":" in first[0] or first[0] == "localhost"):
-        repo = first[1]
-    return f"{repo}-weights"
+    return f"{oci_ref.parse(image_tag).repository}-weights"
 
 
 def weights_spec(plan: dict) -> tuple[Path, dict, str]:
     """(where the selected profile's weights are here, their recorded sha256, their dir under the model dir)."""
-    from packager.build.pipeline import weights_source
-    from packager.build.weights import locate
-    from runtimes.layout import MODEL_DIR, variant_dir
+    from packager.local_weights import locate
+    from packager.planner.checkpoint import local_source, prefix_in_model_dir
 
     selected = plan.get("selected") or {}
-    source = weights_source(plan["model"], selected)  # a quantized variant has its own checkpoint
-    variant = selected.get("quantized_variant")
-    prefix = variant_dir(variant)[len(MODEL_DIR) + 1:] + "/" if variant else ""
-    return locate(source), source.get("sha256") or {}, prefix
+    source = local_source(plan["model"], selected)  # a quantized variant has its own checkpoint
+    return locate(source), source.get("sha256") or {}, prefix_in_model_dir(selected)
 
 
 def artifact_for(plan: dict) -> modelpack.ModelArtifact:

@@ -20,18 +20,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from runtimes.download import is_loopback  # stdlib-only: fine in the modelcar
+from runtimes.digests import oci_digest, oci_digest_file  # stdlib-only: fine in the modelcar
+from runtimes.oci_ref import is_loopback as loopback, parse_remote
 
 FILEPATH = "org.cncf.model.filepath"
 MANIFEST_COPY = ".modelpack-manifest.json"
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
-
-
-def loopback(host: str) -> bool:
-    """`host[:port]` names this machine exactly (127.0.0.0/8, ::1, localhost): plain HTTP only there.
-    (A prefix test let `localhost.example.com` or `127.0.0.1.nip.io` talk plain HTTP.)"""
-    name = host[1:].partition("]")[0] if host.startswith("[") else host.rpartition(":")[0] if host.count(":") == 1 else host
-    return is_loopback(name)
 
 
 class Failed(Exception):
@@ -43,19 +37,11 @@ class BadInput(Exception):
 
 
 def parse_ref(ref: str) -> tuple[str, str, str]:
-    host, _, rest = ref.partition("/")
-    repo, _, digest = rest.partition("@")
-    if not repo or not digest.startswith("sha256:") or len(digest) != 71:
+    parsed = parse_remote(ref)
+    host, repo, digest = parsed.registry, parsed.repository, parsed.digest
+    if parsed.tag or not repo or not digest.startswith("sha256:") or len(digest) != 71:
         raise BadInput(f"{ref!r}: expected HOST[:PORT]/REPOSITORY@sha256:<64 hex> (a pinned artifact)")
     return host, repo, digest
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
 
 
 def _get(url: str, accept: str | None = None):
@@ -69,11 +55,11 @@ def _get(url: str, accept: str | None = None):
 def manifest_for(base: str, repo: str, digest: str, dest: Path) -> bytes:
     """The pinned manifest's bytes: DIR's copy when it hashes to the digest, else the registry's."""
     copy = dest / MANIFEST_COPY
-    if copy.is_file() and "sha256:" + hashlib.sha256(copy.read_bytes()).hexdigest() == digest:
+    if copy.is_file() and oci_digest(copy.read_bytes()) == digest:
         return copy.read_bytes()
     with _get(f"{base}/v2/{repo}/manifests/{digest}", ACCEPT) as r:
         raw = r.read()
-    got = "sha256:" + hashlib.sha256(raw).hexdigest()
+    got = oci_digest(raw)
     if got != digest:
         raise Failed(f"manifest: sha256 {got} != pinned {digest}")
     return raw
@@ -99,7 +85,7 @@ def pull(ref: str, dest: Path, plain_http: bool = False, log=print) -> list[str]
         if not rel:
             raise Failed(f"layer {layer.get('digest')} has no {FILEPATH} annotation")
         target = safe_target(dest, rel)
-        if target.is_file() and target.stat().st_size == layer["size"] and _sha256_file(target) == layer["digest"]:
+        if target.is_file() and target.stat().st_size == layer["size"] and oci_digest_file(target) == layer["digest"]:
             log(f"modelcar: {rel} present, sha256 ok")
             done.append(rel)
             continue
@@ -112,7 +98,7 @@ def pull(ref: str, dest: Path, plain_http: bool = False, log=print) -> list[str]
             while block := r.read(1 << 22):
                 h.update(block)
                 f.write(block)
-        if "sha256:" + h.hexdigest() != layer["digest"]:
+        if f"sha256:{h.hexdigest()}" != layer["digest"]:
             part.unlink()
             raise Failed(f"{rel}: sha256 sha256:{h.hexdigest()} != layer {layer['digest']}")
         os.replace(part, target)

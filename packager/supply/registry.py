@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.errors import UserError
+from runtimes.digests import oci_digest
+from runtimes.oci_ref import is_loopback
 
 LARGE = 256 << 20  # larger blobs go up in chunks instead of one in-memory PUT
 
@@ -30,8 +32,6 @@ def client(host: str, insecure: bool = False):
         import oras.client
     except ImportError:
         raise UserError("oras (oras-py) is not installed", hint="pip install oras (CI: bash .ci/supply_chain.sh)") from None
-    from packager.publish import is_loopback
-
     return oras.client.OrasClient(hostname=host, insecure=insecure or is_loopback(host))
 
 
@@ -57,9 +57,7 @@ def push_blobs_and_manifest(host: str, repository: str, tag: str, blobs: list[tu
     except Exception as exc:  # requests' and oras' errors: one line naming the registry
         raise UserError(f"pushing {host}/{repository}:{tag} failed: {exc}", field="--registry",
                         hint="is the registry running and writable? (CI: bash .ci/registry.sh)") from None
-    import hashlib
-
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
+    digest = oci_digest(manifest)
     got = resp.headers.get("Docker-Content-Digest")
     if got and got != digest:
         raise UserError(f"the registry stored {host}/{repository}:{tag} as {got}, not {digest}", field="--registry")
@@ -88,6 +86,4 @@ def get_manifest(host: str, repository: str, reference: str, insecure: bool = Fa
     if resp.status_code != 200:
         raise UserError(f"{host}/{repository}{sep}{reference}: the registry answered {resp.status_code}",
                         field="REF", hint="check the reference (host:port/repository:tag)")
-    import hashlib
-
-    return resp.content, "sha256:" + hashlib.sha256(resp.content).hexdigest()
+    return resp.content, oci_digest(resp.content)

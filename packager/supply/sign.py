@@ -63,7 +63,7 @@ def registries_d(directory: Path, lookaside: Path) -> Path:
 
 
 def tls_flags(host: str, flag: str) -> list[str]:
-    from packager.publish import is_loopback
+    from runtimes.oci_ref import is_loopback
 
     return [f"{flag}=false"] if is_loopback(host) else []
 

@@ -5,7 +5,6 @@ weights, the file. Exit codes (cli): 0 all pass, 1 a check failed, 2 bad input.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +17,8 @@ from packager.supply import gpg, layout as L, modelpack, sign
 from packager.supply.bundle import (HELM_CHART, HELM_PROV, IDENTITY, SBOM_TYPE, SIMPLE_SIG_TYPE, SUBJECT,
                                     WEIGHTS_SIG_TYPE)
 from packager.supply.keys import CHART_PUB, IMAGE_PUB, MODEL_PUB, KeySet, load_keys
+from runtimes import oci_ref
+from runtimes.digests import oci_digest_file
 
 ROLES = ("image", "weights", "chart", "plan", "sbom", "signatures")
 SBOM_LABEL = "dev.packager.sbom"
@@ -72,19 +73,13 @@ def verify_layout(lay: L.Layout, keys: KeySet, tmp: Path) -> Report:
     return rep
 
 
-def _sha256(path: Path) -> str:
-    from runtimes.digests import sha256_file
-
-    return "sha256:" + sha256_file(path)
-
-
 def check_digests(lay: L.Layout, entry: L.Entry, rep: Report) -> bool:
     """The manifest and every blob it names: present, the right size, the right sha256."""
     try:
         mpath = lay.blob_path(entry.digest)
     except ValueError as exc:
         return rep.add(False, f"{entry.role} manifest", str(exc))
-    if not mpath.is_file() or _sha256(mpath) != entry.digest:
+    if not mpath.is_file() or oci_digest_file(mpath) != entry.digest:
         return rep.add(False, f"{entry.role} manifest", f"{entry.digest} missing or altered")
     manifest = json.loads(mpath.read_bytes())
     blobs = [("config", manifest["config"])] if "config" in manifest else []
@@ -95,9 +90,9 @@ def check_digests(lay: L.Layout, entry: L.Entry, rep: Report) -> bool:
         path = lay.blob_path(desc["digest"])
         if not path.is_file():
             ok = rep.add(False, f"{entry.role} {name}", f"blob {desc['digest']} missing")
-        elif path.stat().st_size != desc["size"] or _sha256(path) != desc["digest"]:
+        elif path.stat().st_size != desc["size"] or oci_digest_file(path) != desc["digest"]:
             ok = rep.add(False, f"{entry.role} {name}",
-                         f"altered: its bytes hash to {_sha256(path)}, the manifest names {desc['digest']}")
+                         f"altered: its bytes hash to {oci_digest_file(path)}, the manifest names {desc['digest']}")
     if ok:
         rep.digests[entry.role] = entry.digest
         rep.add(True, f"{entry.role} digests", f"manifest {entry.digest[:19]}... and {len(blobs)} blob(s) match")
@@ -206,10 +201,6 @@ def check_labels(lay: L.Layout, entries: dict[str, L.Entry], rep: Report) -> Non
                 + ("" if want.endswith(got) else f", bundle has {got}"))
 
 
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def verify_source(source: str, keys_dir: Path) -> Report:
     """A bundle file, or an imported image reference (HOST:PORT/REPO:TAG) and its sidecars."""
     if Path(source).is_file() or source.endswith(".tar"):
@@ -222,9 +213,9 @@ def verify_ref(ref: str, keys: KeySet) -> Report:
     """Copy the image and its sidecar artifacts out of the registry into a layout, then check it."""
     from packager.supply.bundle import CHART_TARGET, WEIGHTS_TARGET
 
-    host, _, rest = ref.partition("/")
-    repo, _, tag = rest.rpartition(":")
-    if not rest or "@" in ref or not repo or "/" in tag or not (":" in host or "." in host or host == "localhost"):
+    parsed = oci_ref.parse_remote(ref)
+    host, repo, tag = parsed.registry, parsed.repository, parsed.tag
+    if "@" in ref or not repo or not tag or not oci_ref.is_registry_host(host):
         raise UserError(f"{ref!r} is neither a bundle file nor HOST:PORT/REPOSITORY:TAG", field="BUNDLE|REF",
                         hint="pass the .tar from `packager bundle`, or the imported image by tag")
     with tempfile.TemporaryDirectory(prefix="packager-verify-") as tmp:

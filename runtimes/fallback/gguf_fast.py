@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from packager.manifests.gguf_meta import GGUFHeader, architecture_from_header, read_gguf_header
+from runtimes.gguf_meta import GGUFHeader, architecture_from_header, read_gguf_header
 
 _LAYER = {
     "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",

@@ -14,14 +14,15 @@ DEVICE_VENDORS = {"cpu": ("cpu",), "cuda": ("nvidia", "amd"), "rocm": ("amd",)}
 
 def choose(settings: Settings):
     """(Hardware, source): source is "PACKAGER_HARDWARE" or "detected"."""
-    from packager.detect import Sources, detect_hardware, stand_in
+    from packager.detect import detect_hardware
+    from packager.manifests.machine import stand_in
 
     if settings.hardware:
         try:
             return stand_in(settings.hardware), "PACKAGER_HARDWARE"
         except UserError as exc:
             raise LaunchError(str(exc)) from None
-    hw = force_device(detect_hardware(Sources(environ={})), settings.device)
+    hw = force_device(detect_hardware(), settings.device)
     if settings.role in ("leader", "worker") and settings.group_size > 1:
         # One pod sees one node; the group the profile spans is LWS_GROUP_SIZE of them.
         hw = replace(hw, pools=tuple(replace(p, nodes=settings.group_size) for p in hw.pools))

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from packager.planner.checkpoint import dir_in_image, profile_source
 from runtimes import download
 from runtimes.digests import sha256_file, verify_digests
 from runtimes.launch.settings import LaunchError
-from runtimes.layout import CACHE_DIR, ENV_MODEL_DIR, ENV_WEIGHTS_MODE, MODEL_DIR, WEIGHTS_LOCK, WEIGHTS_MARKER, variant_dir
+from runtimes.layout import CACHE_DIR, ENV_MODEL_DIR, ENV_WEIGHTS_MODE, MODEL_DIR, WEIGHTS_LOCK, WEIGHTS_MARKER
 
 Log = Callable[[str], None]
 SOURCE_KEYS = ("kind", "repo", "revision", "file", "url")
@@ -48,11 +49,12 @@ def spec_for(profile: dict | None, plan: dict, config: dict, env: Mapping[str, s
     built for, else the profile's own pinned source (a variant) or the model's."""
     w = config.get("weights") or {}
     mode = weights_mode(config, env or {})
-    variant = (profile or {}).get("quantized_variant")
-    want = variant_dir(variant) if variant else MODEL_DIR
+    want = dir_in_image(profile)
     if w.get("dir", MODEL_DIR) == want:
         return WeightsSpec(mode, want, dict(w.get("files") or {}), dict(w.get("source") or {}))
-    full = ((profile or {}).get("weights_source") if variant else None) or (plan.get("model") or {}).get("source") or {}
+    model = plan.get("model") or {}
+    # a hand-written plan's variant with no pinned source falls back to the model's, as it always did
+    full = profile_source(model, profile) or model.get("source") or {}
     return WeightsSpec(mode, want, dict(full.get("sha256") or {}), {k: v for k, v in full.items() if k in SOURCE_KEYS})
 
 

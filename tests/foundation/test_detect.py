@@ -10,6 +10,7 @@ from packager.detect import RecordedNvml, Sources, describe_hardware, detect_har
 from packager.detect.cpu import cpu_model
 from packager.detect.kfd import gfx_target, read_kfd
 from packager.detect.nvml import read_nvidia, record, system_nvml
+from packager.manifests.machine import this_machine
 from packager.errors import UserError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hardware"
@@ -19,12 +20,12 @@ NO_KFD = "/nonexistent/kfd/nodes"
 
 def nvidia(answer: str | dict, environ: dict | None = None):
     rec = RecordedNvml(answer) if isinstance(answer, dict) else RecordedNvml.from_file(NVML / f"{answer}.json")
-    return detect_hardware(Sources(nvml=rec, kfd_root=NO_KFD, environ=environ or {}))
+    return this_machine(environ or {}, Sources(nvml=rec, kfd_root=NO_KFD))
 
 
 def amd(tree: str | Path):
     root = tree if isinstance(tree, Path) else KFD / tree / "nodes"
-    return detect_hardware(Sources(nvml=None, kfd_root=root, environ={}))
+    return detect_hardware(Sources(nvml=None, kfd_root=root))
 
 
 def answer(name: str) -> dict:
@@ -150,7 +151,7 @@ def test_the_real_pynvml_runs_through_the_same_reader():
     real = system_nvml()
     assert real is not None, "nvidia-ml-py (pynvml) is a dependency of detection"
     assert read_nvidia(real) == []
-    hw = detect_hardware(Sources(environ={}))
+    hw = detect_hardware(Sources())
     assert hw.pools[0].accelerator.key in ("cpu",) or hw.pools[0].accelerator.vendor in ("nvidia", "amd")
 
 
@@ -181,9 +182,10 @@ def test_packager_hardware_stands_in_for_detection(monkeypatch):
     assert (pool.accelerator.key, pool.count, pool.nodes) == ("nvidia-h100-sxm-80gb", 8, 2)
     assert "a stand-in, not detected" in describe_hardware(hw)
     monkeypatch.setenv("PACKAGER_HARDWARE", "amd-mi300x:8")
-    assert detect_hardware().pools[0].accelerator.key == "amd-mi300x"  # the process environment by default
+    assert this_machine().pools[0].accelerator.key == "amd-mi300x"  # the process environment by default
+    assert detect_hardware().pools[0].accelerator.key != "amd-mi300x"  # detection itself only measures
     monkeypatch.setenv("PACKAGER_HARDWARE", "  ")
-    assert detect_hardware().pools[0].accelerator.key != "amd-mi300x"  # blank: detect as usual
+    assert this_machine().pools[0].accelerator.key != "amd-mi300x"  # blank: detect as usual
 
 
 @pytest.mark.parametrize("bad", ["nvidia-h101:8", "h100:x", "cpu:2", "nvidia-l4:0"])

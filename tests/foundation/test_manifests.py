@@ -6,7 +6,7 @@ import textwrap
 import pytest
 
 from packager.manifests import load_hardware, load_model
-from packager.manifests.gguf_meta import architecture_from_gguf
+from runtimes.gguf_meta import architecture_from_gguf
 
 from pathlib import Path
 

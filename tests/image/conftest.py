@@ -16,15 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from packager.build import engine
+from packager.image import docker
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = os.environ.get("PACKAGER_BASE_IMAGE", "packager-base:bookworm")
 
 
 def require_engine() -> str:
-    cli = engine.docker_cli()
-    ok, why = engine.engine_reachable(cli)
+    cli = docker.docker_cli()
+    ok, why = docker.engine_reachable(cli)
     if ok:
         ok = subprocess.run([cli, "image", "inspect", BASE], capture_output=True).returncode == 0
         why = f"base image {BASE} is missing"
@@ -69,7 +69,7 @@ def built_image(tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     info = {"cli": cli, "tag": tag, "token": token, "api_key": api_key, "out": out, "stdout": proc.stdout, "stderr": proc.stderr,
             "context": out / "smollm2-135m-instruct" / "context", "seconds": time.monotonic() - t0,
-            "inspect": engine.inspect(tag, cli)}
+            "inspect": docker.inspect(tag, cli)}
     yield info
     subprocess.run([cli, "image", "rm", "-f", tag], capture_output=True)
 
@@ -84,7 +84,7 @@ def container(built_image):
     try:
         deadline = time.monotonic() + 600
         while True:
-            if engine.probe_ready(port):
+            if docker.probe_ready(port):
                 break
             state = json.loads(subprocess.run([cli, "inspect", name], capture_output=True, text=True).stdout)[0]
             logs = lambda: subprocess.run([cli, "logs", name], capture_output=True, text=True)  # noqa: E731

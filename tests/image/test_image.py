@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from answers import CAPITAL_Q  # a fact on any CPU (tests/answers.py)
-from packager.build import engine
-from packager.build.projectwheel import build_project_wheel, project_root
+from packager.image import docker
+from packager.image.projectwheel import build_project_wheel, project_root
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -102,7 +102,7 @@ def test_code_only_rebuild_reuses_deps_and_weights(built_image, tmp_path):
     secret = ("id=hf_token,env=PACKAGER_TEST_HF_TOKEN",)
     os.environ["PACKAGER_TEST_HF_TOKEN"] = built_image["token"]
     try:
-        again = engine.build(ctx, tag2, secrets=secret, log=lambda line: None)
+        again = docker.build(ctx, tag2, secrets=secret, log=lambda line: None)
     finally:
         os.environ.pop("PACKAGER_TEST_HF_TOKEN", None)
     try:
@@ -110,7 +110,7 @@ def test_code_only_rebuild_reuses_deps_and_weights(built_image, tmp_path):
         assert steps.get("deps") is True and steps.get("weights") is True, again.steps
         assert steps.get("code") is False, again.steps
         first = built_image["inspect"]["RootFS"]["Layers"]
-        second = engine.inspect(tag2)["RootFS"]["Layers"]
+        second = docker.inspect(tag2)["RootFS"]["Layers"]
         assert first[:4] == second[:4]  # base, system, deps, weights: the same layer digests
         assert first != second and again.image_id != built_image["inspect"]["Id"]
     finally:
@@ -136,10 +136,10 @@ def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, helpe
                         "--weights", "volume")
     assert proc.returncode == 0, proc.stderr[-3000:]
     try:
-        info = engine.inspect(tag, cli)
+        info = docker.inspect(tag, cli)
         cached = next(l for l in proc.stdout.splitlines() if "steps cached" in l)
         assert "deps" in cached, cached  # the same deps layer, served from the engine's cache
-        assert "weights" not in [layer.step for layer in engine.history(tag, cli)]
+        assert "weights" not in [layer.step for layer in docker.history(tag, cli)]
         baked_size = built_image["inspect"]["Size"]
         assert baked_size - info["Size"] > 90 * 2**20  # the 94 MiB GGUF is not in it
         mount = next(l for l in proc.stdout.splitlines() if "docker run" in l).split("-v ", 1)[1].split()[0]
@@ -153,7 +153,7 @@ def test_volume_image_has_no_weights_and_serves_a_mounted_dir(built_image, helpe
         try:
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:
-                if engine.probe_ready(port):
+                if docker.probe_ready(port):
                     break
                 time.sleep(1)
             else:
@@ -171,7 +171,7 @@ def test_push_publishes_image_and_chart_to_a_real_registry(built_image, tmp_path
     """`build --push REGISTRY`: the image and the chart beside the context reach the loopback registry."""
     import yaml
 
-    from packager.build.pipeline import _push
+    from packager.image.pipeline import _push
     from packager.publish import pull_chart
 
     repo = Path(__file__).resolve().parents[2]
@@ -207,7 +207,7 @@ def test_the_image_enforces_an_api_key_from_its_environment(built_image, helpers
                     built_image["tag"]], check=True, capture_output=True)
     try:
         deadline = time.monotonic() + 600
-        while not engine.probe_ready(port):
+        while not docker.probe_ready(port):
             if time.monotonic() > deadline:
                 pytest.fail("not ready: " + subprocess.run([cli, "logs", name], capture_output=True, text=True).stderr[-3000:])
             time.sleep(1)

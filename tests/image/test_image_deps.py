@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-from packager.build.families import FAMILIES
-from packager.build.wheelhouse import split_no_deps
+from packager.families import FAMILIES
+from packager.image.wheelhouse import split_no_deps
 
 
 def test_no_deps_packages_leave_the_resolved_set_with_the_dependencies_they_need():

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from jinja2.exceptions import SecurityError
 
-from packager.build.context import ImageContext
-from packager.build.families import FAMILIES, family_for
-from packager.build.render import _environment, render_dockerfile, templates_dir
+from packager.image.context import ImageContext
+from packager.families import FAMILIES, family_for
+from packager.image.render import _environment, render_dockerfile, templates_dir
 from packager.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,7 +126,7 @@ def test_no_engine_renders_everything_and_exits_0_or_2(tmp_path):
 def test_the_image_plan_carries_no_build_host_path(tmp_path):
     import json
 
-    from packager.build.pipeline import BuildRequest, run_build
+    from packager.image.pipeline import BuildRequest, run_build
 
     root = Path(__file__).resolve().parents[2]
     req = BuildRequest(model=str(root / "packager" / "models" / "smollm2-135m-instruct.yaml"), hardware="cpu",
@@ -140,7 +140,7 @@ def test_the_image_plan_carries_no_build_host_path(tmp_path):
 
 
 def test_buildkit_step_lines_are_read_with_ten_or_more_steps():
-    from packager.build.engine import STEP_LINE, step_of
+    from packager.image.docker import STEP_LINE, step_of
 
     for line, name in (("[3/9] RUN : layer=deps && x", "deps"), ("[ 5/10] RUN : layer=tokenizer && y", "tokenizer"),
                        ("[10/10] COPY plan.json image.json /opt/packager/", "plan")):

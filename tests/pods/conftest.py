@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.build import engine
+from packager.image import docker
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = os.environ.get("PACKAGER_BASE_IMAGE", "packager-base:bookworm")
@@ -31,8 +31,8 @@ def _missing(msg: str):
 def require_tools() -> str:
     if not shutil.which("podman") or subprocess.run(["podman", "info"], capture_output=True).returncode != 0:
         _missing("podman is not usable; run `bash .ci/podman.sh` as root")
-    cli = engine.docker_cli()
-    ok, why = engine.engine_reachable(cli)
+    cli = docker.docker_cli()
+    ok, why = docker.engine_reachable(cli)
     if ok and subprocess.run([cli, "image", "inspect", BASE], capture_output=True).returncode != 0:
         ok, why = False, f"base image {BASE} is missing"
     if not ok:

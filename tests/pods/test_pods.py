@@ -30,8 +30,7 @@ import pytest
 import yaml
 
 from answers import CAPITAL_Q  # a fact on any CPU (tests/answers.py)
-
-from packager.build.weights import locate
+from packager.local_weights import locate
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from packager.build import engine
-from packager.build.projectwheel import build_project_wheel
+from packager.image import docker
+from packager.image.projectwheel import build_project_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = os.environ.get("PACKAGER_BASE_IMAGE", "packager-base:bookworm")
@@ -105,8 +105,8 @@ def _free_port() -> int:
 
 
 def _require_engine() -> str:
-    cli = engine.docker_cli()
-    ok, why = engine.engine_reachable(cli)
+    cli = docker.docker_cli()
+    ok, why = docker.engine_reachable(cli)
     if ok and subprocess.run([cli, "image", "inspect", BASE], capture_output=True).returncode != 0:
         ok, why = False, f"base image {BASE} is missing"
     if not ok:
@@ -155,7 +155,7 @@ def test_the_image_serves(built):
     assert r.returncode == 0, r.stderr
     try:
         deadline = time.monotonic() + 300
-        while not engine.probe_ready(port):
+        while not docker.probe_ready(port):
             logs = subprocess.run([cli, "logs", name], capture_output=True, text=True)
             assert time.monotonic() < deadline, logs.stdout[-2000:] + logs.stderr[-2000:]
             time.sleep(1)

@@ -45,7 +45,7 @@ def test_unpermute_inverts_llama_cpp_permute():
 def test_unusual_files_take_the_transformers_path(gguf_path):
     from dataclasses import replace
 
-    from packager.manifests.gguf_meta import read_gguf_header
+    from runtimes.gguf_meta import read_gguf_header
 
     header = read_gguf_header(gguf_path)
     assert gguf_fast.supported(header)

@@ -14,7 +14,7 @@ from tests.supply.conftest import BASE, GGUF, need, packager
 
 
 def test_build_weights_oci_pushes_the_artifact_once(registry, tmp_path):
-    from packager.build import engine
+    from packager.image import docker
     from tests.image.conftest import require_engine
 
     cli = require_engine()
@@ -26,10 +26,10 @@ def test_build_weights_oci_pushes_the_artifact_once(registry, tmp_path):
         first = packager(*args, "--out", str(tmp_path / "a"))
         assert first.returncode == 0, first.stderr[-3000:]
         out = tmp_path / "a" / "smollm2-135m-instruct"
-        labels = engine.inspect(tag, cli)["Config"]["Labels"]
+        labels = docker.inspect(tag, cli)["Config"]["Labels"]
         assert labels["dev.packager.weights"] == "oci"
         assert labels["dev.packager.sbom"] == "sha256:" + sha256_file(out / "sbom.cdx.json")
-        steps = {layer.step for layer in engine.history(tag, cli)}
+        steps = {layer.step for layer in docker.history(tag, cli)}
         assert "weights" not in steps and "weights-check" not in steps  # code only
         config = json.loads((out / "context" / "image.json").read_text())
         assert config["weights"]["mode"] == "volume" and GGUF in config["weights"]["files"]

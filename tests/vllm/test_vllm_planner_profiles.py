@@ -2,7 +2,7 @@
 import pytest
 
 from packager.vllm.contract import check_argv
-from packager.vllm.planned import REPO, planner_cases
+from tools.vllm_planned_cases import REPO, planner_cases
 
 MODELS = sorted((REPO / "packager" / "models").glob("*.yaml"))
 HARDWARE = sorted((REPO / "manifests" / "hardware").glob("*.yaml"))

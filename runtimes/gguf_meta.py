@@ -1,7 +1,9 @@
 """Read a GGUF file's metadata and tensor shapes without loading weights (no numpy, no torch).
 
 Only the header is read: key/value pairs and tensor infos, enough for the
-architecture facts the planner needs.
+architecture facts the planner needs. Standard library only, and under runtimes/: the
+manifest loader and the fallback runtime's GGUF reader both use it, and runtime code
+never imports packager.
 """
 from __future__ import annotations
 

@@ -10,12 +10,13 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.exceptions import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from packager.build.context import ImageContext
+from packager.families import Family
+from packager.image.context import ImageContext
 from packager.errors import UserError
 
 
 def templates_dir() -> Path:
-    """packager/build/templates/ inside the installed package, or $PACKAGER_TEMPLATES."""
+    """packager/image/templates/ inside the installed package, or $PACKAGER_TEMPLATES."""
     env = os.environ.get("PACKAGER_TEMPLATES")
     if env:
         return Path(env)
@@ -43,3 +44,17 @@ def render_dockerfile(ctx: ImageContext, root: Path | None = None) -> str:
         return _environment(root).get_template(ctx.template).render(ctx=ctx)
     except TemplateError as exc:
         raise UserError(f"rendering {ctx.template}: {exc}", file=str(root / ctx.template)) from exc
+
+
+# The base made by .ci/docker.sh (debootstrap bookworm minbase + python3): no
+# registry can be reached, so the default base is a local image.
+LOCAL_BASE = "packager-base:bookworm"
+
+
+def default_base_image(family: Family, vendor: str | None) -> str:
+    """The FROM line's image when --base-image is not given."""
+    if family.name == "vllm":
+        from packager.vllm import vllm_image
+
+        return vllm_image(vendor or "nvidia").ref
+    return LOCAL_BASE

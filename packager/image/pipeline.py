@@ -3,23 +3,25 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packager import __version__ as PACKAGER_VERSION
-from packager.build import engine, projectwheel, weights as weights_mod, wheelhouse
-from packager.build.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
+from packager import local_weights as weights_mod
+from packager.image import docker, projectwheel, wheelhouse
+from packager.image.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
                                     VENV, ImageContext, startup_budget_s)
-from packager.build.families import Family, default_base_image, family_for, image_ref
-from packager.build.render import render_dockerfile
+from packager.families import Family, family_for, image_ref, slug
+from packager.image.render import default_base_image, render_dockerfile
 from packager.cachedir import cache_dir
 from packager.errors import UserError
+from packager.manifests.resolve import default_model_manifest
 from packager.outdir import check_replaceable, child, mark, replace_dir
 from packager.planfile import pin_profile, portable_plan, read_validated_plan
 from packager.planner import make_plan, model_path_in_image, plan_files
+from packager.planner.checkpoint import dir_in_image, local_source, prefix_in_model_dir
 from runtimes.layout import gguf_tokenizer_dir, variant_dir
 
 OPT_KEYS = {
@@ -54,7 +56,7 @@ class BuildResult:
     plan_path: Path
     context: Path
     tag: str
-    image: engine.BuiltImage | None
+    image: docker.BuiltImage | None
     run_command: str
     chart: Path | None = None
     pushed: str | None = None
@@ -82,23 +84,6 @@ def _opts(req: BuildRequest, key: str) -> tuple[str, ...]:
     return tuple(v for k, v in req.opts if k == key)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
-
-
-def weights_source(model: dict, profile: dict | None = None) -> dict:
-    """The weights a profile serves: its quantized variant's checkpoint (pinned), else the model's
-    `source` with the weights' path on this machine when the planner found it."""
-    name = (profile or {}).get("quantized_variant")
-    if name:  # the model's own variant entry: it keeps a local path the profile (which travels) leaves out
-        variants = model.get("serving", {}).get("quantized_variants", [])
-        entry = next((v["source"] for v in variants if v.get("name") == name), None)
-        return dict(entry or profile.get("weights_source") or {})
-    source = dict(model["source"])
-    source.setdefault("path", model.get("local_path"))
-    return source
-
-
 def same_weights(a: dict, b: dict) -> bool:
     return a.get("quantized_variant") == b.get("quantized_variant")
 
@@ -120,7 +105,7 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
     chosen = draft.get("selected")
     if chosen is None:
         return draft, None
-    source = weights_source(draft["model"], chosen)
+    source = local_source(draft["model"], chosen)
     variant = chosen.get("quantized_variant")
     root = None
     if req.weights == "volume" and source.get("kind") == "huggingface":
@@ -134,14 +119,6 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
     # Re-plan with the in-image path in engine_argv: same request, no second manifest read.
     plan = make_plan(replace(first.request, model_ref=MODEL_DIR if variant else ref, only_profiles=keep)).to_dict()
     return (pin_profile(plan, req.profile) if req.profile else plan), root
-
-
-def default_model_manifest() -> Path:
-    """The embedded default model (SmolLM2-135M-Instruct) shipped inside the package (packager/models/)."""
-    path = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-instruct.yaml"
-    if not path.is_file():
-        raise UserError(f"no default model manifest at {path}", hint="pass MODEL (a model manifest)")
-    return path
 
 
 def run_build(req: BuildRequest, log=None) -> BuildResult:
@@ -189,11 +166,9 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     log(f"plan: {final / 'plan.json'} (selected {selected['name']}, family {family.name})")
 
     # weights: baked into context/model/, or only their checksums under volume.
-    source = weights_source(plan["model"], selected)
+    source = local_source(plan["model"], selected)
     recorded = source.get("sha256") or {}
-    variant = selected.get("quantized_variant")
-    # a variant's files sit in their own directory under the model dir (runtimes.layout.variant_dir)
-    prefix = variant_dir(variant)[len(MODEL_DIR) + 1:] + "/" if variant else ""
+    prefix = prefix_in_model_dir(selected)  # a variant's files sit in their own directory under the model dir
     w: weights_mod.Weights | None = None
     if req.weights in ("baked", "oci") or source.get("kind") != "huggingface":
         w = weights_mod.checksum(weights_root or weights_mod.locate(source), recorded, prefix=prefix)
@@ -251,12 +226,12 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     log(f"context: {ctx_dir} (Dockerfile from templates/{family.template})")
     run_cmd = run_command(tag, launcher_mode, w, port)
     if req.no_image:
-        ok, why = engine.engine_reachable()
+        ok, why = docker.engine_reachable()
         note = "" if ok else f" (no engine reachable: {why})"
         log(f"--no-image: context rendered, no image built{note}. Build it by hand with:\n"
             f"  DOCKER_BUILDKIT=1 docker build --network none -t {tag} {ctx_dir}")
         return BuildResult(final / "plan.json", ctx_dir, tag, None, run_cmd, chart)
-    built = engine.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
+    built = docker.build(ctx_dir, tag, secrets=secrets, no_cache=_opt(req, "no_cache") == "true")
     if req.push and req.weights == "oci":  # pushed once per content; a code change pushes only the image
         from packager.supply.ociweights import push_built_weights
 
@@ -276,17 +251,16 @@ def _secret_id(spec: str) -> str:
 def launcher_config(plan: dict, family: Family, mode: str, w, port: int) -> dict:
     """context/image.json: what the launcher needs beyond plan.json."""
     selected = plan.get("selected") or {}
-    full = weights_source(plan["model"], selected)
+    full = local_source(plan["model"], selected)
     source = {k: v for k, v in full.items() if k in ("kind", "repo", "revision", "file", "url")}
     files = w.relative_files() if w else dict(full.get("sha256") or {})
-    variant = selected.get("quantized_variant")
     return {
         "schema_version": 1,
         "packager_version": PACKAGER_VERSION,
         "family": family.name,
         "runtimes": list(family.runtimes),
         # `files` are relative to `dir`: the selected profile's checkpoint (a variant's own directory)
-        "weights": {"mode": mode, "dir": variant_dir(variant) if variant else MODEL_DIR, "files": files,
+        "weights": {"mode": mode, "dir": dir_in_image(selected), "files": files,
                     "source": source},
         "cache_dir": CACHE_DIR,
         "port": port,

@@ -1,18 +1,18 @@
-"""Runtime families: which template, base image and Python deps an image needs.
+"""Runtime families and image names: which template, base image and Python deps an image needs,
+and the name `packager build` tags it with.
 
 A family is chosen from the selected profile (runtime + vendor). Everything that
 differs between families is data here, so the templates stay logic-free and the
-build driver never branches on the family.
+build driver never branches on the family. It sits low (errors only) because chart,
+supply and image all name images by it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from packager.errors import UserError
 
-# The base made by .ci/docker.sh (debootstrap bookworm minbase + python3): no
-# registry can be reached, so the default base is a local image.
-LOCAL_BASE = "packager-base:bookworm"
 TORCH_PIN = "torch==2.13.0"
 
 
@@ -85,13 +85,9 @@ def family_for(profile: dict) -> Family:
                     field="selected.runtime")
 
 
-def default_base_image(family: Family, vendor: str | None) -> str:
-    """The FROM line's image when --base-image is not given."""
-    if family.name == "vllm":
-        from packager.vllm import vllm_image
-
-        return vllm_image(vendor or "nvidia").ref
-    return LOCAL_BASE
+def slug(text: str) -> str:
+    """A model name as an image repository component."""
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._") or "model"
 
 
 def image_ref(plan: dict) -> str:

@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from packager.build.families import Family
+from packager.families import Family
 from packager.errors import UserError
 
 REQUIREMENTS = "requirements.txt"

@@ -34,7 +34,7 @@ def build_project_wheel(dest: Path, root: Path | None = None, log=print) -> Path
     for old in dest.glob("*.whl"):
         old.unlink()
     if not is_checkout(root):
-        from packager.build.repack import repack_installed
+        from packager.image.repack import repack_installed
 
         wheel = repack_installed(dest)
         log(f"code: {wheel.name} ({wheel.stat().st_size / 1024:.0f} KiB, re-packed from the installed packager)")

@@ -1,11 +1,12 @@
 """Every `vllm serve` argv the planner offers for the example manifests, as check cases.
 
-    python -m packager.vllm.planned --out /tmp/planned-argvs.json
+    python -m tools.vllm_planned_cases --out /tmp/planned-argvs.json   # from the repository root
 
 writes {"cases": [{"name", "argv", "expect_valid": true}, ...]} for
 `python -m packager.vllm.contract [--real] FILE`. Runs in the project's
 environment (the planner imports no vllm); the real check then runs the file
-inside the vLLM venv, which need not have the planner's dependencies.
+inside the vLLM venv, which need not have the planner's dependencies. It reads the
+repository's manifests/ (an installed wheel has none), so it lives in tools/, not in packager.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def planner_cases(models_dir: Path | None = None, hardware_dir: Path | None = None) -> list[dict]:
@@ -44,7 +45,7 @@ def planner_cases(models_dir: Path | None = None, hardware_dir: Path | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m packager.vllm.planned", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.vllm_planned_cases", description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     cases = planner_cases()

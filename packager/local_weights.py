@@ -1,7 +1,9 @@
-"""Find the model's weights on this machine, checksum them, place them in the context.
+"""The weights on this machine: find them, checksum them, place them in a build context.
 
 Checksums are computed here at render time and written into the Dockerfile, so
 the image build re-checks the bytes it bakes (a corrupted context fails the build).
+The weights artifact (supply) reuses the same locate and hashing pass, so this sits
+below both the image build and supply.
 """
 from __future__ import annotations
 
