@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ROOT / "packager" / "models"
+MODELS = ROOT / "manifests" / "models"
 HARDWARE = ROOT / "manifests" / "hardware"
 
 

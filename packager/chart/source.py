@@ -1,4 +1,5 @@
-"""Where the one Helm chart lives: packager/chart/helm/, shipped inside the wheel."""
+"""Where the one Helm chart lives: helm/ at the top of the checkout (packager/chart/helm in the package
+and the wheel)."""
 from __future__ import annotations
 
 import os
@@ -17,5 +18,5 @@ def chart_source() -> Path:
     for path in candidates:
         if (path / "Chart.yaml").is_file():
             return path
-    raise UserError("the packager's Helm chart (packager/chart/helm/Chart.yaml) was not found",
+    raise UserError("the packager's Helm chart (helm/Chart.yaml) was not found",
                     field=ENV, hint=f"reinstall packager, or set {ENV} to a chart directory")

@@ -16,7 +16,7 @@ from packager.errors import UserError
 
 
 def templates_dir() -> Path:
-    """packager/image/templates/ inside the installed package, or $PACKAGER_TEMPLATES."""
+    """templates/ (packager/image/templates in the package and the wheel), or $PACKAGER_TEMPLATES."""
     env = os.environ.get("PACKAGER_TEMPLATES")
     if env:
         return Path(env)

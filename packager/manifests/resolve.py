@@ -1,6 +1,7 @@
 """Models by name: a MODEL argument is a manifest path or the name of a known manifest.
 
-Known manifests are the examples shipped inside the package (packager/models/*.yaml) and
+Known manifests are the examples shipped inside the package (manifests/models/*.yaml, the package's
+models/ in the wheel) and
 any under `PACKAGER_MODELS` (directories, os.pathsep-separated; they win over the shipped
 ones, so a team can pin its own variant under the same name). A name is a file's stem.
 """
@@ -17,7 +18,7 @@ ENV = "PACKAGER_MODELS"
 
 
 def default_model_manifest() -> Path:
-    """The embedded default model (SmolLM2-135M-Instruct) shipped inside the package (packager/models/)."""
+    """The embedded default model (SmolLM2-135M-Instruct) shipped inside the package (manifests/models/)."""
     path = SHIPPED / "smollm2-135m-instruct.yaml"
     if not path.is_file():
         raise UserError(f"no default model manifest at {path}", hint="pass MODEL (a model manifest)")

@@ -57,7 +57,7 @@ def _plan_json(name: str) -> str:
     hw_arg = str(REPO / "manifests" / "hardware" / f"{hardware}.yaml")
     hw_arg = hw_arg if Path(hw_arg).exists() else hardware
     # As `packager build` plans: the engine reads the weights from the image's model dir.
-    result = plan_files(str(REPO / "packager" / "models" / f"{model}.yaml"), hw_arg, model_ref=MODEL_DIR)
+    result = plan_files(str(REPO / "manifests" / "models" / f"{model}.yaml"), hw_arg, model_ref=MODEL_DIR)
     if pinned:
         result = replan(result.to_dict(), load_hardware(hw_arg), pinned=pinned)
     return json.dumps(result.to_dict())

@@ -14,7 +14,7 @@ import yaml
 
 from chart_checks import ALL_FEATURES, REPO, render
 
-MODELS = sorted(p.stem for p in (REPO / "packager" / "models").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (REPO / "manifests" / "models").glob("*.yaml"))
 HARDWARE = ("cpu", "nvidia-h100-sxm-80gb:8", "nvidia-h100-sxm-80gb:8x2")
 
 
@@ -42,7 +42,7 @@ def test_no_host_path_in_any_rendered_object(run_cli, tmp_path, hardware):
     checked = 0
     for model in MODELS:
         out = tmp_path / model
-        code, stdout, err = run_cli("chart", str(REPO / "packager" / "models" / f"{model}.yaml"),
+        code, stdout, err = run_cli("chart", str(REPO / "manifests" / "models" / f"{model}.yaml"),
                                     "--hardware", hardware, "--out", str(out))
         if code != 0:  # a model that fits nowhere on this hardware has no chart (exit 2, said why)
             assert code == 2 and "Traceback" not in err, err

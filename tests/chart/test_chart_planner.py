@@ -11,7 +11,7 @@ from chart_checks import ALL_FEATURES, REPO, by_kind, pod_specs, render, validat
 from packager.chart import write_chart
 from packager.planner import plan_files
 
-MODELS = sorted((REPO / "packager" / "models").glob("*.yaml"))
+MODELS = sorted((REPO / "manifests" / "models").glob("*.yaml"))
 HARDWARE = sorted((REPO / "manifests" / "hardware").glob("*.yaml"))
 GPU_KEYS = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 
@@ -50,7 +50,7 @@ def test_multi_node_plan_renders_a_leader_worker_set(tmp_path):
         {"name": "l4", "accelerator": "nvidia-l4", "count": 4, "nodes": 2, "cpu_cores": 48,
          "memory_gib": 192, "cloud": "gcp"}]}))
     # Without its AWQ variant, 70B in bf16 needs both nodes of 4 x L4.
-    model = yaml.safe_load((REPO / "packager" / "models" / "llama-3.1-70b-instruct.yaml").read_text())
+    model = yaml.safe_load((REPO / "manifests" / "models" / "llama-3.1-70b-instruct.yaml").read_text())
     model["serving"].pop("quantized_variants")
     manifest = tmp_path / "llama-70b-bf16.yaml"
     manifest.write_text(yaml.safe_dump(model))
@@ -70,7 +70,7 @@ def test_multi_node_plan_renders_a_leader_worker_set(tmp_path):
 def test_chart_command_with_manifests(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "packager.cli", "chart",
-         str(REPO / "packager" / "models" / "llama-3.1-8b-instruct.yaml"),
+         str(REPO / "manifests" / "models" / "llama-3.1-8b-instruct.yaml"),
          "--hardware", str(REPO / "manifests" / "hardware" / "amd-mi300x-x8.yaml"), "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -11,7 +11,7 @@ import yaml
 
 from chart_checks import REPO
 
-MODELS = REPO / "packager" / "models"
+MODELS = REPO / "manifests" / "models"
 LLAMA70 = MODELS / "llama-3.1-70b-instruct.yaml"
 SMOL = MODELS / "smollm2-135m-instruct.yaml"
 

@@ -15,7 +15,7 @@ import yaml
 
 from chart_checks import REPO
 
-MODELS = sorted((REPO / "packager" / "models").glob("*.yaml"))
+MODELS = sorted((REPO / "manifests" / "models").glob("*.yaml"))
 GPU_HARDWARE = [("nvidia-h100-sxm-80gb:8", None),
                 ("nvidia-h100-sxm-80gb:8x2", "vllm-bf16-tp8-pp2-throughput"),
                 ("nvidia-l4:1", None),
@@ -147,7 +147,7 @@ def test_an_unknown_vllm_flag_fails_the_argv_check(tmp_path):
 
 
 def test_a_missing_image_tag_fails_with_the_registry_given(tmp_path, registry):
-    model = REPO / "packager" / "models" / "smollm2-135m-instruct.yaml"
+    model = REPO / "manifests" / "models" / "smollm2-135m-instruct.yaml"
     chart = chart_for(model, "nvidia-l4:1", None, tmp_path / "c")
     r = packager("rehearse", str(chart), "--set", "image.tag=no-such-tag-0", "--registry", registry)
     assert r.returncode == 1, r.stdout
@@ -157,7 +157,7 @@ def test_a_missing_image_tag_fails_with_the_registry_given(tmp_path, registry):
 def test_bad_input_is_exit_2(tmp_path):
     r = packager("rehearse", str(tmp_path))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "CHART_DIR" in r.stderr
-    model = REPO / "packager" / "models" / "smollm2-135m-instruct.yaml"
+    model = REPO / "manifests" / "models" / "smollm2-135m-instruct.yaml"
     chart = chart_for(model, "cpu", None, tmp_path / "c")
     r = packager("rehearse", str(chart), "--profile", "no-such-profile")
     assert r.returncode == 2 and "--profile" in r.stderr and "cpu-" in r.stderr

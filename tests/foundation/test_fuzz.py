@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = ROOT / "packager" / "models" / "smollm2-135m-instruct.yaml"
+DEFAULT_MODEL = ROOT / "manifests" / "models" / "smollm2-135m-instruct.yaml"
 GOOD = yaml.safe_load(DEFAULT_MODEL.read_text())
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),

@@ -11,7 +11,7 @@ from runtimes.gguf_meta import architecture_from_gguf
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS, HARDWARE = ROOT / "packager" / "models", ROOT / "manifests" / "hardware"
+MODELS, HARDWARE = ROOT / "manifests" / "models", ROOT / "manifests" / "hardware"
 
 GOOD_MODEL = textwrap.dedent("""\
     name: tiny

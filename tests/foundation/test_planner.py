@@ -12,7 +12,7 @@ from packager.planner import plan_files
 from packager.planner.estimates import kv_bytes_per_token_per_device
 
 ROOT = Path(__file__).resolve().parents[2]
-M = ROOT / "packager" / "models"
+M = ROOT / "manifests" / "models"
 H = ROOT / "manifests" / "hardware"
 
 

@@ -18,7 +18,7 @@ from runtimes import launcher
 from runtimes.launcher import LaunchError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SMOL = str(ROOT / "packager" / "models" / "smollm2-135m-instruct.yaml")
+SMOL = str(ROOT / "manifests" / "models" / "smollm2-135m-instruct.yaml")
 GGUF_REF = "/opt/packager/model/SmolLM2-135M-Instruct.Q4_1.gguf"
 CPU_CONFIG = {"family": "cpu", "runtimes": ["cpu"], "weights": {"mode": "baked", "dir": "/opt/packager/model"}}
 
@@ -85,7 +85,7 @@ def test_image_plan_keeps_only_the_image_runtimes(cpu_plan):
 
 
 def test_gpu_image_on_cpu_exits_with_one_clear_screen(tmp_path):
-    plan = plan_files(str(ROOT / "packager/models/llama-3.1-8b-instruct.yaml"),
+    plan = plan_files(str(ROOT / "manifests/models/llama-3.1-8b-instruct.yaml"),
                       str(ROOT / "manifests/hardware/nvidia-l4-x1.yaml"), model_ref="/opt/packager/model").to_dict()
     assert plan["selected"]["runtime"] == "vllm"
     (tmp_path / "plan.json").write_text(json.dumps(plan))

@@ -16,7 +16,7 @@ from runtimes.launch.engine_env import engine_environment, middleware_importable
 from runtimes.layout import CACHE_DIR, RECORD_FIELDS, REDACTED
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ROOT / "packager" / "models"
+MODELS = ROOT / "manifests" / "models"
 GGUF_REF = "/opt/packager/model/SmolLM2-135M-Instruct.Q4_1.gguf"
 KEY = "sk-dry-run-canary-123"
 LWS_PROFILE = "vllm-bf16-tp8-pp2-throughput"

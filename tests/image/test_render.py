@@ -129,7 +129,7 @@ def test_the_image_plan_carries_no_build_host_path(tmp_path):
     from packager.image.pipeline import BuildRequest, run_build
 
     root = Path(__file__).resolve().parents[2]
-    req = BuildRequest(model=str(root / "packager" / "models" / "smollm2-135m-instruct.yaml"), hardware="cpu",
+    req = BuildRequest(model=str(root / "manifests" / "models" / "smollm2-135m-instruct.yaml"), hardware="cpu",
                        out=tmp_path, no_image=True)
     result = run_build(req, log=lambda m: None)
     host = json.loads(result.plan_path.read_text())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-M = ROOT / "packager" / "models"
+M = ROOT / "manifests" / "models"
 DEFAULT = M / "smollm2-135m-instruct.yaml"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--virtual-time-budget=5000",

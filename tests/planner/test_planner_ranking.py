@@ -9,7 +9,7 @@ from packager.planner import PlanRequest, make_plan, plan_files
 from packager.planner.estimates import GiB
 
 ROOT = Path(__file__).resolve().parents[2]
-M = ROOT / "packager" / "models"
+M = ROOT / "manifests" / "models"
 H = ROOT / "manifests" / "hardware"
 
 

@@ -19,7 +19,7 @@ from packager.image import docker
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = os.environ.get("PACKAGER_BASE_IMAGE", "packager-base:bookworm")
-MODEL = ROOT / "packager" / "models" / "smollm2-135m-instruct.yaml"
+MODEL = ROOT / "manifests" / "models" / "smollm2-135m-instruct.yaml"
 
 
 def _missing(msg: str):

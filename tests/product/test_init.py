@@ -64,7 +64,7 @@ def test_init_from_the_shipped_gguf(tmp_path):
                            "sha256": {gguf.name: hashlib.sha256(gguf.read_bytes()).hexdigest()}}
     assert m["name"] == "smollm2-135m-instruct" and m["served_model_name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert m["license"] == "apache-2.0"
-    shipped = yaml.safe_load((Path(__file__).parents[2] / "packager/models/smollm2-135m-instruct.yaml").read_text())
+    shipped = yaml.safe_load((Path(__file__).parents[2] / "manifests/models/smollm2-135m-instruct.yaml").read_text())
     for key in ("parameters", "layers", "hidden_size", "attention_heads", "kv_heads", "head_dim", "intermediate_size",
                 "vocab_size", "max_position_embeddings", "tie_word_embeddings"):
         assert m["architecture"][key] == shipped["architecture"][key], key  # read from the header = the config's facts

@@ -9,7 +9,7 @@ import yaml
 
 from pathlib import Path
 
-MODELS = Path(__file__).resolve().parents[2] / "packager" / "models"  # not `from conftest`: several exist
+MODELS = Path(__file__).resolve().parents[2] / "manifests" / "models"  # not `from conftest`: several exist
 
 SHIPPED = sorted(p.stem for p in MODELS.glob("*.yaml"))
 

@@ -4,7 +4,7 @@ import pytest
 from packager.vllm.contract import check_argv
 from tools.vllm_planned_cases import REPO, planner_cases
 
-MODELS = sorted((REPO / "packager" / "models").glob("*.yaml"))
+MODELS = sorted((REPO / "manifests" / "models").glob("*.yaml"))
 HARDWARE = sorted((REPO / "manifests" / "hardware").glob("*.yaml"))
 
 
