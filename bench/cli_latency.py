@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL = ROOT / "packager" / "models" / "smollm2-135m-instruct.yaml"
+MODEL = ROOT / "manifests" / "models" / "smollm2-135m-instruct.yaml"
 RUNS = 15
 
 
