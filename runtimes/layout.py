@@ -40,6 +40,7 @@ ENV_ROLE = "PACKAGER_ROLE"  # server | leader | worker (default: from the Leader
 ENV_WEIGHTS_MODE = "PACKAGER_WEIGHTS_MODE"  # baked | volume: the chart's weights.mode wins over the image's
 ENV_MODEL_DIR = "PACKAGER_MODEL_DIR"  # volume mode: where the weights volume is mounted (downloads land there)
 ENV_RAY_PORT = "PACKAGER_RAY_PORT"
+ENV_READY = "PACKAGER_READY"  # JSON from whoever planned the start, for the ready screen (runtimes/ready.py)
 ENV_RAY_JOIN_TIMEOUT = "PACKAGER_RAY_JOIN_TIMEOUT"  # seconds the leader waits for the whole group
 # Set by the LeaderWorkerSet controller in every pod of a group (leader: worker index 0).
 LWS_LEADER_ADDRESS = "LWS_LEADER_ADDRESS"

@@ -16,7 +16,9 @@ import asyncio
 import gc
 import hashlib
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -37,8 +39,10 @@ from .metrics import Metrics
 from .prepare import Preparer
 from .protocol import APIError, ChatRequest, CompletionRequest, error_response
 from .respond import check, serve
+from runtimes import ready
 
 log = logging.getLogger("runtimes.fallback.server")
+STARTED = time.time()  # this process's start, for "ready in N s" when no launcher handed one over
 
 
 @dataclass
@@ -304,6 +308,9 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
     gc.freeze()
     state.ready = True
     log.info("ready: serving %s on http://%s:%d", ", ".join(state.names), state.args.host, state.args.port)
+    endpoint = f"http://{state.args.host}:{state.args.port}"
+    sys.stderr.write(ready.screen(list(state.names), endpoint, os.environ, STARTED) + "\n")
+    sys.stderr.flush()
     # The engine loop runs here until the HTTP server has exited (drained).
     watcher = threading.Thread(target=lambda: (http.join(), state.engine.stop()), name="http-watch", daemon=True)
     watcher.start()

@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Mapping
 
@@ -27,7 +28,11 @@ from runtimes.launch import hardware, lws, record, weights
 from runtimes.launch.decide import decide, in_image_ref, model_path, no_fit_screen
 from runtimes.launch.engine_env import engine_environment, engine_python, middleware, middleware_importable
 from runtimes.launch.settings import EXIT_BAD_INPUT, EXIT_NO_FIT, EXIT_OK, LaunchError, Settings
-from runtimes.layout import CACHE_DIR, ENV_DRY_RUN, ENV_IMAGE_CONFIG, ENV_PLAN, IMAGE_CONFIG_PATH, MODEL_DIR, PLAN_PATH
+from runtimes import ready
+from runtimes.layout import (CACHE_DIR, ENV_DRY_RUN, ENV_IMAGE_CONFIG, ENV_PLAN, ENV_READY, IMAGE_CONFIG_PATH, MODEL_DIR,
+                             PLAN_PATH)
+
+STARTED = time.time()  # the container's start, as near as the launcher sees it: the ready screen counts from here
 
 
 def _load(path: str, what: str) -> dict:
@@ -163,6 +168,9 @@ def launch(env: Mapping[str, str], execvp, rec: dict | None, dry_tmp: str | None
             lws.wait_for_leader(settings, log=say)
     except LaunchError as exc:
         return fail(str(exc), exc.code)
+    if settings.role != "worker":  # the engine's ready screen says what was planned, and from when
+        engine_env[ENV_READY] = ready.handoff(profile["name"], decision.plan.get("why", ""),
+                                              hardware.describe(hw_dict), STARTED)
     os.environ.update(engine_env)  # execvp passes os.environ on
     say("exec: " + " ".join(argv))
     execvp(argv[0], argv)

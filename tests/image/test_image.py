@@ -38,6 +38,17 @@ def test_paris_through_the_openai_client(container):
     assert "Paris" in reply.choices[0].message.content
 
 
+def test_start_prints_one_ready_screen(container):
+    # The launcher hands the engine what it planned; the engine prints it once, when ready.
+    logs = subprocess.run([container["cli"], "logs", container["name"]], capture_output=True, text=True)
+    out = logs.stdout + logs.stderr
+    screen = out[out.index("ready in "):]
+    for row in ("model     HuggingFaceTB/SmolLM2-135M-Instruct", "profile   cpu-", "why       cpu-", "hardware  ",
+                f"endpoint  http://127.0.0.1:{container['port']}/v1"):
+        assert row in screen, screen[:2000]
+    assert float(screen.split()[2]) > 0
+
+
 def test_runs_as_uid_1000_not_root(built_image, container):
     user = built_image["inspect"]["Config"]["User"]
     assert user and user.split(":")[0] not in ("", "0", "root")
