@@ -60,8 +60,8 @@ def validate(files: list[str] = typer.Argument(..., help="Model or hardware mani
 @app.command()
 def schema(kind: str = typer.Argument(..., help="model or hardware")) -> None:
     """Print the JSON Schema of a manifest kind (for editors)."""
-    from packager.manifests.hardware import HardwareManifest
-    from packager.manifests.model import ModelManifest
+    from packager.manifests.hardware_schema import HardwareManifest
+    from packager.manifests.model_schema import ModelManifest
 
     models = {"model": ModelManifest, "hardware": HardwareManifest}
     if kind not in models:

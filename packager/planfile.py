@@ -14,8 +14,8 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from packager.errors import UserError
-from packager.manifests.errors import validate
-from packager.manifests.model import SERVED_NAME, SLUG
+from packager.manifests.validation_errors import validate
+from packager.manifests.model_schema import SERVED_NAME, SLUG
 from packager.yamlsource import read_yaml
 
 PROFILE_NAME = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"

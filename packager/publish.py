@@ -113,20 +113,6 @@ def push_chart(archive: str | Path, registry: str, insecure: bool = False) -> Pu
     return Published(chart_ref=f"{reg.oci}/{name}:{version}", chart_digest=digest, image_ref=None)
 
 
-def pull_chart(chart_ref: str, destination: str | Path) -> Path:
-    """Download `oci://host/path/name:version` into `destination`; returns the .tgz."""
-    base, _, version = chart_ref.rpartition(":")
-    if "/" in version or not base.startswith("oci://"):
-        raise UserError(f"{chart_ref!r} is not oci://host/path/name:version", field="chart")
-    reg = parse_registry(base)
-    Path(destination).mkdir(parents=True, exist_ok=True)
-    try:
-        helm.pull(base, version=version, destination=str(destination), plain_http=reg.plain_http)
-    except helm.HelmError as exc:
-        raise UserError(f"pulling {chart_ref} failed: {exc}", field="chart") from None
-    return Path(destination) / f"{base.rsplit('/', 1)[-1]}-{version}.tgz"
-
-
 def _recorded_image(chart_dir: Path) -> str | None:
     values = yaml.safe_load((chart_dir / "values.yaml").read_text(encoding="utf-8")) or {}
     image = values.get("image") or {}

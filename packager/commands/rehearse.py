@@ -23,7 +23,7 @@ def rehearse(
 ) -> None:
     """Would every pod of this chart start? Replays each container's start (dry run) and checks it."""
     from packager.rehearse import Rehearsal, rehearse as run
-    from packager.rehearse.report import as_dict, text
+    from packager.rehearse.readout import as_dict, text
 
     outcome = run(Rehearsal(chart_dir, hardware=hardware, profile=profile, registry=registry,
                             sets=tuple(set_), values_files=tuple(str(v) for v in values)))

@@ -51,7 +51,7 @@ def render(d: Draft) -> str:
     if d.license:
         doc["license"] = d.license
     doc["source"] = d.source
-    from packager.manifests.model import Architecture  # the schema's order reads best: family first
+    from packager.manifests.model_schema import Architecture  # the schema's order reads best: family first
 
     doc["architecture"] = {k: d.architecture[k] for k in Architecture.model_fields if k in d.architecture}
     doc["serving"] = _serving(d.architecture)

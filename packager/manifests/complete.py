@@ -8,7 +8,7 @@ from pathlib import Path
 from packager.errors import UserError
 from packager.facts import ModelFacts, Variant
 from runtimes.gguf_meta import GGUFError, architecture_from_gguf
-from packager.manifests.model import ModelManifest
+from packager.manifests.model_schema import ModelManifest
 from packager.yamlsource import YamlDoc
 
 REQUIRED = ("layers", "hidden_size", "attention_heads", "vocab_size", "max_position_embeddings")
@@ -85,7 +85,7 @@ def _checked_facts(arch: dict, local: str, doc: YamlDoc) -> dict:
     """Facts read from the model's files get the manifest's own validation (types, > 0, heads/kv_heads)."""
     from pydantic import ValidationError
 
-    from packager.manifests.model import Architecture
+    from packager.manifests.model_schema import Architecture
 
     known = {k: v for k, v in arch.items() if k in Architecture.model_fields}
     try:

@@ -8,9 +8,9 @@ from packager.catalog import Accelerator, catalog
 from packager.errors import UserError
 from packager.facts import DEFAULT_RESOURCE_KEYS, Hardware, ModelFacts, Pool
 from packager.manifests.complete import complete
-from packager.manifests.errors import validate
-from packager.manifests.hardware import AcceleratorSpec, HardwareManifest
-from packager.manifests.model import ModelManifest
+from packager.manifests.validation_errors import validate
+from packager.manifests.hardware_schema import AcceleratorSpec, HardwareManifest
+from packager.manifests.model_schema import ModelManifest
 from packager.manifests.resolve import resolve_model
 from packager.yamlsource import YamlDoc, read_yaml
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from packager.facts import ModelFacts
 from packager.planner.checkpoint import candidate_source
 from packager.planner.types import Candidate
-from packager.vllm.argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv, tool_call_parser
+from packager.vllm.serve_argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv, tool_call_parser
 from runtimes.layout import variant_dir
 from runtimes.vllm_health import MIDDLEWARE as HEALTH_MIDDLEWARE
 

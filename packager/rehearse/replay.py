@@ -19,7 +19,7 @@ from pathlib import Path
 
 from packager.errors import UserError
 from packager.rehearse.containers import Container, write_mount_files
-from runtimes.launch.record import launch_env
+from runtimes.launch.launch_record import launch_env
 from runtimes.layout import ENV_DRY_RUN, ENV_HARDWARE, ENV_PROFILE, REDACTED
 
 LAUNCHER_MODULE = "runtimes.launcher"

@@ -4,7 +4,7 @@ Nothing here imports vllm or torch; the real-parser check runs only under
 `python -m packager.vllm.contract --real` inside a separate vLLM venv.
 """
 
-from packager.vllm.argv import (
+from packager.vllm.serve_argv import (
     VLLM_VERSION,
     VllmImage,
     VllmServeSpec,

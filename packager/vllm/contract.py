@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from packager.vllm.argv import VLLM_VERSION, _load
+from packager.vllm.serve_argv import VLLM_VERSION, _load
 
 SNAPSHOT = Path(__file__).parent / "data" / f"serve_args-{VLLM_VERSION}.json"
 

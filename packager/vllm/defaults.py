@@ -13,7 +13,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from packager.vllm.argv import VLLM_VERSION, _load
+from packager.vllm.serve_argv import VLLM_VERSION, _load
 
 USAGE_CONTEXTS = ("openai_api_server", "llm_class")  # `vllm serve` / Python `LLM(...)`
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Mapping
 
-from runtimes.launch import hardware, lws, record, weights
+from runtimes.launch import launch_record as record, lws, target as hardware, weights
 from runtimes.launch.decide import decide, in_image_ref, model_path, no_fit_screen
 from runtimes.launch.engine_env import engine_environment, engine_python, middleware, middleware_importable
 from runtimes.launch.settings import EXIT_BAD_INPUT, EXIT_NO_FIT, EXIT_OK, LaunchError, Settings

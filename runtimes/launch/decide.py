@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from packager.errors import UserError
-from runtimes.launch.hardware import describe
+from runtimes.launch.target import describe
 from runtimes.launch.settings import EXIT_BAD_INPUT, EXIT_NO_FIT, LaunchError, Settings
 from runtimes.layout import MODEL_DIR
 

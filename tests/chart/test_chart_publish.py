@@ -15,7 +15,8 @@ import yaml
 from chart_checks import plan
 from packager.chart import package_chart, write_chart
 from packager.errors import UserError
-from packager.publish import publish, pull_chart, push_chart, push_image
+from chart_pull import pull_chart
+from packager.publish import publish, push_chart, push_image
 
 
 def _sha(path):

@@ -183,7 +183,7 @@ def test_push_publishes_image_and_chart_to_a_real_registry(built_image, tmp_path
     import yaml
 
     from packager.image.pipeline import _push
-    from packager.publish import pull_chart
+    from chart_pull import pull_chart
 
     repo = Path(__file__).resolve().parents[2]
     subprocess.run(["bash", str(repo / ".ci" / "registry.sh")], check=True, timeout=900)

@@ -14,8 +14,8 @@ import pytest
 
 from packager.detect import detect_hardware
 from packager.planner import plan_files, replan
-from runtimes import launcher
-from runtimes.launcher import LaunchError, Settings
+import launch_steps as launcher
+from launch_steps import LaunchError, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOL = str(ROOT / "manifests" / "models" / "smollm2-135m-instruct.yaml")
@@ -182,7 +182,7 @@ def test_vllm_gets_only_our_middleware_on_its_path(tmp_path):
     import subprocess
     import sys
 
-    from runtimes.launcher import engine_environment
+    from launch_steps import engine_environment
 
     argv = ["vllm", "serve", "/opt/packager/model", "--middleware", "runtimes.vllm_health.nim_health_paths"]
     env = engine_environment(argv, {"PACKAGER_CACHE_DIR": str(tmp_path), "PYTHONPATH": "/x"})

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from runtimes import launcher
-from runtimes.launcher import LaunchError
+import launch_steps as launcher
+from launch_steps import LaunchError
 
 BODY = bytes(range(256)) * 64  # 16 KiB
 GOOD = hashlib.sha256(BODY).hexdigest()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from runtimes import launcher
+import launch_steps as launcher
 from runtimes.layout import WEIGHTS_MARKER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +64,12 @@ def config(cache: Path) -> dict:
 
 REPLICA = """
 import json, sys
-from runtimes import launcher
+from runtimes.launch.weights import base_dir, ensure, spec_for, target_dir
 cfg, env = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-print(launcher.ensure_weights(cfg, env, log=lambda m: print(m, file=sys.stderr)))
+spec = spec_for(None, {}, cfg, env)
+target = target_dir(spec, base_dir(cfg, env))
+ensure(spec, target, env, log=lambda m: print(m, file=sys.stderr))
+print(target)
 """
 
 

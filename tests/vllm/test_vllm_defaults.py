@@ -5,7 +5,7 @@ from packager.vllm.defaults import (
     batch_tier, default_max_num_batched_tokens, default_max_num_seqs, fp8_kv_backends,
     kv_bytes_per_token, kv_heads_per_gpu, min_capability, vllm_defaults,
 )
-from packager.vllm.argv import _load
+from packager.vllm.serve_argv import _load
 
 
 def vllm_attention_spec_bytes_per_token(layers, kv_heads, head_size, dtype_bytes, head_size_v=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from packager.planner import plan_files
-from packager.vllm.argv import tool_call_parser
+from packager.vllm.serve_argv import tool_call_parser
 from packager.vllm.contract import check_argv
 
 

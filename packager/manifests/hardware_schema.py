@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from packager.manifests.model import SLUG
+from packager.manifests.model_schema import SLUG
 
 
 class Strict(BaseModel):
