@@ -7,7 +7,6 @@ import http.server
 import json
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from packager.detect import detect_hardware
 from packager.planner import plan_files, replan
 import launch_steps as launcher
 from launch_steps import LaunchError, Settings
+from loopback_http import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOL = str(ROOT / "manifests" / "models" / "smollm2-135m-instruct.yaml")
@@ -157,10 +157,8 @@ class _Server(http.server.BaseHTTPRequestHandler):
 
 
 def test_volume_download_into_cache_with_token_and_checksum(tmp_path):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{srv.server_address[1]}/repo"
+    with serving(_Server) as base:
+        url = base + "/repo"
         good = hashlib.sha256(_Server.body).hexdigest()
         cfg = _volume_config({"sub/w.bin": good}, tmp_path / "cache")
         env = {"PACKAGER_MODEL_DIR": str(tmp_path / "empty"), "PACKAGER_WEIGHTS_URL": url,
@@ -173,8 +171,6 @@ def test_volume_download_into_cache_with_token_and_checksum(tmp_path):
         with pytest.raises(LaunchError, match="expected"):
             launcher.ensure_weights(bad, env, log=lambda m: None)
         assert not (tmp_path / "empty" / "other.bin").exists()  # a bad download is not kept
-    finally:
-        srv.shutdown()
 
 
 def test_vllm_gets_only_our_middleware_on_its_path(tmp_path):

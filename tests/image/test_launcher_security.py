@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 import launch_steps as launcher
 from launch_steps import LaunchError
+from loopback_http import serving
 
 BODY = bytes(range(256)) * 64  # 16 KiB
 GOOD = hashlib.sha256(BODY).hexdigest()
@@ -26,14 +25,7 @@ def _config(cache: Path, files=None) -> dict:
                         "source": {"kind": "local"}}}
 
 
-@contextmanager
-def serve(handler):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
+serve = serving
 
 
 def _handler(seen: list, redirect_to: str | None = None, cut_at: int | None = None):

@@ -9,7 +9,6 @@ import http.server
 import json
 import subprocess
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 import launch_steps as launcher
 from runtimes.layout import WEIGHTS_MARKER
+from loopback_http import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = {"model.safetensors": bytes(range(256)) * 4096, "config.json": b'{"model_type": "llama"}'}
@@ -48,12 +48,8 @@ def mirror(seen: list, delay_s: float = 0.0):
         def log_message(self, *args):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}/repo"
-    finally:
-        srv.shutdown()
+    with serving(H) as url:
+        yield url + "/repo"
 
 
 def config(cache: Path) -> dict:
@@ -179,12 +175,8 @@ def hub(seen: list):
         def log_message(self, *args):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_address[1]}"
-    finally:
-        srv.shutdown()
+    with serving(H) as url:
+        yield url
 
 
 def test_a_hub_repo_without_recorded_checksums_lands_in_the_claim_for_vllm(tmp_path):
