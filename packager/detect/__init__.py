@@ -38,14 +38,18 @@ def measure_gpus(sources: Sources) -> list[MeasuredGpu]:
     return read_nvidia(nvml) or read_kfd(sources.kfd_root)  # type: ignore[arg-type]
 
 
+def cpu_pool() -> Pool:
+    """This host's CPU as a pool: what serves when no GPU does (detection, and a CPU image on a GPU node)."""
+    return Pool(name="local", accelerator=catalog()["cpu"], count=1, nodes=1, memory_gib=host_memory_gib(),
+                cpu_cores=host_cores(), cloud="onprem", resource_key=None)
+
+
 def detect_hardware(sources: Sources | None = None) -> Hardware:
     src = sources or Sources()
     mem, cores = host_memory_gib(), host_cores()
     gpus = measure_gpus(src)
     if not gpus:
-        pool = Pool(name="local", accelerator=catalog()["cpu"], count=1, nodes=1, memory_gib=mem, cpu_cores=cores,
-                    cloud="onprem", resource_key=None)
-        return Hardware(name=DETECTED, pools=(pool,))
+        return Hardware(name=DETECTED, pools=(cpu_pool(),))
     # Mixed cards: serve on the most numerous kind (a pool is one kind); the rest are not used.
     kind, count = Counter(g.kind for g in gpus).most_common(1)[0]
     first = next(g for g in gpus if g.kind == kind)

@@ -38,13 +38,9 @@ def force_device(hw, device: str | None):
     if kept:
         return replace(hw, pools=kept)
     if device == "cpu":
-        from packager.catalog import catalog
-        from packager.detect import host_cores, host_memory_gib
-        from packager.facts import Pool
+        from packager.detect import cpu_pool
 
-        pool = Pool(name="local", accelerator=catalog()["cpu"], count=1, nodes=1, memory_gib=host_memory_gib(),
-                    cpu_cores=host_cores(), cloud="onprem", resource_key=None)
-        return replace(hw, pools=(pool,))
+        return replace(hw, pools=(cpu_pool(),))
     return hw  # no GPU of that family here: the planner's rejections say so
 
 
