@@ -224,7 +224,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     if chart:
         log(f"chart: {chart}")
     log(f"context: {ctx_dir} (Dockerfile from templates/{family.template})")
-    run_cmd = run_command(tag, launcher_mode, w, port)
+    run_cmd = run_command(tag, launcher_mode, w, port, plan)
     if req.no_image:
         ok, why = docker.engine_reachable()
         note = "" if ok else f" (no engine reachable: {why})"
@@ -308,9 +308,24 @@ def _gguf_to_pretokenize(family: Family, mode: str, w) -> str:
     return w.root.name
 
 
-def run_command(tag: str, mode: str, w, port: int) -> str:
+# What a container needs to reach the profile's devices (docker's flags; the chart asks Kubernetes
+# for the same through the device plugins' resources). NVIDIA: the container toolkit's --gpus;
+# AMD: ROCm's documented device nodes and group. Shared memory: vLLM's workers and NCCL/RCCL use
+# /dev/shm, which docker caps at 64 MB (NIM's documented run line sets 16 GB too).
+_DEVICE_FLAGS = {"nvidia": "--gpus all --shm-size 16g",
+                 "amd": "--device /dev/kfd --device /dev/dri --group-add video --shm-size 16g"}
+
+
+def run_command(tag: str, mode: str, w, port: int, plan: dict | None = None) -> str:
+    """The `docker run` line printed after a build: one that runs as pasted on a host of the plan's kind."""
+    plan = plan or {}
+    vendor = (plan.get("selected") or {}).get("vendor")
     parts = ["docker run --rm --network host", f"-e PACKAGER_HOST=127.0.0.1 -e PACKAGER_PORT={port}"]
+    if vendor in _DEVICE_FLAGS:
+        parts.append(_DEVICE_FLAGS[vendor])
     if mode == "volume":
+        if ((plan.get("model") or {}).get("source") or {}).get("kind") == "huggingface":
+            parts.append("-e HF_TOKEN")  # a gated repo: the host's token, passed by name (its value never printed)
         host = str(w.root.parent if (w and w.is_file) else (w.root if w else "/path/to/weights"))
         parts.append(f"-v {host}:{MODEL_DIR}:ro")
     parts.append(tag)

@@ -147,3 +147,22 @@ def test_buildkit_step_lines_are_read_with_ten_or_more_steps():
         m = STEP_LINE.match(line)
         assert m and step_of(m[1]) == name, line
     assert not STEP_LINE.match("[internal] load build definition from Dockerfile")
+
+
+@pytest.mark.parametrize("vendor,flags", [("nvidia", "--gpus all --shm-size 16g"),
+                                          ("amd", "--device /dev/kfd --device /dev/dri --group-add video --shm-size 16g"),
+                                          ("cpu", None)])
+def test_the_printed_run_line_reaches_the_profiles_devices(vendor, flags):
+    from packager.image.pipeline import run_command
+
+    hub = {"selected": {"vendor": vendor}, "model": {"source": {"kind": "huggingface", "repo": "org/m"}}}
+    baked = run_command("img:1", "baked", None, 8000, hub)
+    assert baked.startswith("docker run --rm --network host") and baked.endswith(" img:1")
+    if flags:
+        assert f" {flags} " in baked
+    else:
+        assert "--gpus" not in baked and "/dev/kfd" not in baked and "--shm-size" not in baked
+    assert "HF_TOKEN" not in baked  # baked weights need no token at run time
+    volume = run_command("img:1", "volume", None, 8000, hub)
+    assert " -e HF_TOKEN " in volume and "-v /path/to/weights:/opt/packager/model:ro" in volume
+    assert "HF_TOKEN=" not in volume  # passed by name: the host's value is never printed
