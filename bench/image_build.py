@@ -173,7 +173,7 @@ def measure(mode: str, tmp: Path, args, cli: str) -> dict:
 
 def _bundle_import(tag: str, weights_ref: str, res, tmp: Path, args) -> tuple[float, int]:
     """Sign and bundle what was pushed, then time `packager import` into an empty registry."""
-    from packager.supply import bundle as B, keys as K, layout as L
+    from packager.supply import bundle as B, keys as K, oci_layout as L
     from packager.supply.importer import import_bundle
     from packager.supply.ociweights import artifact_for
     from packager.publish import push_image

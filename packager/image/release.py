@@ -19,7 +19,7 @@ from packager.manifests.resolve import default_model_manifest
 from packager.planner import plan_files
 from packager.supply.bundle import Release, assemble
 from packager.supply.keys import load_keys
-from packager.supply.layout import pack
+from packager.supply.oci_layout import pack
 from runtimes.oci_ref import parse, parse_remote
 
 

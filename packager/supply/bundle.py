@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from packager.errors import UserError
-from packager.supply import layout as L, modelpack, registry, sign
+from packager.supply import modelpack, oci_layout as L, registry, sign
 from runtimes.oci_ref import parse_remote
 
 PLAN_TYPE = "application/vnd.dev.packager.plan.v1+json"

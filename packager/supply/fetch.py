@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from packager.supply import layout as L
+from packager.supply import oci_layout as L
 from packager.supply.pull import ACCEPT, BadInput, _get
 from runtimes.oci_ref import is_loopback, parse_remote
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.errors import UserError
-from packager.supply import layout as L, registry, sign
+from packager.supply import oci_layout as L, registry, sign
 from packager.supply.bundle import IDENTITY, LOOKASIDE_PATH, SIMPLE_SIG_TYPE
 from packager.supply.keys import IMAGE_PUB
 from runtimes.oci_ref import parse_remote

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packager.errors import UserError
-from packager.supply import gpg, layout as L, modelpack, sign
+from packager.supply import gpg, modelpack, oci_layout as L, sign
 from packager.supply.bundle import (HELM_CHART, HELM_PROV, IDENTITY, SBOM_TYPE, SIMPLE_SIG_TYPE, SUBJECT,
                                     WEIGHTS_SIG_TYPE)
 from packager.supply.keys import CHART_PUB, IMAGE_PUB, MODEL_PUB, KeySet, load_keys

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.supply import layout as L
+from packager.supply import oci_layout as L
 from tests.supply.conftest import GGUF, assert_no_secret, assert_no_secret_in_layers, catalog, packager, secret_chunks
 
 
