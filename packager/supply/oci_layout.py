@@ -1,15 +1,19 @@
-"""An OCI image layout on disk (oci-layout, index.json, blobs/sha256/...): write and read.
+"""An OCI image layout on disk (oci-layout, index.json, blobs/sha256/...): write, read, pack, unpack.
 
 skopeo copies the image and the weights artifact into it; the small artifacts (chart, plan,
-SBOM, signatures) are written here directly as OCI artifact manifests.
+SBOM, signatures, the release statement) are written here directly as OCI artifact manifests.
+
+Reading never trusts what it reads: index.json and every manifest are checked for shape
+(`Malformed`, exit 2, naming the part and the field) before anything uses them, and a blob is
+only ever reached through a checked sha256 digest, so no name in a bundle becomes a path.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from packager.errors import UserError
@@ -20,22 +24,67 @@ MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
 TITLE = "org.opencontainers.image.title"
-ROLE = "dev.packager.role"
-TARGET = "dev.packager.target"  # repository:tag relative to the registry `packager import` restores into
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_JSON = 4 << 20  # an index, a manifest or a config larger than this is not one packager wrote
+HINT = "the bundle is damaged or was not written by `packager bundle`: fetch it again from its source"
 
 
-@dataclass(frozen=True)
-class Entry:
-    role: str
-    descriptor: dict  # the index.json descriptor (digest, size, mediaType, annotations)
+class Malformed(UserError):
+    """An index, manifest or descriptor of the wrong shape: exit 2, naming the part and the field."""
 
-    @property
-    def digest(self) -> str:
-        return self.descriptor["digest"]
+    def __init__(self, part: str, message: str) -> None:
+        super().__init__(f"{part}: {message}", field="BUNDLE", hint=HINT)
+        self.part = part
 
-    @property
-    def target(self) -> str:
-        return self.descriptor.get("annotations", {}).get(TARGET, "")
+
+def check_descriptor(d: object, where: str, part: str) -> dict:
+    """An OCI descriptor: mediaType (text), digest (sha256:<64 hex>), size (an integer >= 0),
+    annotations (text to text) and artifactType (text) when present."""
+    if not isinstance(d, dict):
+        raise Malformed(part, f"{where} is not an object")
+    if not isinstance(d.get("mediaType"), str) or not d["mediaType"]:
+        raise Malformed(part, f"{where}.mediaType is missing or not text")
+    if not isinstance(d.get("digest"), str) or not DIGEST.fullmatch(d["digest"]):
+        raise Malformed(part, f"{where}.digest {d.get('digest')!r} is not sha256:<64 lower-case hex>")
+    size = d.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise Malformed(part, f"{where}.size {size!r} is missing or not a whole number of bytes")
+    ann = d.get("annotations", {})
+    if not isinstance(ann, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ann.items()):
+        raise Malformed(part, f"{where}.annotations is not a map of text to text")
+    if "artifactType" in d and not isinstance(d["artifactType"], str):
+        raise Malformed(part, f"{where}.artifactType is not text")
+    return d
+
+
+def parse_json(raw: bytes, part: str) -> dict:
+    if len(raw) > MAX_JSON:
+        raise Malformed(part, f"{len(raw)} bytes, over the {MAX_JSON} a manifest may have")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Malformed(part, f"not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise Malformed(part, "not a JSON object")
+    return doc
+
+
+def parse_manifest(raw: bytes, part: str) -> dict:
+    """An OCI image manifest: schemaVersion 2, a config descriptor, a list of layer descriptors."""
+    m = parse_json(raw, f"{part} manifest")
+    if m.get("schemaVersion") != 2:
+        raise Malformed(f"{part} manifest", f"schemaVersion {m.get('schemaVersion')!r} is not 2")
+    if m.get("mediaType", MANIFEST_TYPE) != MANIFEST_TYPE:
+        raise Malformed(f"{part} manifest", f"mediaType {m.get('mediaType')!r} is not {MANIFEST_TYPE}")
+    check_descriptor(m.get("config"), "config", f"{part} manifest")
+    if not isinstance(m.get("layers"), list):
+        raise Malformed(f"{part} manifest", "layers is missing or not a list")
+    for i, layer in enumerate(m["layers"]):
+        check_descriptor(layer, f"layers[{i}]", f"{part} manifest")
+    if "annotations" in m and (not isinstance(m["annotations"], dict)
+                               or not all(isinstance(v, str) for v in m["annotations"].values())):
+        raise Malformed(f"{part} manifest", "annotations is not a map of text to text")
+    return m
 
 
 class Layout:
@@ -50,10 +99,10 @@ class Layout:
         return self
 
     def blob_path(self, digest: str) -> Path:
-        algo, _, hexdigest = digest.partition(":")
-        if algo != "sha256" or len(hexdigest) != 64 or not all(c in "0123456789abcdef" for c in hexdigest):
+        """The only way from a name to a path: a checked sha256 digest, always under blobs/sha256/."""
+        if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
             raise ValueError(f"not a sha256 digest: {digest!r}")
-        return self.root / "blobs" / "sha256" / hexdigest
+        return self.root / "blobs" / "sha256" / digest.removeprefix("sha256:")
 
     def add_bytes(self, data: bytes, media_type: str, annotations: dict | None = None) -> dict:
         digest = oci_digest(data)
@@ -74,9 +123,9 @@ class Layout:
         desc = {"mediaType": media_type, "digest": digest, "size": src.stat().st_size}
         return {**desc, "annotations": annotations} if annotations else desc
 
-    def add_artifact(self, role: str, target: str, artifact_type: str, layers: list[dict],
-                     config: dict | None = None, annotations: dict | None = None) -> Entry:
-        """An OCI artifact manifest over blobs already added; named `role` in the index."""
+    def add_artifact(self, ref: str, artifact_type: str, layers: list[dict], config: dict | None = None,
+                     annotations: dict | None = None) -> dict:
+        """An OCI artifact manifest over blobs already added, named `ref` in the index; its descriptor."""
         config = config or self.add_bytes(b"{}", EMPTY_TYPE)
         manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "artifactType": artifact_type,
                     "config": config, "layers": layers}
@@ -84,17 +133,16 @@ class Layout:
             manifest["annotations"] = annotations
         desc = self.add_bytes(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode(), MANIFEST_TYPE)
         desc["artifactType"] = artifact_type
-        return self.name(role, desc, target)
+        return self.name(ref, desc)
 
-    def name(self, role: str, desc: dict, target: str, extra: dict | None = None) -> Entry:
-        """Give the index entry for `desc` its role and import target (replacing one of the same role)."""
+    def name(self, ref: str, desc: dict) -> dict:
+        """Name `desc` `ref` in the index (replacing an entry of that name); skopeo copies by this name."""
         index = self.index()
-        ann = {**desc.get("annotations", {}), REF_NAME: role, ROLE: role, TARGET: target, **(extra or {})}
-        entry = {**{k: v for k, v in desc.items() if k != "annotations"}, "annotations": ann}
-        index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != role]
+        entry = {**{k: v for k, v in desc.items() if k != "annotations"}, "annotations": {REF_NAME: ref}}
+        index["manifests"] = [m for m in index["manifests"] if m.get("annotations", {}).get(REF_NAME) != ref]
         index["manifests"].append(entry)
         self.write_index(index)
-        return Entry(role, entry)
+        return entry
 
     def index(self) -> dict:
         return json.loads((self.root / "index.json").read_text())
@@ -102,16 +150,34 @@ class Layout:
     def write_index(self, index: dict) -> None:
         (self.root / "index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
-    def entries(self) -> dict[str, Entry]:
-        out = {}
-        for m in self.index().get("manifests", []):
-            role = m.get("annotations", {}).get(ROLE) or m.get("annotations", {}).get(REF_NAME)
-            if role:
-                out[role] = Entry(role, m)
-        return out
+    def checked_index(self) -> dict[str, dict]:
+        """index.json, checked: every entry a descriptor, each ref name once. Returns ref name -> descriptor."""
+        path = self.root / "index.json"
+        index = parse_json(path.read_bytes() if path.is_file() else b"", "index.json")
+        if index.get("schemaVersion") != 2:
+            raise Malformed("index.json", f"schemaVersion {index.get('schemaVersion')!r} is not 2")
+        if not isinstance(index.get("manifests"), list):
+            raise Malformed("index.json", "manifests is missing or not a list")
+        named: dict[str, dict] = {}
+        for i, m in enumerate(index["manifests"]):
+            check_descriptor(m, f"manifests[{i}]", "index.json")
+            ref = m.get("annotations", {}).get(REF_NAME)
+            if ref is None:
+                continue
+            if ref in named:
+                raise Malformed("index.json", f"manifests[{i}] repeats the ref name {ref!r}: which one is meant "
+                                "is ambiguous")
+            named[ref] = m
+        return named
 
-    def read_json(self, digest: str) -> dict:
-        return json.loads(self.blob_path(digest).read_bytes())
+    def read_blob(self, digest: str, part: str, limit: int = MAX_JSON) -> bytes | None:
+        """The blob's bytes, None when absent; never more than `limit` bytes."""
+        path = self.blob_path(digest)
+        if not path.is_file():
+            return None
+        if path.stat().st_size > limit:
+            raise Malformed(part, f"blob {digest} is {path.stat().st_size} bytes, over the {limit} this part may have")
+        return path.read_bytes()
 
 
 def pack(layout_dir: Path, out: Path) -> Path:
@@ -132,13 +198,28 @@ def pack(layout_dir: Path, out: Path) -> Path:
     return out
 
 
+def _members(tar: tarfile.TarFile, bundle: Path):
+    """Regular files and directories only, each name once (a repeated name would be overwritten
+    by the later one: two bundles in one)."""
+    seen = set()
+    for member in tar:
+        name = os.path.normpath(member.name)
+        if not (member.isfile() or member.isdir()):
+            raise UserError(f"{bundle}: member {member.name!r} is a link or device; a bundle holds files and "
+                            "directories only", field="BUNDLE", hint=HINT)
+        if member.isfile() and name in seen:
+            raise UserError(f"{bundle}: member {member.name!r} appears twice", field="BUNDLE", hint=HINT)
+        seen.add(name)
+        yield member
+
+
 def unpack(bundle: Path, dest: Path) -> Layout:
     """Extract a bundle tar: regular files and directories only, nothing outside `dest`."""
     if not bundle.is_file():
         raise UserError(f"{bundle}: no such bundle file", field="BUNDLE", hint="pass the .tar that `packager bundle` wrote")
     try:
         with tarfile.open(bundle) as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, members=_members(tar, bundle), filter="data")
     except (tarfile.TarError, OSError) as exc:
         raise UserError(f"{bundle} is not a readable bundle: {exc}", field="BUNDLE",
                         hint="pass the .tar that `packager bundle` wrote") from None
