@@ -204,6 +204,8 @@ def _members(tar: tarfile.TarFile, bundle: Path):
     seen = set()
     for member in tar:
         name = os.path.normpath(member.name)
+        if member.name.startswith("/") or ".." in Path(member.name).parts:
+            raise UserError(f"{bundle}: member {member.name!r} points outside the bundle", field="BUNDLE", hint=HINT)
         if not (member.isfile() or member.isdir()):
             raise UserError(f"{bundle}: member {member.name!r} is a link or device; a bundle holds files and "
                             "directories only", field="BUNDLE", hint=HINT)

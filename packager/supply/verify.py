@@ -161,7 +161,8 @@ def check_weights(lay: L.Layout, manifest: dict, keys: KeySet, tmp: Path, rep: R
     if manifest.get("artifactType") != modelpack.ARTIFACT_TYPE:
         rep.add(False, "weights artifact", f"artifactType {manifest.get('artifactType')!r} is not ModelPack's")
         return
-    files = [(lay.blob_path(ly["digest"]), ly["annotations"].get(modelpack.FILEPATH, "")) for ly in manifest["layers"]]
+    files = [(lay.blob_path(ly["digest"]), ly.get("annotations", {}).get(modelpack.FILEPATH, ""))
+             for ly in manifest["layers"]]
     if not files or not all(rel for _, rel in files):
         rep.add(False, "weights artifact", f"a layer without its {modelpack.FILEPATH}")
         return
