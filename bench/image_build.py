@@ -173,7 +173,7 @@ def measure(mode: str, tmp: Path, args, cli: str) -> dict:
 
 def _bundle_import(tag: str, weights_ref: str, res, tmp: Path, args) -> tuple[float, int]:
     """Sign and bundle what was pushed, then time `packager import` into an empty registry."""
-    from packager.supply import bundle as B, keys as K, layout as L
+    from packager.supply import bundle as B, keys as K, oci_layout as L
     from packager.supply.importer import import_bundle
     from packager.supply.ociweights import artifact_for
     from packager.publish import push_image
@@ -182,8 +182,7 @@ def _bundle_import(tag: str, weights_ref: str, res, tmp: Path, args) -> tuple[fl
     keys = K.init_keys(tmp / "keys")
     image_ref = push_image(tag, args.registry)
     rel = B.Release(plan, image_ref, f"{image_ref.split('@')[0]}:{tag.rsplit(':', 1)[1]}",
-                    artifact_for(plan), weights_ref,
-                    parse_remote(weights_ref).repository + ":bench", res.context)
+                    artifact_for(plan), weights_ref, res.context)
     lay = B.assemble(rel, keys, tmp / "bundle", args.registry, log=lambda *_: None)
     out = L.pack(lay.root, tmp / "model.bundle.tar")
     port = _free_port()
@@ -196,7 +195,7 @@ def _bundle_import(tag: str, weights_ref: str, res, tmp: Path, args) -> tuple[fl
     try:
         time.sleep(1.0)
         t0 = time.monotonic()
-        import_bundle(out, f"127.0.0.1:{port}", log=lambda *_: None)
+        import_bundle(out, f"127.0.0.1:{port}", tmp / "keys", tmp / "signatures", log=lambda *_: None)
         return round(time.monotonic() - t0, 2), out.stat().st_size
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

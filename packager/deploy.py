@@ -22,11 +22,11 @@ def default_release(plan: dict[str, Any]) -> str:
     return name[:53].rstrip("-") or "model"
 
 
-def render_manifests(chart_dir: Path, *, release: str, namespace: str) -> str:
+def render_manifests(chart_dir: Path, *, release: str, namespace: str, values: dict | None = None) -> str:
     """Every manifest the release would create (tests included), `helm template` style."""
     with helm.Chart.load(str(chart_dir)) as chart:
         try:
-            rendered = chart.render(name=release, namespace=namespace, is_install=True)
+            rendered = chart.render(values, name=release, namespace=namespace, is_install=True)
         except helm.HelmError as exc:
             raise UserError(f"the chart does not render: {exc}", file=str(chart_dir)) from None
     docs = []
@@ -48,7 +48,8 @@ def connect(namespace: str) -> helm.Config:
     return cfg
 
 
-def upgrade_install(cfg: helm.Config, chart_dir: Path, *, release: str, namespace: str) -> dict[str, Any]:
+def upgrade_install(cfg: helm.Config, chart_dir: Path, *, release: str, namespace: str,
+                    values: dict | None = None) -> dict[str, Any]:
     """Upgrade the release when it exists, install it otherwise."""
     try:
         cfg.status(release)
@@ -62,34 +63,59 @@ def upgrade_install(cfg: helm.Config, chart_dir: Path, *, release: str, namespac
         exists = False
     try:
         if exists:
-            return cfg.upgrade(str(chart_dir), release, namespace=namespace)
-        return cfg.install(str(chart_dir), release, namespace=namespace, create_namespace=True)
+            return cfg.upgrade(str(chart_dir), release, values, namespace=namespace)
+        return cfg.install(str(chart_dir), release, values, namespace=namespace, create_namespace=True)
     except helm.HelmError as exc:
         raise UserError(f"helm {'upgrade' if exists else 'install'} of {release!r} failed: {exc}",
                         field="release") from None
 
 
-def deploy(plan: dict[str, Any], *, namespace: str = "default", release: str | None = None,
-           image: str | None = None, sets: Iterable[str] = (), values_files: Iterable[str | Path] = (),
-           dry_run: bool = False, keys: Path | None = None, allow_unverified: bool = False) -> str:
-    """Deploy the plan's chart; returns the manifests (dry run) or the release's notes."""
-    release = release or default_release(plan)
+def check_release_name(release: str) -> None:
     try:
         helm.validate_release_name(release)
     except helm.HelmError as exc:
         raise UserError(f"{release!r} is not a valid release name: {exc}", field="--release",
                         hint="lowercase letters, digits and '-', at most 53 characters") from None
+
+
+def deploy(plan: dict[str, Any], *, namespace: str = "default", release: str | None = None,
+           image: str | None = None, sets: Iterable[str] = (), values_files: Iterable[str | Path] = (),
+           dry_run: bool = False, allow_unverified: bool = False) -> str:
+    """Deploy a chart rendered here from `plan`; returns the manifests (dry run) or the release's notes."""
+    release = release or default_release(plan)
+    check_release_name(release)
     with tempfile.TemporaryDirectory(prefix="packager-deploy-") as tmp:
         chart_dir = write_chart(plan, Path(tmp), image=image, sets=sets, values_files=values_files)
-        # Signed artifacts are checked before anything is rendered or installed (packager.supply.gate).
-        from packager.supply.gate import check as verify_release
+        # OCI weights are checked before anything is rendered or installed (packager.supply.gate).
+        from packager.supply.gate import check_unverified
 
-        verify_release(chart_dir, keys, allow_unverified, log=lambda msg: print(msg, file=sys.stderr))
-        if dry_run:
-            return render_manifests(chart_dir, release=release, namespace=namespace)
-        cfg = connect(namespace)
-        with cfg:
-            result = upgrade_install(cfg, chart_dir, release=release, namespace=namespace)
+        check_unverified(chart_dir, allow_unverified, log=lambda msg: print(msg, file=sys.stderr))
+        return _install(chart_dir, None, release=release, namespace=namespace, dry_run=dry_run)
+
+
+def deploy_verified(image: str | None, keys: Path, *, namespace: str = "default", release: str | None = None,
+                    sets: Iterable[str] = (), values_files: Iterable[str | Path] = (), dry_run: bool = False) -> str:
+    """Verify the imported release at `image`, then install exactly its signed chart: its own values (written
+    from the signed plan), the operator's -f/--set, and last the image and weights pinned by the verified digests."""
+    from packager.chart import overrides
+    from packager.supply.gate import verified_release
+
+    if release:
+        check_release_name(release)
+    with tempfile.TemporaryDirectory(prefix="packager-deploy-") as tmp:
+        verified = verified_release(image, keys, Path(tmp), log=lambda msg: print(msg, file=sys.stderr))
+        release = release or default_release(verified.plan)
+        check_release_name(release)
+        values = overrides.deep_merge(overrides.apply({}, sets=sets, values_files=values_files), verified.pins)
+        return _install(verified.chart, values, release=release, namespace=namespace, dry_run=dry_run)
+
+
+def _install(chart: Path, values: dict | None, *, release: str, namespace: str, dry_run: bool) -> str:
+    if dry_run:
+        return render_manifests(chart, release=release, namespace=namespace, values=values)
+    cfg = connect(namespace)
+    with cfg:
+        result = upgrade_install(cfg, chart, release=release, namespace=namespace, values=values)
     info = result.get("info") or {}
     notes = info.get("notes") if isinstance(info, dict) else None
     return notes or f"release {release} deployed in namespace {namespace}"

@@ -76,22 +76,35 @@ def deploy(
     objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
     namespace: str = typer.Option("default", "--namespace", "-n", help="Kubernetes namespace."),
     release: Optional[str] = typer.Option(None, "--release", help="Release name (default: the model name)."),
-    image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...])."),
+    image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); with --keys "
+                                        "the imported release, HOST:PORT/REPO:TAG."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
     values: list[Path] = typer.Option([], "-f", "--values", help=_VALUES_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the rendered manifests; contact no cluster."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
     profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
-    keys: Optional[Path] = typer.Option(None, "--keys", help="Public keys (`packager keys init`): verify the image, "
-                                        "weights and chart first (always for weights.mode=oci)."),
-    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Deploy even when verification fails or "
-                                          "cannot run (weights.mode=oci without --keys)."),
+    keys: Optional[Path] = typer.Option(None, "--keys", help="Public keys (`packager keys init`): deploy the imported "
+                                        "release named by --image, after verifying it: its signed chart and plan, the "
+                                        "image and weights pinned by the verified digests."),
+    allow_unverified: bool = typer.Option(False, "--allow-unverified", help="Deploy a chart rendered here with "
+                                          "weights.mode=oci without verifying anything."),
 ) -> None:
-    """helm upgrade --install the model's chart into the current kubeconfig's cluster."""
+    """helm upgrade --install the model's chart (or, with --keys, a verified imported release) into the current cluster."""
+    if keys is not None:
+        from packager.deploy import deploy_verified
+
+        given = [flag for flag, v in (("MODEL", model), ("--hardware", hardware), ("--objective", objective),
+                                      ("--plan", plan), ("--profile", profile), ("--allow-unverified", allow_unverified)) if v]
+        if given:
+            raise UserError(f"--keys deploys the signed release as verified; {', '.join(given)} would change it",
+                            field=given[0], hint="drop them, or deploy a plan without --keys (unverified)")
+        typer.echo(deploy_verified(image, keys, namespace=namespace, release=release, sets=set_, values_files=values,
+                                   dry_run=dry_run), nl=False)
+        return
     from packager.deploy import deploy as run
 
     typer.echo(run(load_plan(model, hardware, objective, plan, profile), namespace=namespace, release=release,
-                   image=image, sets=set_, values_files=values, dry_run=dry_run, keys=keys,
+                   image=image, sets=set_, values_files=values, dry_run=dry_run,
                    allow_unverified=allow_unverified), nl=False)
 
 

@@ -37,35 +37,53 @@ def bundle(
                       registry=registry, tag=tag), log=_log)
 
 
+_EXPECT_VERSION = "Refuse a release of any other version (its tag), e.g. an older one, however validly signed."
+_EXPECT_IDENTITY = "Refuse a release of any other identity (its repository, e.g. packager/MODEL), however validly signed."
+
+
 def verify(
     source: str = typer.Argument(..., help="A bundle .tar, or an imported image reference HOST:PORT/REPO:TAG."),
     keys: Path = typer.Option(..., "--keys", help="Directory holding the public keys (*.pub)."),
+    expect_version: Optional[str] = typer.Option(None, "--expect-version", help=_EXPECT_VERSION),
+    expect_identity: Optional[str] = typer.Option(None, "--expect-identity", help=_EXPECT_IDENTITY),
 ) -> None:
-    """Check every digest and signature (public keys only). Exit 0: all pass; 1: one failed; 2: bad input."""
-    from packager.supply.verify import verify_source
+    """The signed release statement, then every part against it (public keys only). Exit 0: all pass; 1: one failed; 2: bad input."""
+    from packager.supply.verify import Expect, verify_source
 
-    report = verify_source(source, keys)
+    report = verify_source(source, keys, Expect(expect_version, expect_identity))
+    _print_report(report)
+    typer.echo(f"verify: all {len(report.checks)} checks passed")
+
+
+def _print_report(report) -> None:
     for line in report.lines():
         typer.echo(line)
     if not report.ok:
-        typer.echo("verify: FAILED: " + "; ".join(report.failures()), err=True)
+        typer.echo("verify: FAILED: " + "; ".join(report.failures() or ["no release statement verified"]), err=True)
         raise typer.Exit(1)
-    typer.echo(f"verify: all {len(report.checks)} checks passed")
 
 
 def import_(
     bundle_file: Path = typer.Argument(..., help="The bundle .tar from `packager bundle`."),
     registry: str = typer.Option(..., "--registry", help="Registry to restore into: HOST:PORT, or HOST:PORT/PREFIX."),
+    keys: Path = typer.Option(..., "--keys", help="Public keys (*.pub): the bundle is verified before anything is pushed."),
     signatures: Optional[Path] = typer.Option(None, "--signatures-dir",
                                               help="Where the image's signature files, policy.json and registries.d go "
                                                    "(default: BUNDLE.signatures/ beside the bundle)."),
-    keys: Optional[Path] = typer.Option(None, "--keys", help="Public keys: image-signing.pub is copied beside policy.json."),
+    expect_version: Optional[str] = typer.Option(None, "--expect-version", help=_EXPECT_VERSION),
+    expect_identity: Optional[str] = typer.Option(None, "--expect-identity", help=_EXPECT_IDENTITY),
 ) -> None:
-    """Restore every part of a bundle into a registry with its digests unchanged."""
-    from packager.supply.importer import import_bundle
+    """Verify a bundle, then restore every part into PREFIX/IDENTITY:TAG of a registry with its digests unchanged."""
+    from packager.supply.importer import NotImported, import_bundle
+    from packager.supply.verify import Expect
 
     sigdir = signatures or bundle_file.with_name(bundle_file.name.removesuffix(".tar") + ".signatures")
-    result = import_bundle(bundle_file, registry, sigdir, keys, log=_log)
+    try:
+        result = import_bundle(bundle_file, registry, keys, sigdir, Expect(expect_version, expect_identity), log=_log)
+    except NotImported as exc:
+        typer.echo("import: nothing pushed: the bundle does not verify", err=True)
+        _print_report(exc.report)
+        raise typer.Exit(1)
     typer.echo(f"signatures: {result.signatures_dir} (policy.json and registries.d/ for podman, skopeo, CRI-O)")
     for role, ref in result.refs.items():
         typer.echo(f"{role}: {ref}")

@@ -19,8 +19,8 @@ from packager.manifests.resolve import default_model_manifest
 from packager.planner import plan_files
 from packager.supply.bundle import Release, assemble
 from packager.supply.keys import load_keys
-from packager.supply.layout import pack
-from runtimes.oci_ref import parse, parse_remote
+from packager.supply.oci_layout import pack
+from runtimes.oci_ref import parse
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,7 @@ def build_release(req: BundleRequest, build_out: Path, log) -> Release:
     pushed_weights = push_weights(plan, req.registry, result.tag, log)
     image_ref = push_image(result.tag, req.registry)
     identity = f"{parse(image_ref).name}:{parse(result.tag).tag}"
-    weights = parse_remote(pushed_weights.pushed.tag_ref)
-    return Release(plan, image_ref, identity, pushed_weights.artifact, pushed_weights.pushed.ref,
-                   f"{weights.repository}:{weights.tag}", result.context)
+    return Release(plan, image_ref, identity, pushed_weights.artifact, pushed_weights.pushed.ref, result.context)
 
 
 def default_tag(req: BundleRequest) -> str:

@@ -1,54 +1,78 @@
-"""The deploy gate: `packager deploy` refuses artifacts that do not verify.
+"""The deploy gate: `packager deploy` installs only what verified, or says loudly that it did not check.
 
-A release whose weights travel as an OCI artifact (weights.mode=oci), or any deploy given
-`--keys`, is verified first (`packager verify REF`: image signature, weights digests and
-model-signing, chart provenance, SBOM); a failed check stops the deploy and is named.
-`--allow-unverified` deploys anyway, saying what was skipped.
+`deploy --keys DIR --image HOST:PORT/REPO:TAG` verifies the imported release there (the statement,
+then every part by its signed digest: packager.supply.fetch) and hands back what deploy installs:
+the signed chart archive (the bytes whose digest the statement names, copied under a fixed name),
+the signed plan, and values that pin the image and the weights artifact to the verified digests
+in that repository. A chart rendered here from a plan is never what a verified deploy installs.
+
+Without --keys, a chart whose weights come from an OCI artifact (weights.mode=oci) is refused
+unless --allow-unverified says to deploy it anyway.
 """
 from __future__ import annotations
 
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from packager.errors import UserError
 
+HINT = "re-import the bundle (`packager import`), check the keys, or deploy without verifying (--allow-unverified)"
 
-def chart_release(chart_dir: Path) -> dict:
-    """What the rendered chart will run: image reference, weights mode and artifact."""
+
+@dataclass(frozen=True)
+class Verified:
+    chart: Path  # the signed chart archive
+    plan: dict  # the signed plan
+    pins: dict  # chart values: image and weights pinned by the verified digests
+
+
+def check_unverified(chart_dir: Path, allow_unverified: bool, log=print) -> None:
+    """A chart rendered here from a plan: OCI weights need a verified release (--keys) or --allow-unverified."""
     values = yaml.safe_load((Path(chart_dir) / "values.yaml").read_text(encoding="utf-8")) or {}
-    image, weights = values.get("image") or {}, values.get("weights") or {}
-    return {"repository": image.get("repository", ""), "tag": str(image.get("tag") or ""),
-            "digest": image.get("digest") or "", "mode": weights.get("mode", "baked"),
-            "artifact": (weights.get("oci") or {}).get("artifact", "")}
-
-
-def check(chart_dir: Path, keys: Path | None, allow_unverified: bool, log=print) -> None:
-    rel = chart_release(chart_dir)
-    if rel["mode"] != "oci" and keys is None:
-        return  # nothing signed to check, and no keys asked for it
+    if (values.get("weights") or {}).get("mode", "baked") != "oci":
+        return
     if allow_unverified:
         log("deploy: --allow-unverified: image and weights are deployed WITHOUT signature checks")
         return
-    if keys is None:
-        raise UserError("refusing to deploy weights from an OCI artifact without verifying them", field="--keys",
-                        hint="pass --keys DIR (the public keys from `packager keys init`), or --allow-unverified")
-    if not rel["tag"] or "/" not in rel["repository"]:
-        raise UserError(f"image {rel['repository']!r} tag {rel['tag']!r}: verification needs the imported image "
-                        "by registry and tag", field="--image", hint="e.g. --image HOST:PORT/packager/MODEL:TAG")
-    from packager.supply.keys import load_keys
-    from packager.supply.verify import verify_ref
+    raise UserError("refusing to deploy weights from an OCI artifact without verifying them", field="--keys",
+                    hint="deploy the imported release: --keys DIR --image HOST:PORT/REPO:TAG; or pass --allow-unverified")
 
-    report = verify_ref(f"{rel['repository']}:{rel['tag']}", load_keys(keys, private=False))
-    failures = report.failures()
-    if report.ok and rel["digest"] and rel["digest"] != report.digests.get("image"):
-        failures.append(f"image digest: the chart pins {rel['digest']}, the verified image is {report.digests.get('image')}")
-    verified = report.digests.get("weights", "")
-    if rel["mode"] == "oci" and verified and not rel["artifact"].endswith("@" + verified):
-        failures.append(f"weights artifact: the chart mounts {rel['artifact'] or '(none)'}, the verified weights "
-                        f"are {verified}")
-    if failures or not verified:
-        raise UserError("refusing to deploy: verification failed: " + "; ".join(failures or ["no weights verified"]),
-                        field="verify", hint="re-import the bundle (`packager import`), check the keys, "
-                        "or pass --allow-unverified to deploy anyway")
-    log(f"deploy: verified {len(report.checks)} checks (image signature, weights, chart, sbom)")
+
+def parse_image(ref: str) -> tuple[str, str | None]:
+    """HOST:PORT/REPO:TAG[@sha256:...] -> (HOST:PORT/REPO:TAG, the digest the user pinned, if any)."""
+    tagged, _, digest = ref.partition("@")
+    return tagged, digest or None
+
+
+def verified_release(image: str | None, keys_dir: Path, dest: Path, log=print) -> Verified:
+    from packager.supply.fetch import parse_release_ref, verify_ref
+    from packager.supply.keys import load_keys
+
+    if not image:
+        raise UserError("--keys deploys an imported release: name it", field="--image",
+                        hint="e.g. --image HOST:PORT/packager/MODEL:TAG (what `packager import` printed)")
+    tagged, pinned = parse_image(image)
+    host, repo, tag = parse_release_ref(tagged)
+    keys = load_keys(keys_dir, private=False)
+    with tempfile.TemporaryDirectory(prefix="packager-deploy-verify-") as tmp:
+        report = verify_ref(tagged, keys, Path(tmp))
+        failures = report.failures()
+        if report.ok and pinned and pinned != report.digests.get("image"):
+            failures.append(f"image digest: --image pins {pinned}, the verified image is {report.digests.get('image')}")
+        if failures or not report.ok:
+            raise UserError("refusing to deploy: verification failed: " + "; ".join(failures or ["nothing verified"]),
+                            field="verify", hint=HINT)
+        st = report.statement
+        chart = dest / "chart.tgz"
+        shutil.copyfile(report.blob("chart/archive"), chart)
+        plan = json.loads(report.blob("plan/plan.json").read_bytes())
+    pins = {"image": {"repository": f"{host}/{repo}", "tag": tag, "digest": report.digests["image"]},
+            "weights": {"oci": {"artifact": f"{host}/{repo}@{report.digests['weights']}"}}}
+    log(f"deploy: verified {st.identity}:{st.version} ({len(report.checks)} checks): chart {st.digests['chart/archive'][:19]}..., "
+        f"image {report.digests['image'][:19]}..., weights {report.digests['weights'][:19]}...")
+    return Verified(chart, plan, pins)

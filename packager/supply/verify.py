@@ -1,7 +1,12 @@
-"""`packager verify BUNDLE --keys DIR`: every digest and every signature, with the public keys only.
+"""`packager verify BUNDLE --keys DIR`: the release statement first, then every part against it.
 
-Each check prints one line (ok / FAIL, what, why). A failure names the part and, for the
-weights, the file. Exit codes (cli): 0 all pass, 1 a check failed, 2 bad input.
+The statement (packager.supply.statement) is the only thing trusted, and only once its signature
+verified with the public weights key: each part is then reached by the digest the statement gives
+it, never by an index entry, ref name, annotation or title. Files are written only into the
+caller's temp dir, under fixed names (blobs/sha256/<hex>, weights/<the signed file paths>,
+chart/<the signed archive name>). Each check prints one line (ok / FAIL, what, why); a failure
+names the part and, for the weights, the file. Exit codes (cli): 0 all pass, 1 a check failed,
+2 bad input (a malformed index or manifest, named).
 """
 from __future__ import annotations
 
@@ -12,23 +17,27 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packager.errors import UserError
-from packager.supply import gpg, layout as L, modelpack, sign
-from packager.supply.bundle import (HELM_CHART, HELM_PROV, IDENTITY, SBOM_TYPE, SIMPLE_SIG_TYPE, SUBJECT,
-                                    WEIGHTS_SIG_TYPE)
+from packager.supply import gpg, modelpack, oci_layout as L, sign, statement as S
 from packager.supply.keys import CHART_PUB, IMAGE_PUB, MODEL_PUB, KeySet, load_keys
-from runtimes import oci_ref
-from runtimes.digests import oci_digest_file
+from runtimes.digests import oci_digest, oci_digest_file
 
-ROLES = ("image", "weights", "chart", "plan", "sbom", "signatures")
 SBOM_LABEL = "dev.packager.sbom"
 WEIGHTS_LABEL = "dev.packager.weights.artifact"
+
+
+@dataclass(frozen=True)
+class Expect:
+    """--expect-version / --expect-identity (None: any)."""
+    version: str | None = None
+    identity: str | None = None
 
 
 @dataclass
 class Report:
     checks: list[tuple[bool, str, str]] = field(default_factory=list)  # (ok, what, detail)
-    digests: dict[str, str] = field(default_factory=dict)  # role -> manifest digest whose blobs all matched
+    digests: dict[str, str] = field(default_factory=dict)  # part -> manifest digest whose blobs all matched
+    statement: S.Statement | None = None  # set once its signature verified
+    layout: L.Layout | None = None
 
     def add(self, ok: bool, what: str, detail: str) -> bool:
         self.checks.append((ok, what, detail))
@@ -36,7 +45,7 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return bool(self.checks) and all(ok for ok, _, _ in self.checks)
+        return bool(self.checks) and all(ok for ok, _, _ in self.checks) and self.statement is not None
 
     def failures(self) -> list[str]:
         return [f"{what}: {detail}" for ok, what, detail in self.checks if not ok]
@@ -44,108 +53,136 @@ class Report:
     def lines(self) -> list[str]:
         return [f"{'ok  ' if ok else 'FAIL'}  {what:<28} {detail}" for ok, what, detail in self.checks]
 
+    def blob(self, name: str) -> Path:
+        """A verified part's file (a statement subject), in the layout that was checked."""
+        return self.layout.blob_path(self.statement.digests[name])
 
-def verify_bundle(bundle: Path, keys_dir: Path) -> Report:
+
+def verify_bundle(bundle: Path, keys_dir: Path, expect: Expect = Expect()) -> Report:
     keys = load_keys(keys_dir, private=False)
     with tempfile.TemporaryDirectory(prefix="packager-verify-") as tmp:
         lay = L.unpack(Path(bundle), Path(tmp) / "layout")
-        return verify_layout(lay, keys, Path(tmp))
+        return verify_layout(lay, keys, Path(tmp), expect)
 
 
-def verify_layout(lay: L.Layout, keys: KeySet, tmp: Path) -> Report:
-    rep = Report()
-    try:
-        entries = lay.entries()
-    except (ValueError, OSError) as exc:
-        raise UserError(f"the bundle's index.json does not parse: {exc}", field="index.json") from None
-    for role in ROLES:
-        if role not in entries:
-            rep.add(False, role, "missing from the bundle's index")
-    good = {role: check_digests(lay, e, rep) for role, e in entries.items()}
-    if "weights" in entries and good.get("weights") and "signatures" in entries:
-        check_weights(lay, entries["weights"], entries["signatures"], keys, tmp, rep)
-    if "image" in entries and good.get("image") and "signatures" in entries:
-        check_image(lay, entries["image"], entries["signatures"], keys, tmp, rep)
-    if "chart" in entries and good.get("chart"):
-        check_chart(lay, entries["chart"], keys, tmp, rep)
-    if "image" in entries and good.get("image"):
-        check_labels(lay, entries, rep)
+def verify_layout(lay: L.Layout, keys: KeySet, tmp: Path, expect: Expect = Expect()) -> Report:
+    """The statement named `release` in index.json, then every part it names, from `lay`."""
+    rep = Report(layout=lay)
+    entry = lay.checked_index().get(S.REF)
+    if entry is None:
+        rep.add(False, "release statement", f"the bundle's index names no {S.REF!r} entry: an unsigned or "
+                "pre-statement bundle")
+        return rep
+    envelope = statement_envelope(lay, entry["digest"], rep)
+    if envelope is not None and check_statement(envelope, keys, expect, rep):
+        check_parts(lay, keys, tmp, rep)
     return rep
 
 
-def check_digests(lay: L.Layout, entry: L.Entry, rep: Report) -> bool:
-    """The manifest and every blob it names: present, the right size, the right sha256."""
+def statement_envelope(lay: L.Layout, manifest_digest: str, rep: Report) -> bytes | None:
+    """The DSSE envelope blob of the statement artifact (its wrapper manifest is not signed: shape only)."""
+    raw = lay.read_blob(manifest_digest, "release statement manifest")
+    if raw is None or oci_digest(raw) != manifest_digest:
+        rep.add(False, "release statement", f"manifest {manifest_digest} missing or altered")
+        return None
+    layers = [ly for ly in L.parse_manifest(raw, "release statement")["layers"] if ly["mediaType"] == S.ENVELOPE_TYPE]
+    if len(layers) != 1:
+        raise L.Malformed("release statement manifest", f"{len(layers)} layers of type {S.ENVELOPE_TYPE}, not one")
+    data = lay.read_blob(layers[0]["digest"], "release statement", S.MAX_ENVELOPE)
+    if data is None or oci_digest(data) != layers[0]["digest"]:
+        rep.add(False, "release statement", f"envelope {layers[0]['digest']} missing or altered")
+        return None
+    return data
+
+
+def check_statement(envelope: bytes, keys: KeySet, expect: Expect, rep: Report) -> S.Statement | None:
     try:
-        mpath = lay.blob_path(entry.digest)
-    except ValueError as exc:
-        return rep.add(False, f"{entry.role} manifest", str(exc))
-    if not mpath.is_file() or oci_digest_file(mpath) != entry.digest:
-        return rep.add(False, f"{entry.role} manifest", f"{entry.digest} missing or altered")
-    manifest = json.loads(mpath.read_bytes())
-    blobs = [("config", manifest["config"])] if "config" in manifest else []
+        st = S.open_envelope(envelope, keys.path(MODEL_PUB))
+        rep.add(True, "release statement", f"{st.identity}:{st.version} ({len(st.digests)} subjects), signed by "
+                f"{MODEL_PUB} {keys.model[:19]}...")
+        S.check_expected(st, expect.version, expect.identity)
+    except S.Refused as exc:
+        rep.add(False, "release statement", str(exc))
+        return None
+    rep.statement = st
+    return st
+
+
+def check_parts(lay: L.Layout, keys: KeySet, tmp: Path, rep: Report) -> None:
+    st = rep.statement
+    manifests = {part: check_part(lay, part, st.digests[part], rep) for part in S.PARTS}
+    blobs = {**S.BLOBS, **{n: "signatures" for n in st.digests if S.IMAGE_SIGNATURE.fullmatch(n)}}
+    for name, part in blobs.items():
+        if manifests[part] is not None and st.digests[name] not in {ly["digest"] for ly in manifests[part]["layers"]}:
+            manifests[part] = None
+            rep.add(False, name, f"{st.digests[name]} is not a layer of the {part} manifest")
+    if manifests["weights"] and manifests["signatures"]:
+        check_weights(lay, manifests["weights"], keys, tmp, rep)
+    if manifests["image"] and manifests["signatures"]:
+        check_image(lay, keys, rep)
+    if manifests["chart"]:
+        check_chart(lay, keys, tmp, rep)
+    if manifests["image"] and manifests["sbom"]:
+        check_labels(lay, manifests["image"], rep)
+    if manifests["plan"]:
+        check_plan(rep)
+
+
+def check_part(lay: L.Layout, part: str, digest: str, rep: Report) -> dict | None:
+    """The manifest the statement names, and every blob it names: present, the right size, the right sha256."""
+    raw = lay.read_blob(digest, part)
+    if raw is None:
+        rep.add(False, f"{part} manifest", f"{digest} (the statement's) is missing")
+        return None
+    manifest = L.parse_manifest(raw, part)  # shape first, so a malformed one is named as such (exit 2)
+    if oci_digest(raw) != digest:  # ... but nothing in it is used unless it is the signed one
+        rep.add(False, f"{part} manifest", f"altered: its bytes hash to {oci_digest(raw)}, the statement names {digest}")
+        return None
+    blobs = [("config", manifest["config"])]
     blobs += [(ly.get("annotations", {}).get(modelpack.FILEPATH) or ly.get("annotations", {}).get(L.TITLE)
-               or f"layer {i}", ly) for i, ly in enumerate(manifest.get("layers", []))]
+               or f"layer {i}", ly) for i, ly in enumerate(manifest["layers"])]
     ok = True
     for name, desc in blobs:
         path = lay.blob_path(desc["digest"])
         if not path.is_file():
-            ok = rep.add(False, f"{entry.role} {name}", f"blob {desc['digest']} missing")
+            ok = rep.add(False, f"{part} {name}", f"blob {desc['digest']} missing")
         elif path.stat().st_size != desc["size"] or oci_digest_file(path) != desc["digest"]:
-            ok = rep.add(False, f"{entry.role} {name}",
+            ok = rep.add(False, f"{part} {name}",
                          f"altered: its bytes hash to {oci_digest_file(path)}, the manifest names {desc['digest']}")
-    if ok:
-        rep.digests[entry.role] = entry.digest
-        rep.add(True, f"{entry.role} digests", f"manifest {entry.digest[:19]}... and {len(blobs)} blob(s) match")
-    return ok
+    if not ok:
+        return None
+    rep.digests[part] = digest
+    rep.add(True, f"{part} digests", f"manifest {digest[:19]}... and {len(blobs)} blob(s) match the statement")
+    return manifest
 
 
-def _signature_layers(lay: L.Layout, sigs: L.Entry, media_type: str, subject: str) -> list[dict]:
-    manifest = lay.read_json(sigs.digest)
-    return [ly for ly in manifest.get("layers", [])
-            if ly["mediaType"] == media_type and ly.get("annotations", {}).get(SUBJECT) == subject]
-
-
-def check_weights(lay: L.Layout, weights: L.Entry, sigs: L.Entry, keys: KeySet, tmp: Path, rep: Report) -> None:
-    """model-signing over the artifact's files, rebuilt at their filepaths from the blobs."""
-    manifest = lay.read_json(weights.digest)
+def check_weights(lay: L.Layout, manifest: dict, keys: KeySet, tmp: Path, rep: Report) -> None:
+    """model-signing over the artifact's files, rebuilt at their (signed) file paths from the blobs."""
     if manifest.get("artifactType") != modelpack.ARTIFACT_TYPE:
         rep.add(False, "weights artifact", f"artifactType {manifest.get('artifactType')!r} is not ModelPack's")
         return
-    files = [(lay.blob_path(ly["digest"]), ly["annotations"][modelpack.FILEPATH]) for ly in manifest["layers"]]
-    found = _signature_layers(lay, sigs, WEIGHTS_SIG_TYPE, weights.digest)
-    # A manifest rewritten to match altered files has another digest: check the files against the
-    # bundle's weights signature anyway, so the failure names the file, not only the digest.
-    candidates = found or [ly for ly in lay.read_json(sigs.digest).get("layers", []) if ly["mediaType"] == WEIGHTS_SIG_TYPE]
-    if not candidates:
-        rep.add(False, "weights signature", f"no model-signing signature for {weights.digest}")
+    files = [(lay.blob_path(ly["digest"]), ly.get("annotations", {}).get(modelpack.FILEPATH, ""))
+             for ly in manifest["layers"]]
+    if not files or not all(rel for _, rel in files):
+        rep.add(False, "weights artifact", f"a layer without its {modelpack.FILEPATH}")
         return
-    root = sign.model_dir(files, tmp / "weights")
     try:
-        sign.verify_weights(root, lay.blob_path(candidates[0]["digest"]), keys.path(MODEL_PUB))
+        root = sign.model_dir(files, tmp / "weights")
+        sign.verify_weights(root, rep.blob("signatures/weights"), keys.path(MODEL_PUB))
     except Exception as exc:  # model-signing raises ValueError with the file it disagrees on
         rep.add(False, "weights signature", f"model-signing: {exc}")
         return
-    names = ", ".join(rel for _, rel in files)
-    if not found:
-        rep.add(False, "weights signature", f"the files verify, but the signature names artifact "
-                f"{candidates[0]['annotations'].get(SUBJECT)}, not {weights.digest}")
-        return
-    rep.add(True, "weights signature", f"model-signing, key {keys.model[:19]}...: {names}")
+    rep.add(True, "weights signature", f"model-signing, key {keys.model[:19]}...: {', '.join(r for _, r in files)}")
 
 
-def check_image(lay: L.Layout, image: L.Entry, sigs: L.Entry, keys: KeySet, tmp: Path, rep: Report) -> None:
-    found = _signature_layers(lay, sigs, SIMPLE_SIG_TYPE, image.digest)
-    # The signed docker reference (the build registry's name): a digest check, wherever the image is now.
-    identity = found[0].get("annotations", {}).get(IDENTITY, "") if found else ""
-    if not found or not identity:
-        rep.add(False, "image signature", f"no simple signature for {image.digest}")
-        return
-    ok, why = standalone_verify(lay.blob_path(image.digest), identity,
-                                [lay.blob_path(s["digest"]) for s in found], keys, tmp)
+def check_image(lay: L.Layout, keys: KeySet, rep: Report) -> None:
+    st = rep.statement
+    ok, why = standalone_verify(rep.blob("image"), st.signed_identity, [lay.blob_path(d) for d in st.image_signatures],
+                                keys)
     rep.add(ok, "image signature", why)
 
 
-def standalone_verify(manifest: Path, identity: str, signatures: list[Path], keys: KeySet, tmp: Path) -> tuple[bool, str]:
+def standalone_verify(manifest: Path, identity: str, signatures: list[Path], keys: KeySet) -> tuple[bool, str]:
     """containers/image's own check (skopeo standalone-verify) with only the public key in the keyring."""
     with gpg.temp_home() as home:
         fprs = gpg.import_keys(home, keys.path(IMAGE_PUB))
@@ -160,19 +197,13 @@ def standalone_verify(manifest: Path, identity: str, signatures: list[Path], key
     return False, "skopeo standalone-verify: " + "; ".join(errors)
 
 
-def check_chart(lay: L.Layout, chart: L.Entry, keys: KeySet, tmp: Path, rep: Report) -> None:
-    manifest = lay.read_json(chart.digest)
-    by_type = {ly["mediaType"]: ly for ly in manifest.get("layers", [])}
-    if HELM_CHART not in by_type or HELM_PROV not in by_type:
-        rep.add(False, "chart signature", "the chart artifact lacks its archive or its .prov")
-        return
-    # Helm checks the archive by its file name in the .prov: restore both names.
+def check_chart(lay: L.Layout, keys: KeySet, tmp: Path, rep: Report) -> None:
+    """Helm provenance. Helm finds the archive's sum in the .prov by file name: the signed one, in tmp/chart/."""
     d = tmp / "chart"
     d.mkdir(exist_ok=True)
-    archive = d / by_type[HELM_CHART]["annotations"][L.TITLE]
-    prov = d / by_type[HELM_PROV]["annotations"][L.TITLE]
-    for path, desc in ((archive, by_type[HELM_CHART]), (prov, by_type[HELM_PROV])):
-        path.write_bytes(lay.blob_path(desc["digest"]).read_bytes())
+    archive, prov = d / rep.statement.chart_archive, d / (rep.statement.chart_archive + ".prov")
+    archive.write_bytes(rep.blob("chart/archive").read_bytes())
+    prov.write_bytes(rep.blob("chart/provenance").read_bytes())
     try:
         who = sign.verify_chart(archive, prov, keys.path(CHART_PUB))
     except ValueError as exc:
@@ -181,76 +212,41 @@ def check_chart(lay: L.Layout, chart: L.Entry, keys: KeySet, tmp: Path, rep: Rep
     rep.add(True, "chart signature", f"Helm provenance of {archive.name} signed by {who}")
 
 
-def check_labels(lay: L.Layout, entries: dict[str, L.Entry], rep: Report) -> None:
+def check_labels(lay: L.Layout, image: dict, rep: Report) -> None:
     """The image names its SBOM (and, under --weights oci, its weights artifact) by digest."""
-    manifest = lay.read_json(entries["image"].digest)
-    config = lay.read_json(manifest["config"]["digest"])
-    labels = (config.get("config") or {}).get("Labels") or {}
-    if "sbom" in entries:
-        sbom = [ly for ly in lay.read_json(entries["sbom"].digest).get("layers", []) if ly["mediaType"] == SBOM_TYPE]
-        want = labels.get(SBOM_LABEL)
-        got = sbom[0]["digest"] if sbom else None
-        if want:
-            rep.add(want == got, "sbom", f"image label {SBOM_LABEL}={want}" + ("" if want == got else f", bundle has {got}"))
-        else:
-            rep.add(True, "sbom", f"{got} attached (this image carries no {SBOM_LABEL} label)")
+    config = L.parse_json(lay.read_blob(image["config"]["digest"], "image config") or b"", "image config")
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    labels = inner.get("Labels") if isinstance(inner.get("Labels"), dict) else {}
+    got = rep.statement.digests["sbom/sbom.cdx.json"]
+    want = labels.get(SBOM_LABEL)
+    if want:
+        rep.add(want == got, "sbom", f"image label {SBOM_LABEL}={want}" + ("" if want == got else f", the statement has {got}"))
+    else:
+        rep.add(True, "sbom", f"{got} attached (this image carries no {SBOM_LABEL} label)")
     want = labels.get(WEIGHTS_LABEL)
-    if want and "weights" in entries:
-        got = entries["weights"].digest
-        rep.add(want.endswith(got), "weights binding", f"image label {WEIGHTS_LABEL}={want}"
-                + ("" if want.endswith(got) else f", bundle has {got}"))
+    got = rep.statement.digests["weights"]
+    if want:
+        rep.add(str(want).endswith(got), "weights binding", f"image label {WEIGHTS_LABEL}={want}"
+                + ("" if str(want).endswith(got) else f", the statement has {got}"))
 
 
-def verify_source(source: str, keys_dir: Path) -> Report:
-    """A bundle file, or an imported image reference (HOST:PORT/REPO:TAG) and its sidecars."""
+def check_plan(rep: Report) -> None:
+    try:
+        plan = json.loads(rep.blob("plan/plan.json").read_bytes())
+        name, profile = plan["model"]["name"], (plan.get("selected") or {}).get("name")
+    except (ValueError, KeyError, TypeError) as exc:
+        rep.add(False, "plan", f"plan.json does not read as a plan ({exc})")
+        return
+    want = rep.statement.model.get("name")
+    rep.add(name == want, "plan", f"model {name}, profile {profile}" + ("" if name == want else f"; the statement names {want}"))
+
+
+def verify_source(source: str, keys_dir: Path, expect: Expect = Expect()) -> Report:
+    """A bundle file, or an imported release by reference (HOST:PORT/REPO:TAG)."""
     if Path(source).is_file() or source.endswith(".tar"):
-        return verify_bundle(Path(source), keys_dir)
+        return verify_bundle(Path(source), keys_dir, expect)
+    from packager.supply.fetch import verify_ref
+
     keys = load_keys(keys_dir, private=False)
-    return verify_ref(source, keys)
-
-
-def verify_ref(ref: str, keys: KeySet) -> Report:
-    """Copy the image and its sidecar artifacts out of the registry into a layout, then check it."""
-    from packager.supply.bundle import CHART_TARGET, WEIGHTS_TARGET
-
-    parsed = oci_ref.parse_remote(ref)
-    host, repo, tag = parsed.registry, parsed.repository, parsed.tag
-    if "@" in ref or not repo or not tag or not oci_ref.is_registry_host(host):
-        raise UserError(f"{ref!r} is neither a bundle file nor HOST:PORT/REPOSITORY:TAG", field="BUNDLE|REF",
-                        hint="pass the .tar from `packager bundle`, or the imported image by tag")
     with tempfile.TemporaryDirectory(prefix="packager-verify-") as tmp:
-        lay = L.Layout(Path(tmp) / "layout").init()
-        rep = Report()
-        if not _copy(lay, f"{host}/{repo}:{tag}", "image", rep):
-            return rep
-        _copy(lay, f"{host}/{repo}:{tag}-signatures", "signatures", rep)
-        _copy(lay, f"{host}/{repo}:{tag}-plan", "plan", rep)
-        _copy(lay, f"{host}/{repo}:{tag}-sbom", "sbom", rep)
-        sigs = lay.entries().get("signatures")
-        ann = (lay.read_json(sigs.digest).get("annotations") or {}) if sigs else {}
-        for role, key in (("weights", WEIGHTS_TARGET), ("chart", CHART_TARGET)):
-            if ann.get(key):
-                _copy(lay, f"{host}/{ann[key]}", role, rep)
-        inner = verify_layout(lay, keys, Path(tmp))
-        rep.checks.extend(inner.checks)
-        rep.digests.update(inner.digests)
-        return rep
-
-
-def _copy(lay: L.Layout, ref: str, role: str, rep: Report) -> bool:
-    if role != "image":  # artifacts: fetched as served, so a bad blob is named by its file, not refused
-        from packager.supply.fetch import BadInput, fetch_artifact
-
-        try:
-            fetch_artifact(lay, ref, role)
-            return True
-        except BadInput as exc:
-            return rep.add(False, role, str(exc))
-    host = ref.split("/", 1)[0]
-    proc = subprocess.run([sign.skopeo(), "copy", "--quiet", "--preserve-digests", "--remove-signatures", *sign.tls_flags(host, "--src-tls-verify"),
-                           f"docker://{ref}", f"oci:{lay.root}:{role}"], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return rep.add(False, role, f"cannot read {ref}: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
-    entry = next(m for m in lay.index()["manifests"] if m.get("annotations", {}).get(L.REF_NAME) == role)
-    lay.name(role, entry, ref.split("/", 1)[1])
-    return True
+        return verify_ref(source, keys, Path(tmp), expect)

@@ -72,5 +72,9 @@ def test_bundle_and_import_bad_input_exit_2_writing_nothing(run_cli, tmp_path, k
     code, _, stderr = run_cli("bundle", "smollm2-135m-instruct", "--hardware", "cpu", "--keys", str(keys.directory),
                               "--out", str(tmp_path / "b.zip"))
     assert code == 2 and ".tar" in stderr
-    code, _, stderr = run_cli("import", str(tmp_path / "missing.tar"), "--registry", "127.0.0.1:5999")
+    code, _, stderr = run_cli("import", str(tmp_path / "missing.tar"), "--registry", "127.0.0.1:5999",
+                              "--keys", str(keys.directory))
     assert code == 2 and "no such bundle" in stderr and "Traceback" not in stderr
+    code, _, stderr = run_cli("import", str(tmp_path / "missing.tar"), "--registry", "127.0.0.1:5999",
+                              "--keys", str(tmp_path / "none"))
+    assert code == 2 and "lacks" in stderr

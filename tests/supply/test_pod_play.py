@@ -63,7 +63,7 @@ def site(made, keys, site_registry, tmp_path_factory):
                     "--signatures-dir", str(tmp / "sigs"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     refs = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.split(":")[0] in
-                ("image", "weights", "plan", "sbom", "chart", "signatures"))
+                ("image", "weights", "plan", "sbom", "chart", "signatures", "release"))
     plan_manifest = json.load(urllib.request.urlopen(urllib.request.Request(
         f"http://{site_registry}/v2/{refs['plan'].split('/', 1)[1].replace('@', '/manifests/')}",
         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})))
@@ -75,10 +75,9 @@ def site(made, keys, site_registry, tmp_path_factory):
 
 
 def _deploy_args(site, keys, claim: str, port: int) -> list[str]:
+    """The verified release itself: its signed chart and plan, image and weights pinned by the verified digests."""
     digest = site["refs"]["image"].split("@")[1]
-    return ["deploy", "--plan", str(site["plan"]), "--image", f"{site['tag_ref']}@{digest}",
-            "--set", "weights.mode=oci", "--set", "weights.oci.mount=modelcar",
-            "--set", f"weights.oci.artifact={site['refs']['weights']}",
+    return ["deploy", "--image", f"{site['tag_ref']}@{digest}", "--set", "weights.oci.mount=modelcar",
             "--set", f"weights.oci.modelcar.existingClaim={claim}", "--set", f"containerPort={port}",
             "--keys", str(keys.directory), "--dry-run"]
 
@@ -145,7 +144,10 @@ def test_tampered_weights_and_signature_fail_verify_and_deploy(site, keys):
         assert verify.returncode == 1 and f"FAIL  weights {GGUF}" in verify.stdout
         deploy = packager(*_deploy_args(site, keys, "unused", 18000))
         assert deploy.returncode == 2 and "refusing to deploy" in deploy.stderr and GGUF in deploy.stderr
-        allowed = packager(*_deploy_args(site, keys, "unused", 18000), "--allow-unverified")
+        # a chart rendered here from the plan, unverified, on the operator's word
+        allowed = packager("deploy", "--plan", str(site["plan"]), "--image", site["refs"]["image"],
+                           "--set", "weights.mode=oci", "--set", f"weights.oci.artifact={site['refs']['weights']}",
+                           "--allow-unverified", "--dry-run")
         assert allowed.returncode == 0 and "WITHOUT signature checks" in allowed.stderr
     finally:
         blob.write_bytes(original)
