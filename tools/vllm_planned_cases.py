@@ -24,7 +24,7 @@ def planner_cases(models_dir: Path | None = None, hardware_dir: Path | None = No
     from packager.planner import PlanRequest, make_plan
 
     # Each manifest is read once; the loops only plan.
-    models = [(p.stem, load_model(str(p))) for p in sorted((models_dir or REPO / "packager" / "models").glob("*.yaml"))]
+    models = [(p.stem, load_model(str(p))) for p in sorted((models_dir or REPO / "manifests" / "models").glob("*.yaml"))]
     hardware = [(p.stem, load_hardware(str(p)))
                 for p in sorted((hardware_dir or REPO / "manifests" / "hardware").glob("*.yaml"))]
     cases, seen = [], set()
