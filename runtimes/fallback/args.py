@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     # Security and hostile traffic (README "Security").
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                   help="require Authorization: Bearer KEY on /v1/* (repeatable; default: $PACKAGER_API_KEY or "
-                        "$VLLM_API_KEY; prefer the environment, which ps does not show)")
+                   help="require Authorization: Bearer KEY on every path but the probes and /metrics (repeatable; "
+                        "default: $PACKAGER_API_KEY or $VLLM_API_KEY; prefer the environment, which ps does not show)")
     p.add_argument("--max-request-body", type=int, default=4 << 20, metavar="BYTES", help="larger bodies get a 413")
     p.add_argument("--body-read-timeout", type=float, default=30.0, metavar="S",
                    help="seconds a client has to send its request headers (closed after) and its body (408 after)")

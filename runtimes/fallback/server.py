@@ -28,9 +28,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from runtimes.api_keys import resolve_keys
+
 from .args import parse_args
 from .async_engine import AsyncEngine
-from .auth import resolve_keys
 from .choices import TokenText
 from .limits import Guard, Limits, header_deadline_protocol
 from .metrics import Metrics
@@ -256,7 +257,8 @@ def main(argv: list[str]) -> int:
     names = args.served_model_name or [args.model]
     state = ServerState(args=args, names=names, metrics=Metrics(names[0]), fingerprint=_fingerprint(args))
     limits = Limits(keys=resolve_keys(args.api_key), max_body=args.max_request_body, body_timeout=args.body_read_timeout)
-    log.info("API key %s", "required on /v1/* (probes and /metrics stay open)" if limits.keys else "not set: /v1/* is open")
+    log.info("API key %s", "required on every path but the probes and /metrics" if limits.keys
+             else "not set: every path is open")
     config = uvicorn.Config(Guard(build_app(state), limits), host=args.host, port=args.port, log_level=args.log_level,
                             http=header_deadline_protocol(args.body_read_timeout),
                             timeout_graceful_shutdown=5, access_log=False)
