@@ -121,6 +121,7 @@ class _Common(BaseModel):
     guided_grammar: str | None = None
     structured_outputs: StructuredOutputs | None = None
     user: str | None = None
+    _constraint: Any = PrivateAttr(None)  # (guided.Spec, the field it came from), set by the preparer
     _guide: Any = PrivateAttr(None)  # the compiled grammar, set by the preparer
 
     @model_validator(mode="before")

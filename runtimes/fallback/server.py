@@ -220,6 +220,7 @@ async def _endpoint(state: ServerState, request: Request, chat: bool):
     prep = state.preparer
     req, prompts = await prep.run(prep.chat if chat else prep.completion, body)
     check(state, req.model)
+    await prep.constrain(req)
     return await serve(state, request, req, prompts, chat=chat)
 
 
@@ -274,6 +275,8 @@ def main(argv: list[str]) -> int:
     finally:
         server.should_exit = True
         http.join(timeout=30)
+        if state.preparer is not None:
+            state.preparer.close()  # the grammar worker
 
 
 def _serve_engine(state: ServerState, http: threading.Thread) -> int:
@@ -295,7 +298,8 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
     state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step,
                                on_finish=state.metrics.record_finish)
     state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers,
-                              model_vocab=engine.runner.vocab_size, stop_ids=engine.eos_token_ids)
+                              model_vocab=engine.runner.vocab_size, stop_ids=engine.eos_token_ids,
+                              compile_timeout=state.args.grammar_compile_timeout)
     state.words = TokenText(tok)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len
