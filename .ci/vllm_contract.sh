@@ -63,11 +63,19 @@ if ! have_vllm; then
     starlette aiohttp openai pydantic orjson prometheus_client pillow \
     prometheus-fastapi-instrumentator tiktoken partial-json-parser jsonschema pyzmq msgspec \
     pyyaml einops cloudpickle watchfiles python-json-logger pybase64 cbor2 ijson setproctitle \
-    filelock sympy openai_harmony networkx xgrammar llguidance 2>&1 \
+    filelock sympy openai_harmony networkx xgrammar llguidance model-hosting-container-standards 2>&1 \
     | grep -v -e '^WARNING: Location' -e 'requires .* which is not installed' \
               -e 'but you have .* which is incompatible' -e 'dependency conflicts' || true
   have_vllm || { echo "vllm==$VLLM_VERSION did not install into $VENV" >&2; exit 1; }
   echo "venv ready in $((SECONDS - start)) s"
+fi
+
+# vLLM's build_app registers the SageMaker routes (/invocations, /ping) through this package;
+# tests/foundation/test_vllm_api_key.py builds that app (a venv made before it joined the list gets it now).
+if ! "$VENV/bin/python" -c 'import model_hosting_container_standards' 2>/dev/null; then
+  "$VENV/bin/pip" install -q --disable-pip-version-check model-hosting-container-standards 2>&1 \
+    | grep -v -e '^WARNING: Location' -e 'requires .* which is not installed' \
+              -e 'but you have .* which is incompatible' -e 'dependency conflicts' || true
 fi
 
 echo "== real check (vLLM's parser + validate_parsed_serve_args, snapshot drift)"

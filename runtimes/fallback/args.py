@@ -47,12 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info")
     # Security and hostile traffic (README "Security").
     p.add_argument("--api-key", action="append", default=[], metavar="KEY",
-                   help="require Authorization: Bearer KEY on /v1/* (repeatable; default: $PACKAGER_API_KEY or "
-                        "$VLLM_API_KEY; prefer the environment, which ps does not show)")
+                   help="require Authorization: Bearer KEY on every path but the probes and /metrics (repeatable; "
+                        "default: $PACKAGER_API_KEY or $VLLM_API_KEY; prefer the environment, which ps does not show)")
     p.add_argument("--max-request-body", type=int, default=4 << 20, metavar="BYTES", help="larger bodies get a 413")
     p.add_argument("--body-read-timeout", type=float, default=30.0, metavar="S",
                    help="seconds a client has to send its request headers (closed after) and its body (408 after)")
     p.add_argument("--tokenizer-workers", type=int, default=2, help="threads that template and tokenize prompts")
+    p.add_argument("--grammar-compile-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a request's grammar (JSON schema, regex, choice, EBNF, forced tool call) may take "
+                        "to compile; past it the request gets a 400")
     p.add_argument("--enable-docs", action="store_true", help="serve /docs and /openapi.json (off by default)")
     return p
 
@@ -63,6 +66,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for name in ("max_num_seqs", "max_queue_len", "max_request_body", "tokenizer_workers", "block_size"):
         if getattr(a, name) < (0 if name == "max_queue_len" else 1):
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if not a.grammar_compile_timeout > 0:
+        p.error("--grammar-compile-timeout must be positive")
     if a.num_gpu_blocks_override is not None and a.num_gpu_blocks_override < 1:
         p.error("--num-gpu-blocks-override must be positive")
     if a.max_model_len is not None and a.max_model_len < 2:

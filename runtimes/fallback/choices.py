@@ -10,9 +10,7 @@ import threading
 from typing import Any
 
 from .engine import RequestOutput
-from .tools import parse_auto, parse_forced
-
-_TAG = "<tool_call>"
+from .tools import TAG as _TAG, parse_auto, parse_forced
 
 
 class TokenText:

@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .auth import authorized, needs_key
+from runtimes.api_keys import allowed, refuse
+
 from .protocol import APIError, error_body
 
 Scope = dict[str, Any]
@@ -46,13 +47,12 @@ class Guard:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lim = self.limits
+        if scope["type"] in ("http", "websocket") and not allowed(scope, scope["path"], lim.keys):
+            return await refuse(scope, send)
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or ())  # last value wins; names are lower-case in ASGI
-        lim = self.limits
-        if lim.keys and needs_key(scope["path"]) and not authorized(headers.get(b"authorization"), lim.keys):
-            return await send_error(send, APIError(401, "Incorrect API key provided: send Authorization: Bearer KEY.",
-                                                   headers={"WWW-Authenticate": "Bearer"}))
         if scope["method"] not in _BODY_METHODS:
             return await self.app(scope, receive, send)
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()

@@ -7,6 +7,9 @@ liveness probe with them (a pod restart). They run in a small thread pool
 (a fast tokenizer shared across threads can fail with "Already borrowed").
 A prompt whose characters alone prove it too long is refused before any of
 that work: no token covers more characters than the longest vocabulary entry.
+A request's grammar compiles after that, in a thread of its own (one at a
+time), so tokenizing never waits behind a compile; a new grammar is compiled
+first in the worker process, under the deadline (grammar_worker.py).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import copy
 import json
 import logging
 import queue
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from .guided import Guide, GrammarError, Spec
+from .grammar_worker import CompileSandbox
+from .guided import Guide, GrammarError, Spec, check_caps
 from .protocol import APIError, ChatRequest, CompletionRequest, parse
 from .tools import forced_spec, render_messages, template_knows_tools
 
@@ -29,7 +34,7 @@ log = logging.getLogger(__name__)
 
 class Preparer:
     def __init__(self, tokenizer: Any, max_model_len: int, workers: int = 2, max_pending: int = 64,
-                 model_vocab: int | None = None, stop_ids: tuple[int, ...] = ()):
+                 model_vocab: int | None = None, stop_ids: tuple[int, ...] = (), compile_timeout: float = 10.0):
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.vocab_size = len(tokenizer)
@@ -48,7 +53,11 @@ class Preparer:
         self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare")
         self.max_pending = max_pending
-        self.pending = 0  # touched on the event loop only
+        # Grammars: compiled first in the worker process, under the deadline, then in one thread of their own.
+        self.sandbox = CompileSandbox(self.guide.tokenizer_info(), compile_timeout) if self.guide else None
+        self.compiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grammar")
+        self.waiting = {self.pool: 0, self.compiles: 0}  # per pool; touched on the event loop only
+        self._proven: OrderedDict[str, None] = OrderedDict()  # grammars that compiled in time (most recent last)
         # One tokenizer per worker, copied and warmed now: a copy made on first
         # use holds the GIL ~150 ms, which would stall the event loop mid-serving.
         self._toks: queue.SimpleQueue = queue.SimpleQueue()
@@ -59,13 +68,27 @@ class Preparer:
 
     async def run(self, fn, *args):
         """``fn(*args)`` in the pool; a 429 when too many already wait."""
-        if self.pending >= self.max_pending:
-            raise APIError(429, "too many requests being prepared; retry later", headers={"Retry-After": "1"})
-        self.pending += 1
+        return await self._queued(self.pool, self.max_pending, "requests being prepared", fn, *args)
+
+    async def constrain(self, req: Any) -> None:
+        """Compile the request's grammar, if it has one, in the compile thread (a queue of its own:
+        grammars waiting to compile never fill the tokenizing pool's)."""
+        if req._constraint is not None:
+            req._guide = await self._queued(self.compiles, self.max_pending // 4, "grammars being compiled",
+                                            self._compile, *req._constraint)
+
+    async def _queued(self, pool: ThreadPoolExecutor, limit: int, what: str, fn, *args):
+        if self.waiting[pool] >= limit:
+            raise APIError(429, f"too many {what}; retry later", headers={"Retry-After": "1"})
+        self.waiting[pool] += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         finally:
-            self.pending -= 1
+            self.waiting[pool] -= 1
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
 
     @contextmanager
     def _tok(self):
@@ -92,8 +115,8 @@ class Preparer:
                            code="context_length_exceeded")
 
     def _constrain(self, req: Any, spec: Spec | None, param: str) -> None:
-        """Compile the request's grammar now (a bad one is its own 400) and
-        check its logit_bias ids: nothing about it can fail in the engine."""
+        """Check the request's logit_bias ids and its grammar's size and counts (a 400 of its own:
+        nothing about it can fail in the engine); the grammar compiles later (``constrain``)."""
         for t, _ in req.logit_bias_pairs():
             if t >= self.model_vocab:
                 raise APIError(400, f"logit_bias: token id {t} is not in [0, {self.model_vocab})", "logit_bias")
@@ -101,9 +124,24 @@ class Preparer:
             if self.guide is None:
                 raise APIError(400, f"{param}: this server has no grammar engine (install xgrammar)", param)
             try:
-                req._guide = self.guide.compile(spec)
+                check_caps(spec)
             except GrammarError as e:
                 raise APIError(400, f"{param}: {e}", param) from None
+            req._constraint = (spec, param)
+
+    # -- in the compile thread ----------------------------------------------------
+    def _compile(self, spec: Spec, param: str) -> Any:
+        try:
+            key = spec.key()
+            if key not in self._proven:
+                self.sandbox.check(spec)  # compiles in the worker within the deadline, or raises
+                self._proven[key] = None
+                while len(self._proven) > 256:
+                    self._proven.popitem(last=False)
+            self._proven.move_to_end(key)
+            return self.guide.compile(spec)
+        except GrammarError as e:
+            raise APIError(400, f"{param}: {e}", param) from None
 
     def chat(self, body: bytes) -> tuple[ChatRequest, list[list[int]]]:
         data = decode_json(body)

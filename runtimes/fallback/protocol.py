@@ -87,6 +87,8 @@ _COMPLETION_UNSUPPORTED: dict[str, Callable[[Any], bool]] = {**_COMMON_UNSUPPORT
 
 MAX_N = 16  # choices per request (prompts x n for completions): each is a sequence in the engine
 MAX_LOGPROBS = 20  # alternatives per token, as OpenAI's top_logprobs and vLLM's default cap
+MAX_STOPS = 16
+MAX_STOP_CHARS = 1024  # per stop string: the detokenizer keeps an automaton of each for the request's life
 _FINITE = dict(allow_inf_nan=False)
 
 
@@ -119,6 +121,7 @@ class _Common(BaseModel):
     guided_grammar: str | None = None
     structured_outputs: StructuredOutputs | None = None
     user: str | None = None
+    _constraint: Any = PrivateAttr(None)  # (guided.Spec, the field it came from), set by the preparer
     _guide: Any = PrivateAttr(None)  # the compiled grammar, set by the preparer
 
     @model_validator(mode="before")
@@ -133,8 +136,11 @@ class _Common(BaseModel):
     @field_validator("stop")
     @classmethod
     def _stop_list(cls, v):
-        if isinstance(v, list) and len(v) > 16:
-            raise ValueError("at most 16 stop strings")
+        if isinstance(v, list) and len(v) > MAX_STOPS:
+            raise ValueError(f"at most {MAX_STOPS} stop strings")
+        longest = max(map(len, [v] if isinstance(v, str) else v or ()), default=0)
+        if longest > MAX_STOP_CHARS:
+            raise ValueError(f"a stop string has at most {MAX_STOP_CHARS} characters (one has {longest})")
         return v
 
     @field_validator("logit_bias")

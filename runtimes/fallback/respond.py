@@ -175,8 +175,9 @@ async def _collect(outputs: list, choices: list[Choice], head: Head, chat: bool,
         raise APIError(500, str(e)) from None
     if not all(c.finished for c in choices):
         return Response(status_code=499)  # client gone; nobody reads this
-    return head.body("chat.completion" if chat else "text_completion", choices=[c.body() for c in choices],
-                     usage=usage.body(choices))
+    # Off the event loop: parsing tool calls, decoding an echoed prompt (see Choice.body).
+    bodies = await asyncio.to_thread(lambda: [c.body() for c in choices])
+    return head.body("chat.completion" if chat else "text_completion", choices=bodies, usage=usage.body(choices))
 
 
 async def _sse(outputs: list, choices: list[Choice], head: Head, chat: bool, include_usage: bool, usage: Usage):
@@ -215,7 +216,7 @@ async def _sse(outputs: list, choices: list[Choice], head: Head, chat: bool, inc
             if chat:
                 text = c.delta_text(text)
             if c.tools and out.finished:
-                rest, calls = c.final_deltas()
+                rest, calls = await asyncio.to_thread(c.final_deltas)  # parses the calls: off the event loop
                 if text + rest or out.logprobs:
                     yield chunk(c, out, text + rest, None)
                 if calls:

@@ -30,9 +30,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from runtimes.api_keys import resolve_keys
+
 from .args import parse_args
 from .async_engine import AsyncEngine
-from .auth import resolve_keys
 from .choices import TokenText
 from .limits import Guard, Limits, header_deadline_protocol
 from .metrics import Metrics
@@ -223,6 +224,7 @@ async def _endpoint(state: ServerState, request: Request, chat: bool):
     prep = state.preparer
     req, prompts = await prep.run(prep.chat if chat else prep.completion, body)
     check(state, req.model)
+    await prep.constrain(req)
     return await serve(state, request, req, prompts, chat=chat)
 
 
@@ -260,7 +262,8 @@ def main(argv: list[str]) -> int:
     names = args.served_model_name or [args.model]
     state = ServerState(args=args, names=names, metrics=Metrics(names[0]), fingerprint=_fingerprint(args))
     limits = Limits(keys=resolve_keys(args.api_key), max_body=args.max_request_body, body_timeout=args.body_read_timeout)
-    log.info("API key %s", "required on /v1/* (probes and /metrics stay open)" if limits.keys else "not set: /v1/* is open")
+    log.info("API key %s", "required on every path but the probes and /metrics" if limits.keys
+             else "not set: every path is open")
     config = uvicorn.Config(Guard(build_app(state), limits), host=args.host, port=args.port, log_level=args.log_level,
                             http=header_deadline_protocol(args.body_read_timeout),
                             timeout_graceful_shutdown=5, access_log=False)
@@ -276,6 +279,8 @@ def main(argv: list[str]) -> int:
     finally:
         server.should_exit = True
         http.join(timeout=30)
+        if state.preparer is not None:
+            state.preparer.close()  # the grammar worker
 
 
 def _serve_engine(state: ServerState, http: threading.Thread) -> int:
@@ -297,7 +302,8 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
     state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step,
                                on_finish=state.metrics.record_finish)
     state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers,
-                              model_vocab=engine.runner.vocab_size, stop_ids=engine.eos_token_ids)
+                              model_vocab=engine.runner.vocab_size, stop_ids=engine.eos_token_ids,
+                              compile_timeout=state.args.grammar_compile_timeout)
     state.words = TokenText(tok)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len

@@ -27,15 +27,17 @@ def vllm_plugin_path(cache_dir: str) -> str:
     """A directory holding only our vLLM middleware, for vLLM's own Python to import.
 
     vLLM runs in the upstream image's environment, not our venv; putting our whole
-    site-packages on its path would mix two sets of packages. The module imports
-    nothing but what vLLM's server already has (starlette).
+    site-packages on its path would mix two sets of packages. The middleware and the
+    key rule it shares with the fallback server import only the standard library.
     """
+    import runtimes.api_keys as keys
     import runtimes.vllm_health as health
 
     target = Path(cache_dir) / "vllm-plugins" / "runtimes"
     target.mkdir(parents=True, exist_ok=True)
     (target / "__init__.py").write_text("")
-    (target / "vllm_health.py").write_text(Path(health.__file__).read_text())
+    for module in (health, keys):
+        (target / Path(module.__file__).name).write_text(Path(module.__file__).read_text())
     return str(target.parent)
 
 

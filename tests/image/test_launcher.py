@@ -180,13 +180,13 @@ def test_vllm_gets_only_our_middleware_on_its_path(tmp_path):
 
     from launch_steps import engine_environment
 
-    argv = ["vllm", "serve", "/opt/packager/model", "--middleware", "runtimes.vllm_health.nim_health_paths"]
+    argv = ["vllm", "serve", "/opt/packager/model", "--middleware", "runtimes.vllm_health.HealthAndKey"]
     env = engine_environment(argv, {"PACKAGER_CACHE_DIR": str(tmp_path), "PYTHONPATH": "/x"})
     first = env["PYTHONPATH"].split(":")[0]
     assert env["PYTHONPATH"].endswith(":/x")
-    assert sorted(p.name for p in (tmp_path / "vllm-plugins" / "runtimes").iterdir()) == ["__init__.py", "vllm_health.py"]
+    assert sorted(p.name for p in (tmp_path / "vllm-plugins" / "runtimes").iterdir()) == ["__init__.py", "api_keys.py", "vllm_health.py"]
     # A bare interpreter with only that path imports the middleware vLLM will load.
-    code = "import runtimes.vllm_health as m; print(m.__file__)"
+    code = "import runtimes.vllm_health as m; print(m.HealthAndKey and m.__file__)"
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {first!r}); {code}"],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith(first)

@@ -110,7 +110,7 @@ def test_the_middleware_imports_under_the_engines_own_python(tmp_path):
     fake = bindir / "vllm"  # a console script, as pip writes vLLM's
     fake.write_text(f"#!{bindir / 'python'}\n")
     fake.chmod(0o755)
-    argv = ["vllm", "serve", "/m", "--middleware", "runtimes.vllm_health.nim_health_paths"]
+    argv = ["vllm", "serve", "/m", "--middleware", "runtimes.vllm_health.HealthAndKey"]
     env = {"PATH": f"{bindir}:/usr/bin:/bin"}
     ok, why = middleware_importable(argv, env)  # what the old leader did: vllm with nothing on its path
     assert ok is False and "runtimes" in why

@@ -1,10 +1,11 @@
-"""API keys (issue 9, item 1): where they come from and how they are compared."""
+"""API keys (issue 9, item 1; issue 20, item 5): where they come from, how they are compared,
+which paths need them (one rule for the fallback server and the vLLM middleware)."""
 from __future__ import annotations
 
 import pytest
 
 from runtimes.fallback.args import parse_args
-from runtimes.fallback.auth import authorized, needs_key, resolve_keys
+from runtimes.api_keys import authorized, needs_key, resolve_keys
 
 
 def test_flags_win_over_the_environment_and_repeat_for_rotation():
@@ -28,6 +29,8 @@ def test_wrong_or_missing_keys_are_refused(header):
     assert authorized(b"bearer k", (b"k",)) and authorized(b"Bearer k", (b"k",))
 
 
-def test_probes_and_metrics_stay_open():
-    assert needs_key("/v1/models") and needs_key("/v1/chat/completions") and needs_key("/v1/completions")
-    assert not any(needs_key(p) for p in ("/v1/health/live", "/v1/health/ready", "/health", "/metrics"))
+def test_probes_and_metrics_stay_open_and_every_other_path_needs_the_key():
+    assert not any(needs_key(p) for p in ("/v1/health/live", "/v1/health/ready", "/health", "/ping", "/metrics"))
+    for p in ("/v1/models", "/v1/chat/completions", "/v1/completions", "/invocations", "/tokenize", "/docs",
+              "/openapi.json", "/v1/health/other", "/metrics/", "/health/", "//health", "/", ""):
+        assert needs_key(p), p

@@ -70,3 +70,32 @@ def test_a_template_without_tools_gets_a_system_block_and_hermes_history():
     assert msgs[3]["content"] == "<tool_response>\nsunny\n</tool_response>"
     native = render_messages(r.messages, r.tools, native=True)
     assert native[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"} and native[2]["tool_call_id"] == "c1"
+
+
+def test_hermes_bodies_match_the_old_regex_on_ordinary_output():
+    import re
+
+    old = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)  # the parser before issue 20
+    from runtimes.fallback.tools import hermes_bodies
+
+    for text in ('<tool_call>\n{"a": 1}\n</tool_call>', 'x <tool_call>{"a": 1}</tool_call> y <tool_call> {"b": 2} ',
+                 "<tool_call></tool_call><tool_call>", "<tool_call>a</tool_call>junk</tool_call><tool_call>b\n",
+                 "<tool_call> <tool_call>c</tool_call>", "no call", "<tool_call>\n\n"):
+        start = text.find("<tool_call>")
+        assert hermes_bodies(text) == (old.findall(text[start:]) if start >= 0 else []), text
+
+
+def test_a_long_whitespace_run_parses_in_linear_time():
+    # Issue 20: "<tool_call>x" + 16k spaces + a letter took the old regex 2.8 s here, on the event loop.
+    import time
+
+    names = {"get_weather"}
+    for text in ("<tool_call>x" + " " * 64_000 + "y", "<tool_call>" + "x " * 32_000 + "<",
+                 "<tool_call>x" + "\n\t " * 20_000 + "</tool_call" + " " * 20_000 + "z"):
+        t0 = time.perf_counter()
+        assert parse_auto(text, names) == (text, [])
+        assert time.perf_counter() - t0 < 0.2
+    many = "".join(f'<tool_call>{{"name": "get_weather", "arguments": {{"city": "c{i}"}}}}</tool_call>' for i in range(5000))
+    t0 = time.perf_counter()
+    _, calls = parse_auto(many, names)
+    assert len(calls) == 5000 and time.perf_counter() - t0 < 1.0
