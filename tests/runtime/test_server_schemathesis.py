@@ -43,7 +43,9 @@ def server(server_factory):
 
 
 def test_openapi_publishes_the_real_request_schemas(server):
-    doc = httpx.get(server.base + "/openapi.json").json()
+    # The document is behind the key like every path but the probes and /metrics (runtimes/api_keys.py).
+    assert httpx.get(server.base + "/openapi.json").status_code == 401
+    doc = httpx.get(server.base + "/openapi.json", headers={"Authorization": f"Bearer {KEY}"}).json()
     for path, required in (("/v1/chat/completions", "messages"), ("/v1/completions", "prompt")):
         schema = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert required in schema["required"] and "temperature" in schema["properties"]
