@@ -82,9 +82,20 @@ def rows() -> list[tuple[str, str, str]]:
                 f"{c64['server_errors_5xx']} x 5xx, {c64['dropped_without_error_body']} dropped; SIGTERM with "
                 f"{st['streams']} in flight: {st['finished']} finished, {st['aborted']} aborted, exit {st['exit_code']} "
                 f"in {st['seconds_to_exit']} s; {dc['clients']} disconnects: idle in {dc['seconds_to_idle']} s; "
-                f"live probe p99 {lp['live_p99_ms']:.0f} ms under {lp['clients']} x 4 MB prompts (at {_at(sf)})",
-                "server_faults"))
+                f"live probe p99 {lp['live_p99_ms']:.0f} ms under {lp['clients']} x 4 MB prompts{_stalls(sf)} "
+                f"(at {_at(sf)})", "server_faults"))
     return out
+
+
+def _stalls(sf: dict) -> str:
+    """The stall cases (issue 20): the worst of each number over the cases."""
+    cases = sf.get("stalls") or {}
+    if not cases:
+        return ""
+    probe = max(c["probe_worst_ms"] for c in cases.values())
+    ratio = max(c["neighbour_ratio"] for c in cases.values())
+    return (f"; beside {len(cases)} stall cases (tool-call parse, grammar compiles, stop strings): live probe at "
+            f"worst {probe:.0f} ms, a plain request at worst {ratio:.1f} x its solo time")
 
 
 def render() -> str:

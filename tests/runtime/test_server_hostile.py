@@ -72,10 +72,12 @@ def post(server, path="/v1/chat/completions", body=None, content=None, headers=J
 
 
 # -- authentication -----------------------------------------------------------
-def test_v1_needs_the_key_and_probes_and_metrics_stay_open(server):
+def test_every_path_needs_the_key_and_probes_and_metrics_stay_open(server):
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}, {"Authorization": "Basic " + KEY}):
         assert_openai_error(httpx.get(server.base + "/v1/models", headers=headers), 401, "invalid_api_key")
         assert_openai_error(post(server, body=CHAT, headers={"content-type": "application/json", **headers}), 401)
+        for path in ("/docs", "/openapi.json", "/invocations", "/nowhere"):  # issue 20: not only /v1/*
+            assert_openai_error(httpx.get(server.base + path, headers=headers), 401, "invalid_api_key")
     assert httpx.get(server.base + "/v1/models", headers=AUTH).status_code == 200
     for path in ("/v1/health/live", "/v1/health/ready", "/metrics"):
         assert httpx.get(server.base + path).status_code == 200
@@ -119,6 +121,9 @@ BAD_FIELDS = [
     ("top_p 2", {"top_p": 2}, "top_p"),
     ("top_p rounds to 0", {"top_p": 1e-46, "temperature": 1}, "top_p"),
     ("10,000 stop strings", {"stop": [f"s{i}" for i in range(10_000)]}, "stop"),
+    ("a 40k-character stop string", {"stop": "z" * 40_000}, "stop"),
+    ("a 2,000-property schema", {"response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {
+        "type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(2000)}}}}}, "response_format"),
     ("unknown role", {"messages": [{"role": "root", "content": "x"}]}, "messages.0.role"),
 ]
 

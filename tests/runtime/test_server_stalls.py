@@ -1,0 +1,74 @@
+"""No request stalls another on the fallback server (issue 20, item 6). Each stall case of
+bench/server_faults.py (one definition of the hostile requests and of the measurement) runs
+against the real server (SmolLM2, subprocess) beside plain neighbour requests: the live probe
+answers within 1 s and the neighbour within 3x its solo time. Before the fix, here: a tool-call
+output of 16k spaces held the event loop for seconds (the parser), a 2,000-property schema held
+the tokenizing pool for > 20 s (the compile), 16 stop strings of 40k characters cost every step
+up to 255 ms (the stop check)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from .conftest import REPO, ServerProcess
+
+sys.path.insert(0, str(REPO / "bench"))
+import server_faults as bench  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PROBE_S, RATIO = 1.0, 3.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    old = os.environ.get("PACKAGER_API_KEY")
+    os.environ["PACKAGER_API_KEY"] = bench.KEY  # the bench's requests carry its key
+    try:
+        # A 1 s compile deadline: the bench's slow regex (seconds) meets it. The bench's model name.
+        s = ServerProcess(["--max-num-seqs", "8", "--max-model-len", "2048", "--grammar-compile-timeout", "1",
+                           "--served-model-name", bench.NAME], tmp_path_factory.mktemp("stalls") / "server.log")
+    finally:
+        os.environ.pop("PACKAGER_API_KEY") if old is None else os.environ.__setitem__("PACKAGER_API_KEY", old)
+    s.wait_ready()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return bench.stall_cases(bench.space_run_token())
+
+
+# case -> what the hostile request gets: 200, or a 400 naming the field and the limit
+EXPECT = {
+    "tool_call_16k_spaces": (200, None, None),
+    "schema_2000_optional": (400, "response_format", "$.properties has 2000 entries; the cap is 256"),
+    "regex_slow_compile": (400, "guided_regex", "took over 1 s (--grammar-compile-timeout)"),
+    "stop_16x40k": (400, "stop", "a stop string has at most 1024 characters (one has 40000)"),
+    "stop_16_at_cap": (200, None, None),
+}
+
+
+def test_the_bench_and_the_server_agree_on_the_stop_cap():
+    from runtimes.fallback.protocol import MAX_STOP_CHARS
+
+    assert bench.STOP_CAP == MAX_STOP_CHARS
+
+
+@pytest.mark.parametrize("name", list(EXPECT))
+def test_a_hostile_request_stalls_neither_the_probe_nor_a_neighbour(server, cases, name):
+    hostile = cases[name]
+    if name == "stop_16_at_cap":
+        hostile = [dict(b, max_tokens=300) for b in hostile]  # long enough to show a per-step cost
+    got = bench.beside(server.base, hostile)
+    status, param, words = EXPECT[name]
+    for answer in got["hostile"]:
+        assert answer["status"] == status, got
+        if param is not None:
+            assert answer["param"] == param and words in answer["error"], got
+    assert got["probe_worst_ms"] < PROBE_S * 1000, got
+    assert got["neighbour_ratio"] < RATIO, got
