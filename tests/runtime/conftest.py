@@ -48,7 +48,8 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m runtimes.fallback`` as a child process."""
 
-    def __init__(self, extra_args: list[str], log_path: Path):
+    def __init__(self, extra_args: list[str], log_path: Path, env: dict[str, str] | None = None):
+        """``env``: added to the child's environment (an API key: never on the command line)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -60,8 +61,8 @@ class ServerProcess:
             *extra_args,
         ]
         self.log = open(log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(argv, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     def wait_ready(self, timeout: float = 180.0) -> list[int]:
         """Poll readiness; returns the status codes seen (503s, then 200)."""

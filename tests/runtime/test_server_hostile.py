@@ -6,7 +6,6 @@ answers a normal request afterwards. Each case was a finding of issue 9."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -30,13 +29,9 @@ CHAT = {"model": MODEL_NAME, "messages": [{"role": "user", "content": "hi"}], "m
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    old = os.environ.get("PACKAGER_API_KEY")
-    os.environ["PACKAGER_API_KEY"] = KEY  # the child inherits it: no key on the command line
-    try:
-        s = ServerProcess(["--max-num-seqs", "8", "--max-model-len", "2048", "--max-queue-len", "32",
-                           "--body-read-timeout", "2"], tmp_path_factory.mktemp("hostile") / "server.log")
-    finally:
-        os.environ.pop("PACKAGER_API_KEY") if old is None else os.environ.__setitem__("PACKAGER_API_KEY", old)
+    s = ServerProcess(["--max-num-seqs", "8", "--max-model-len", "2048", "--max-queue-len", "32",
+                       "--body-read-timeout", "2"], tmp_path_factory.mktemp("hostile") / "server.log",
+                      env={"PACKAGER_API_KEY": KEY})  # the key from the environment, as the chart gives it
     s.wait_ready()
     yield s
     s.stop()

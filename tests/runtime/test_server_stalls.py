@@ -8,7 +8,6 @@ up to 255 ms (the stop check)."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 import pytest
@@ -25,14 +24,10 @@ PROBE_S, RATIO = 1.0, 3.0
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    old = os.environ.get("PACKAGER_API_KEY")
-    os.environ["PACKAGER_API_KEY"] = bench.KEY  # the bench's requests carry its key
-    try:
-        # A 1 s compile deadline: the bench's slow regex (seconds) meets it. The bench's model name.
-        s = ServerProcess(["--max-num-seqs", "8", "--max-model-len", "2048", "--grammar-compile-timeout", "1",
-                           "--served-model-name", bench.NAME], tmp_path_factory.mktemp("stalls") / "server.log")
-    finally:
-        os.environ.pop("PACKAGER_API_KEY") if old is None else os.environ.__setitem__("PACKAGER_API_KEY", old)
+    # A 1 s compile deadline: the bench's slow regex (seconds) meets it. The bench's model name and key.
+    s = ServerProcess(["--max-num-seqs", "8", "--max-model-len", "2048", "--grammar-compile-timeout", "1",
+                       "--served-model-name", bench.NAME], tmp_path_factory.mktemp("stalls") / "server.log",
+                      env={"PACKAGER_API_KEY": bench.KEY})
     s.wait_ready()
     yield s
     s.stop()
