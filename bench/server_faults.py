@@ -315,6 +315,7 @@ def beside(base: str, hostile: list[dict], auth: dict = AUTH, min_neighbours: in
             a.result()
     return {"hostile": answers, "probes": len(probes), "probe_worst_ms": round(max(probes) * 1000, 1),
             "neighbour_solo_s": round(solo, 3), "neighbours": len(times), "neighbour_worst_s": round(max(times), 3),
+            "neighbour_median_s": round(sorted(times)[len(times) // 2], 3),
             "neighbour_ratio": round(max(times) / solo, 2)}
 
 
