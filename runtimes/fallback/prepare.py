@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from .grammar_worker import CompileSandbox
+from .grammar_worker import CompileSandbox, lower_priority
 from .guided import Guide, GrammarError, Spec, check_caps
 from .protocol import APIError, ChatRequest, CompletionRequest, parse
 from .tools import forced_spec, render_messages, template_knows_tools
@@ -55,7 +55,7 @@ class Preparer:
         self.max_pending = max_pending
         # Grammars: compiled first in the worker process, under the deadline, then in one thread of their own.
         self.sandbox = CompileSandbox(self.guide.tokenizer_info(), compile_timeout) if self.guide else None
-        self.compiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grammar")
+        self.compiles = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grammar", initializer=lower_priority)
         self.waiting = {self.pool: 0, self.compiles: 0}  # per pool; touched on the event loop only
         self._proven: OrderedDict[str, None] = OrderedDict()  # grammars that compiled in time (most recent last)
         # One tokenizer per worker, copied and warmed now: a copy made on first
