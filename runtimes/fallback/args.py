@@ -9,7 +9,8 @@ import os
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtimes.fallback", description="OpenAI-compatible server for the packager fallback runtime.")
-    p.add_argument("--model", required=True, help="a directory (safetensors + tokenizer) or a .gguf file")
+    p.add_argument("--model", required=True, help="a directory (safetensors + tokenizer), a .gguf file, "
+                   "or a zip of a sentence-transformers directory (embedding models)")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (default: from --model)")
     p.add_argument("--served-model-name", nargs="+", default=None, help="names the API answers to (default: --model)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16", "auto"],
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grammar-compile-timeout", type=float, default=10.0, metavar="S",
                    help="seconds a request's grammar (JSON schema, regex, choice, EBNF, forced tool call) may take "
                         "to compile; past it the request gets a 400")
+    p.add_argument("--max-embed-inputs", type=int, default=2048, help="embedding models: inputs per request (OpenAI's cap)")
+    p.add_argument("--max-embed-tokens", type=int, default=32768, help="embedding models: tokens per request, all inputs")
     p.add_argument("--enable-docs", action="store_true", help="serve /docs and /openapi.json (off by default)")
     return p
 
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = build_parser()
     a = p.parse_args(argv)
-    for name in ("max_num_seqs", "max_queue_len", "max_request_body", "tokenizer_workers", "block_size"):
+    for name in ("max_num_seqs", "max_queue_len", "max_embed_inputs", "max_embed_tokens", "max_request_body", "tokenizer_workers", "block_size"):
         if getattr(a, name) < (0 if name == "max_queue_len" else 1):
             p.error(f"--{name.replace('_', '-')} must be positive")
     if not a.grammar_compile_timeout > 0:

@@ -40,6 +40,7 @@ from .metrics import Metrics
 from .prepare import Preparer
 from .protocol import APIError, ChatRequest, CompletionRequest, error_response
 from .respond import check, serve
+from . import embed_routes, task as tasks
 from runtimes import ready
 
 log = logging.getLogger("runtimes.fallback.server")
@@ -65,6 +66,8 @@ class ServerState:
     stopping: bool = False  # a signal arrived before the engine was serving
     created: int = field(default_factory=lambda: int(time.time()))
     fingerprint: str = ""
+    task: str = "generate"  # or "embed": decided from the model's files (task.py)
+    embed: Any = None  # embed_routes.Embedder, once an embedding model is loaded
 
 
 def _fingerprint(args: Any) -> str:
@@ -213,12 +216,14 @@ def build_app(state: ServerState) -> FastAPI:
     async def completions(request: Request):
         return await _endpoint(state, request, chat=False)
 
+    embed_routes.add_routes(app, state)
     if state.args.enable_docs:
         app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 async def _endpoint(state: ServerState, request: Request, chat: bool):
+    tasks.refuse_other_task(state, tasks.GENERATE, "Chat Completions API" if chat else "Completions API")
     check(state, None)  # loading or draining: say so before any work
     body = await request.body()
     prep = state.preparer
@@ -260,7 +265,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     names = args.served_model_name or [args.model]
-    state = ServerState(args=args, names=names, metrics=Metrics(names[0]), fingerprint=_fingerprint(args))
+    state = ServerState(args=args, names=names, metrics=Metrics(names[0]), fingerprint=_fingerprint(args),
+                        task=tasks.model_task(args.model))
     limits = Limits(keys=resolve_keys(args.api_key), max_body=args.max_request_body, body_timeout=args.body_read_timeout)
     log.info("API key %s", "required on every path but the probes and /metrics" if limits.keys
              else "not set: every path is open")
@@ -284,6 +290,10 @@ def main(argv: list[str]) -> int:
 
 
 def _serve_engine(state: ServerState, http: threading.Thread) -> int:
+    if state.task == tasks.EMBED:
+        from .embed_serve import serve as serve_embeddings
+
+        return serve_embeddings(state, http, STARTED)
     try:
         engine, tok, max_len = _load(state)
     except Exception as e:  # a bad model or digest: say why and exit non-zero

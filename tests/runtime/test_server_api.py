@@ -47,6 +47,16 @@ def test_models_lists_the_served_name(client):
     assert [m.id for m in client.models.list().data] == [MODEL_NAME]
 
 
+def test_pooling_routes_refuse_a_generate_model(client, server):
+    # OpenAI answers a model sent to the wrong endpoint with a 404; the server keeps serving.
+    with pytest.raises(openai.NotFoundError, match="Embeddings API"):
+        client.embeddings.create(model=MODEL_NAME, input="hi")
+    for path, body in (("/score", {"text_1": "a", "text_2": "b"}), ("/v1/rerank", {"query": "a", "documents": ["b"]})):
+        r = httpx.post(server.base + path, json=body, timeout=30)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_supported", r.text
+    assert [m.id for m in client.models.list().data] == [MODEL_NAME]
+
+
 @pytest.mark.model_output
 def test_capital_of_france(client):
     r = ask(client, CAPITAL_Q)
