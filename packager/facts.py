@@ -46,6 +46,9 @@ class ModelFacts:
     max_num_seqs: int | None = None
     variants: tuple[Variant, ...] = ()
     local_path: str | None = None  # weights on this machine (file or dir), when known
+    task: str = "generate"  # generate | embed (an encoder: no KV cache, pooled vectors out)
+    pooling: str | None = None  # embed: mean | cls | last
+    normalize: bool = False  # embed: L2-normalised vectors
 
     @property
     def is_moe(self) -> bool:
@@ -78,6 +81,8 @@ class ModelFacts:
                 "tie_word_embeddings": self.tie_word_embeddings,
             },
             "context_length": self.context_length,
+            "task": self.task,
+            "pooling": {"mode": self.pooling, "normalize": self.normalize} if self.task == "embed" else None,
             "serving": {
                 "objective": self.objective, "precisions": list(self.precisions),
                 "runtime": self.runtime_preference, "max_num_seqs": self.max_num_seqs,
@@ -137,5 +142,6 @@ def model_facts_from_dict(d: dict) -> ModelFacts:
         experts=a.get("experts"), active_experts=a.get("active_experts"),
         tie_word_embeddings=bool(a.get("tie_word_embeddings")), max_num_seqs=s.get("max_num_seqs"),
         variants=tuple(Variant(v["name"], v["method"], v["bits"], v["source"]) for v in s.get("quantized_variants", [])),
-        local_path=d.get("local_path"),
+        local_path=d.get("local_path"), task=d.get("task") or "generate",
+        pooling=(d.get("pooling") or {}).get("mode"), normalize=bool((d.get("pooling") or {}).get("normalize")),
     )

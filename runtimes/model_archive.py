@@ -23,15 +23,14 @@ def is_archive(path: str | Path) -> bool:
     return p.is_file() and p.suffix == ".zip" and zipfile.is_zipfile(p)
 
 
-def read_json(archive: str | Path, member: str) -> dict | None:
-    """A JSON member (e.g. `config.json`, `1_Pooling/config.json`), or None when absent."""
+def read_json(archive: str | Path, member: str):
+    """A JSON member (e.g. `config.json`, `modules.json`), parsed, or None when absent."""
     with zipfile.ZipFile(archive) as z:
         try:
             data = z.read(member)
         except KeyError:
             return None
-    out = json.loads(data)
-    return out if isinstance(out, dict) else None
+    return json.loads(data)
 
 
 def _key(z: zipfile.ZipFile) -> str:

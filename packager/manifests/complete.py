@@ -8,6 +8,8 @@ from pathlib import Path
 from packager.errors import UserError
 from packager.facts import ModelFacts, Variant
 from runtimes.gguf_meta import GGUFError, architecture_from_gguf
+from runtimes.model_archive import is_archive, read_json
+from packager.manifests import encoder_facts
 from packager.manifests.model_schema import ModelManifest
 from packager.yamlsource import YamlDoc
 
@@ -55,7 +57,10 @@ def _facts_from_config(path: Path) -> dict:
     cfg_file = path / "config.json"
     if not cfg_file.exists():
         return {}
-    cfg = json.loads(cfg_file.read_text())
+    return _facts_from_cfg(json.loads(cfg_file.read_text()))
+
+
+def _facts_from_cfg(cfg: dict) -> dict:
     cfg = cfg.get("text_config", cfg)
     out = {mine: cfg[theirs] for theirs, mine in HF_KEYS.items() if cfg.get(theirs) is not None}
     if "weight_dtype" in out and out["weight_dtype"] not in ("float32", "bfloat16", "float16"):
@@ -67,6 +72,9 @@ def facts_from_files(local: str, fmt: str) -> dict:
     p = Path(local)
     if fmt == "gguf" or p.suffix == ".gguf":
         return architecture_from_gguf(p)
+    if is_archive(p):  # a zipped sentence-transformers directory
+        cfg = read_json(p, "config.json")
+        return _facts_from_cfg(cfg) if isinstance(cfg, dict) else {}
     return _facts_from_config(p if p.is_dir() else p.parent)
 
 
@@ -101,6 +109,7 @@ def _checked_facts(arch: dict, local: str, doc: YamlDoc) -> dict:
 def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
     arch = {k: v for k, v in manifest.architecture.model_dump().items() if v is not None}
     local = locate_weights(manifest, doc)
+    task = encoder_facts.task_of(manifest, doc, local)
     if local and any(k not in arch for k in (*REQUIRED, "parameters", "kv_heads", "head_dim", "intermediate_size")):
         try:
             found = facts_from_files(local, manifest.source.format)
@@ -118,14 +127,17 @@ def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
     arch.setdefault("kv_heads", arch["attention_heads"])
     arch.setdefault("head_dim", arch["hidden_size"] // arch["attention_heads"])
     arch.setdefault("intermediate_size", 4 * arch["hidden_size"])
-    arch.setdefault("parameters", estimate_parameters(arch))
+    arch.setdefault("parameters", encoder_facts.bert_parameters(arch) if task == "embed" else estimate_parameters(arch))
     if arch["attention_heads"] % arch["kv_heads"]:
         raise UserError(f"attention_heads ({arch['attention_heads']}) is not a multiple of kv_heads ({arch['kv_heads']})",
                         file=doc.file, line=doc.line_of(("architecture", "kv_heads")), field="architecture.kv_heads",
                         hint="check the values against the model's config.json")
     serving = manifest.serving
     max_pos = arch["max_position_embeddings"]
-    context = serving.context_length or min(max_pos, DEFAULT_CONTEXT)
+    # An embedding model's inputs stop at sentence-transformers' max_seq_length (vLLM reads it too).
+    cap = encoder_facts.max_seq_length(local) if task == "embed" else None
+    context = serving.context_length or min(max_pos, cap or DEFAULT_CONTEXT)
+    pooling, normalize = encoder_facts.pooling_of(manifest, doc, local) if task == "embed" else (None, False)
     if context > max_pos:
         raise UserError(f"context_length {context} is longer than the model's {max_pos} positions",
                         file=doc.file, line=doc.line_of(("serving", "context_length")), field="serving.context_length",
@@ -143,5 +155,5 @@ def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
         max_num_seqs=serving.max_num_seqs,
         variants=tuple(Variant(v.name, v.method, v.bits, {"kind": v.source.kind, **v.source.model_dump(exclude_none=True)})
                        for v in serving.quantized_variants),
-        local_path=local,
+        local_path=local, task=task, pooling=pooling, normalize=normalize,
     )

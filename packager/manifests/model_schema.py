@@ -8,6 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 Precision = Literal["fp32", "bf16", "fp16", "fp8"]
 Objective = Literal["latency", "throughput"]
 RuntimePreference = Literal["auto", "vllm", "triton", "cpu"]
+Task = Literal["generate", "embed"]
+PoolingMode = Literal["mean", "cls", "last"]
 Sha256 = Field(pattern=r"^[0-9a-fA-F]{64}$")
 SLUG = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$"  # e.g. org/model-name, as on the Hub
@@ -93,12 +95,23 @@ class Serving(Strict):
     max_num_seqs: int | None = Field(None, gt=0, description="Cap on concurrent sequences.")
 
 
+class Pooling(Strict):
+    """How an embedding model turns token states into one vector (sentence-transformers' 1_Pooling/config.json
+    and its Normalize module); read from the model's files when omitted."""
+
+    mode: PoolingMode | None = Field(None, description="mean over the tokens, the first (CLS) token, or the last one.")
+    normalize: bool | None = Field(None, description="L2-normalise the vector (a Normalize module in modules.json).")
+
+
 class ModelManifest(Strict):
     name: str = Field(pattern=SLUG, description="Slug used for images, charts and releases.")
     # Printable, no spaces or quotes: it lands in argv, chart values, NOTES and the helm test pod.
     served_model_name: str | None = Field(None, pattern=SERVED_NAME,
                                           description="Name clients send as `model`; defaults to name.")
     license: str | None = None
+    task: Task | None = Field(None, description="generate (an LLM) or embed (an embedding model); "
+                                                "default: embed for an encoder's files (BERT), else generate.")
+    pooling: Pooling | None = Field(None, description="Embedding models only: the pooling; default from the model's files.")
     source: Source
     architecture: Architecture = Field(default_factory=Architecture)
     serving: Serving = Field(default_factory=Serving)

@@ -49,18 +49,22 @@ def engine_for(c: Candidate) -> str:
 def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_model_len: int,
                 max_num_seqs: int, memory_utilization: float, max_num_batched_tokens: int | None = None) -> list[str]:
     ref = model_ref_for(model, c, model_ref)
+    embed = model.task == "embed"
     if c.runtime == "vllm":
         spec = VllmServeSpec(
             model_ref=ref, served_model_name=model.api_name, tensor_parallel_size=c.tp,
             # a Hub repo id is fetched at its pinned revision, never at whatever `main` is today
             revision=None if ref.startswith("/") else candidate_source(model, c).get("revision"),
-            tool_call_parser=tool_call_parser(model.api_name),
+            tool_call_parser=None if embed else tool_call_parser(model.api_name),
+            # bidirectional attention: no prefix of one input is reusable by another
+            enable_prefix_caching=not embed, **(pooling_flags(model) if embed else {}),
             pipeline_parallel_size=c.pp, dtype=_vllm_dtype(c), kv_cache_dtype=c.kv_cache_dtype,
             max_model_len=max_model_len, gpu_memory_utilization=memory_utilization, max_num_seqs=max_num_seqs,
             quantization=_quantization(c), vendor=c.pool.accelerator.vendor, nodes=c.nodes,
             middleware=(HEALTH_MIDDLEWARE,), max_num_batched_tokens=max_num_batched_tokens,
             # a prefill budget below the context only works chunked: say so rather than rely on the default
-            enable_chunked_prefill=True if max_num_batched_tokens and max_num_batched_tokens < max_model_len else None,
+            enable_chunked_prefill=(True if not embed and max_num_batched_tokens and max_num_batched_tokens < max_model_len
+                                    else None),
         )
         return build_vllm_argv(spec)
     return [
@@ -75,4 +79,14 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
         "--kernels", "torch" if c.runtime == "cpu" else "triton",
         "--host", "0.0.0.0",
         "--port", "8000",
+        *(("--max-num-batched-tokens", str(max_num_batched_tokens)) if embed and max_num_batched_tokens else ()),
     ]
+
+
+def pooling_flags(model: ModelFacts) -> dict:
+    """vLLM 0.33.0's pooling runner for an embedding model, with the model's own pooling written out
+    (PoolerConfig: `seq_pooling_type`; `use_activation` is the embed task's normalisation)."""
+    import json
+
+    config = {"seq_pooling_type": (model.pooling or "mean").upper(), "use_activation": model.normalize}
+    return {"runner": "pooling", "convert": "embed", "pooler_config": json.dumps(config, separators=(",", ":"))}

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from packager.facts import ModelFacts
 from packager.planner.argv import engine_argv, engine_for
 from packager.planner.constraints import static_reasons
+from packager.planner.encoder import evaluate_encoder
 from packager.planner.estimates import GiB, estimate, fits, max_context_that_fits, vllm_device
 from packager.planner.rules import rules
 from packager.planner.types import Candidate, Estimates, PlanRequest, Profile, Rejection
@@ -76,6 +77,8 @@ def _estimate(model: ModelFacts, c: Candidate, s: Settings, context: int) -> Est
 
 def evaluate(req: PlanRequest, c: Candidate) -> Profile | Rejection:
     model = req.model
+    if model.task == "embed":  # no KV cache: its own stage
+        return evaluate_encoder(req, c)
     reasons = static_reasons(model, c)
     if reasons:
         return Rejection(c.name, tuple(reasons), c)

@@ -90,6 +90,10 @@ class VllmServeSpec:
     revision: str | None = None
     # vLLM's tool-call parser: tools are served (tool_choice auto, required, named) only with one.
     tool_call_parser: str | None = None
+    # Embedding models: `--runner pooling --convert embed` and the pooling as vLLM's PoolerConfig (JSON).
+    runner: str | None = None
+    convert: str | None = None
+    pooler_config: str | None = None
 
 
 def spec_problems(spec: VllmServeSpec) -> list[str]:
@@ -181,6 +185,12 @@ def build_vllm_argv(spec: VllmServeSpec) -> list[str]:
     ]
     if spec.max_num_batched_tokens is not None:
         argv += ["--max-num-batched-tokens", str(spec.max_num_batched_tokens)]
+    if spec.runner:
+        argv += ["--runner", spec.runner]
+    if spec.convert:
+        argv += ["--convert", spec.convert]
+    if spec.pooler_config:
+        argv += ["--pooler-config", spec.pooler_config]
     quant = _quantization_flag(spec)
     if quant is not None:
         argv += ["--quantization", quant]

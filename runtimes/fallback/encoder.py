@@ -16,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from runtimes import st_config
+
 from .linear import Linear, choose_backend
-
-ARCHITECTURES = ("BertModel", "BertForMaskedLM", "BertForPreTraining")
-
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -41,16 +40,13 @@ class EncoderConfig:
             raise ValueError(f"{d}: model_type {cfg.get('model_type')!r} is not an encoder this runtime runs (bert)")
         if cfg.get("hidden_act", "gelu") != "gelu" or cfg.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{d}: only gelu activations and absolute positions are supported")
-        st = {}
-        if (d / "sentence_bert_config.json").exists():
-            st = json.loads((d / "sentence_bert_config.json").read_text())
         max_pos = int(cfg["max_position_embeddings"])
         return cls(
             hidden_size=int(cfg["hidden_size"]), layers=int(cfg["num_hidden_layers"]),
             heads=int(cfg["num_attention_heads"]), intermediate_size=int(cfg["intermediate_size"]),
             vocab_size=int(cfg["vocab_size"]), max_position_embeddings=max_pos,
             type_vocab_size=int(cfg.get("type_vocab_size", 2)), layer_norm_eps=float(cfg.get("layer_norm_eps", 1e-12)),
-            max_seq_length=min(int(st.get("max_seq_length") or max_pos), max_pos),
+            max_seq_length=min(st_config.max_seq_length(st_config.reader(d)) or max_pos, max_pos),
         )
 
 

@@ -8,15 +8,13 @@ no sentence-transformers config pools by mean and normalises, as vLLM's embed de
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-MODES = ("mean", "cls", "last")
-_ST_KEYS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "last"}
+from runtimes import st_config
 
 
 @dataclass(frozen=True)
@@ -26,27 +24,11 @@ class PoolingConfig:
 
     @classmethod
     def from_dir(cls, directory: str | Path) -> "PoolingConfig":
-        d = Path(directory)
-        modules = _json(d / "modules.json")
-        if not isinstance(modules, list):
-            return cls()
-        types = {str(m.get("type", "")).rsplit(".", 1)[-1]: m for m in modules if isinstance(m, dict)}
-        mode = "mean"
-        if "Pooling" in types:
-            cfg = _json(d / types["Pooling"].get("path", "1_Pooling") / "config.json") or {}
-            on = [mine for key, mine in _ST_KEYS.items() if cfg.get(key)]
-            others = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k not in _ST_KEYS]
-            if others or len(on) > 1:
-                raise ValueError(f"{d}: pooling {others or on} is not supported (one of mean, cls, last)")
-            mode = on[0] if on else "mean"
-        return cls(mode=mode, normalize="Normalize" in types)
-
-
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        try:
+            mode, normalize = st_config.pooling(st_config.reader(directory))
+        except ValueError as e:
+            raise ValueError(f"{directory}: {e}") from None
+        return cls(mode, normalize)
 
 
 def pool(hidden: torch.Tensor, lengths: list[int], cfg: PoolingConfig) -> torch.Tensor:

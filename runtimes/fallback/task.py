@@ -6,32 +6,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runtimes.model_archive import is_archive, read_json
+from runtimes.st_config import is_encoder, reader
 
-from .encoder import ARCHITECTURES
 from .protocol import APIError
 
 GENERATE, EMBED = "generate", "embed"
 
 
-def _is_encoder_config(cfg: dict | None) -> bool:
-    if not isinstance(cfg, dict):
-        return False
-    return cfg.get("model_type") == "bert" or any(a in ARCHITECTURES for a in cfg.get("architectures") or ())
-
-
 def model_task(model: str) -> str:
     p = Path(model)
-    if is_archive(p):
-        return EMBED if _is_encoder_config(read_json(p, "config.json")) else GENERATE
-    if p.is_dir() and (p / "config.json").is_file():
-        import json
-
-        try:
-            return EMBED if _is_encoder_config(json.loads((p / "config.json").read_text())) else GENERATE
-        except ValueError:
-            return GENERATE
-    return GENERATE  # a .gguf file: this runtime's GGUF models are decoders
+    if p.suffix == ".gguf":
+        return GENERATE  # this runtime's GGUF models are decoders
+    return EMBED if is_encoder(reader(p)) else GENERATE
 
 
 def refuse_other_task(state, wanted: str, api: str) -> None:
