@@ -30,6 +30,7 @@ bash .ci/chromium.sh        # headless chromium: the plan report is opened and s
 bash .ci/podman.sh          # podman kube play: the rendered chart's pods run here
 bash .ci/supply_chain.sh    # offline signing and OCI tools: model-signing, skopeo, oras, cyclonedx
 bash .ci/clients.sh         # real OpenAI clients (openai, langchain-openai, lm-eval) against our server
+bash .ci/bench_embeddings.sh  # sentence-transformers in its own venv: bench/embeddings.py's baseline
 
 rc=0
 for job in security_tools:$security vllm_contract:$vllm; do

@@ -75,6 +75,15 @@ def rows() -> list[tuple[str, str, str]]:
                     f"{b['start_to_ready_s']:.1f} / {v['start_to_ready_s']:.1f} / {o['start_to_ready_s']:.1f} s; oci weights "
                     f"artifact {art['bytes'] / 2**20:.0f} MiB uploaded once, {art['second_push_uploaded_bytes']} bytes the "
                     f"second time; bundle import {o['bundle_import_s']:.1f} s (at {_at(im)})", "image_build"))
+    if (RESULTS / "embeddings.json").exists():
+        em = _load("embeddings")
+        per = em["embeddings_per_s"]
+        out.append((f"embeddings, {em['sentences']} short sentences (all-MiniLM-L6-v2)",
+                    f"{per['float32']:.0f} / s fp32, {per['bfloat16']:.0f} / s bf16 matmuls through the server: "
+                    f"{em['ratio_float32']:.2f} x / {em['ratio_bfloat16']:.2f} x sentence-transformers' `encode` in-process "
+                    f"({per['sentence_transformers']:.0f} / s); min cosine to it "
+                    f"{min(em['min_cosine_to_sentence_transformers'].values()):.5f}; load {em['load_average_before']:g} "
+                    f"(at {_at(em)})", "embeddings"))
     sf = _load("server_faults")
     c64, st, dc, lp = sf["concurrent_64"], sf["sigterm_16"], sf["disconnects_20"], sf["live_probe_4mb"]
     out.append(("fallback server under faults",

@@ -25,6 +25,7 @@ class Draft:
     license: str | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # file -> bytes (comments: the schema has no size field)
     notes: tuple[str, ...] = ()
+    embed: dict | None = None  # an embedding model: {"pooling": {...}, "context_length": max_seq_length or None}
 
 
 def slug(text: str) -> str:
@@ -50,11 +51,16 @@ def render(d: Draft) -> str:
     doc = {"name": d.name, "served_model_name": d.served_model_name}
     if d.license:
         doc["license"] = d.license
+    if d.embed:
+        doc["task"] = "embed"
+        doc["pooling"] = d.embed["pooling"]
     doc["source"] = d.source
     from packager.manifests.model_schema import Architecture  # the schema's order reads best: family first
 
     doc["architecture"] = {k: d.architecture[k] for k in Architecture.model_fields if k in d.architecture}
     doc["serving"] = _serving(d.architecture)
+    if d.embed and d.embed.get("context_length"):  # sentence-transformers' max_seq_length: what it was trained on
+        doc["serving"]["context_length"] = min(d.embed["context_length"], doc["serving"]["context_length"])
     text = yaml.safe_dump(doc, sort_keys=False, width=120, default_flow_style=False)
     lines = []
     for line in text.splitlines():

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from packager.errors import UserError
 from packager.init.draft import Draft, slug
+from runtimes import st_config
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
 # A GGUF file name ends in its quantization (".Q4_1", "-f16"): not part of the model's name.
@@ -54,7 +55,8 @@ def safetensors_parameters(files: list[Path]) -> int:
             (n,) = struct.unpack("<Q", fh.read(8))
             header = json.loads(fh.read(n))
         for key, info in header.items():
-            if key != "__metadata__":
+            # BERT checkpoints carry `embeddings.position_ids`, an int64 buffer, not a parameter
+            if key != "__metadata__" and not key.endswith("position_ids"):
                 count = 1
                 for d in info["shape"]:
                     count *= d
@@ -94,7 +96,12 @@ def from_directory(d: Path, out: Path | None) -> Draft:
     sha, sizes = _hash_files(d, rels)
     notes = () if any((d / t).is_file() for t in TOKENIZER_FILES) else (
         "warning: no tokenizer files (tokenizer.json / tokenizer.model): the server cannot start without one",)
-    return Draft(name=slug(d.resolve().name), served_model_name=d.resolve().name,
+    embed = None
+    if st_config.is_encoder(st_config.reader(d)):  # a sentence-transformers model: say so, with its pooling
+        mode, normalize = st_config.pooling(st_config.reader(d))
+        embed = {"pooling": {"mode": mode, "normalize": normalize},
+                 "context_length": st_config.max_seq_length(st_config.reader(d))}
+    return Draft(name=slug(d.resolve().name), served_model_name=d.resolve().name, embed=embed,
                  source={"path": source_path(d, out), "format": "safetensors", "sha256": sha},
                  architecture=arch, origin=f"the directory {d.resolve().name}/ (config.json, {len(shards)} safetensors file(s))",
                  license=front_matter_license(d / "README.md") or cfg.get("license"), sizes=sizes, notes=notes)

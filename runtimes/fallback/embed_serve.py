@@ -45,7 +45,7 @@ def load(args: Any) -> tuple[EmbedEngine, Embedder]:
     if digests:  # the zip itself, or the directory's files, before anything is read
         verify_digests(Path(args.model).parent if is_archive(args.model) else Path(args.model), digests)
     d = model_dir(args.model)
-    encoder = BertEncoder.load(d, args.quantization)
+    encoder = BertEncoder.load(d, args.quantization, args.dtype)
     max_len = args.max_model_len or encoder.cfg.max_seq_length
     if max_len > encoder.cfg.max_position_embeddings:
         raise ValueError(f"--max-model-len {max_len} exceeds the model's {encoder.cfg.max_position_embeddings} positions")

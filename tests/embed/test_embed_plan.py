@@ -116,3 +116,16 @@ def test_vllm_real_parser_accepts_the_pooling_argv(run_cli, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "ok   unknown-pooling [vllm]: " in r.stdout and "PoolerConfig" in r.stdout
     assert r.stdout.count("[vllm]") == len(cases)
+
+
+def test_init_on_a_sentence_transformers_directory(embed_dir, tmp_path, run_cli):
+    import yaml
+
+    out = tmp_path / "mini.yaml"
+    code, _, err = run_cli("init", str(embed_dir), "--out", str(out))
+    assert code == 0, err
+    doc = yaml.safe_load(out.read_text())
+    assert doc["task"] == "embed" and doc["pooling"] == {"mode": "mean", "normalize": True}
+    assert doc["serving"]["context_length"] == 256 and doc["architecture"]["parameters"] == 22713216
+    code, out_text, err = run_cli("profiles", str(out), "--hardware", "nvidia-l4:1", "--json")
+    assert code == 0 and "--runner" in json.loads(out_text)["selected"]["engine_argv"], err
