@@ -42,6 +42,7 @@ PLANS = {
     "nvidia-llama8b-tp2": ("llama-3.1-8b-instruct", "nvidia-h100-sxm-80gb-x8", "vllm-bf16-tp2-pp1-latency"),
     "nvidia-llama70b-2x8": ("llama-3.1-70b-instruct", "nvidia-h100-sxm-80gb-2x8-gke", "vllm-bf16-tp8-pp2-throughput"),
     "amd-mi300x-llama8b": ("llama-3.1-8b-instruct", "amd-mi300x-x8", "vllm-bf16-tp1-pp1-throughput"),
+    "cpu-minilm-embed": ("all-minilm-l6-v2", "cpu", None),  # an embedding model: no KV cache (tests/embed)
 }
 
 
