@@ -81,7 +81,8 @@ def rows() -> list[tuple[str, str, str]]:
         out.append((f"embeddings, {em['sentences']} short sentences (all-MiniLM-L6-v2)",
                     f"{per['float32']:.0f} / s fp32, {per['bfloat16']:.0f} / s bf16 matmuls through the server: "
                     f"{em['ratio_float32']:.2f} x / {em['ratio_bfloat16']:.2f} x sentence-transformers' `encode` in-process "
-                    f"({per['sentence_transformers']:.0f} / s); min cosine to it "
+                    f"({per['sentence_transformers']:.0f} / s); best rounds {em['best_round_ratio_float32']:.2f} x / "
+                    f"{em['best_round_ratio_bfloat16']:.2f} x; min cosine to it "
                     f"{min(em['min_cosine_to_sentence_transformers'].values()):.5f}; load {em['load_average_before']:g} "
                     f"(at {_at(em)})", "embeddings"))
     sf = _load("server_faults")
