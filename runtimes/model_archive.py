@@ -62,6 +62,7 @@ def unpacked(archive: str | Path, cache_root: str | Path | None = None) -> Path:
                 raise ValueError(f"{archive}: unsafe member name {name!r}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".unpack-", dir=dest.parent))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would follow the files into an image built from them
         try:
             z.extractall(tmp)
             os.replace(tmp, dest)

@@ -75,6 +75,8 @@ def model_path_in_image(source: dict) -> str:
 
     name = source.get("file") or (PurePosixPath(source["path"]).name if str(source.get("path", "")).endswith(".gguf")
                                   else "")
+    if name.endswith(".zip"):  # a zipped model is unpacked into the model dir (local_weights.locate)
+        name = ""
     return f"{MODEL_DIR}/{name}" if name else MODEL_DIR
 
 
