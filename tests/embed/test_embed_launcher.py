@@ -59,3 +59,13 @@ def test_build_context_carries_the_unpacked_model(tmp_path, run_cli):
     plan = json.loads((tmp_path / "all-minilm-l6-v2" / "plan.json").read_text())
     argv = plan["selected"]["engine_argv"]
     assert argv[argv.index("--model") + 1] == MODEL_REF and plan["model_ref"] == MODEL_REF
+
+
+def test_checksum_skips_the_hub_cache_inside_a_model_dir_only(tmp_path):
+    from packager.local_weights import checksum
+
+    root = tmp_path / ".cache" / "packager" / "unpacked" / "m"  # an unpacked model lives under ~/.cache
+    (root / ".cache" / "huggingface").mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    (root / ".cache" / "huggingface" / "lock").write_text("x")
+    assert [rel for rel, _ in checksum(root).files] == ["config.json"]

@@ -125,3 +125,30 @@ def test_contract_key_probes_wrong_task_and_metrics(embed_server):
     assert ok.status_code == 200
     assert embed_server.metric("vllm:prompt_tokens_total") == before + ok.json()["usage"]["prompt_tokens"]
     assert embed_server.metric('vllm:request_success_total{finished_reason="stop",model_name="%s"}' % EMBED_NAME) > 0
+
+
+def test_huge_inputs_get_named_400s_and_never_stall_the_probes(embed_server):
+    """4 clients each send a 3 MB text (about a million tokens): each is refused by name, and the live probe
+    answers within the kubelet's 1 s throughout (tokenizing runs off the event loop)."""
+    import threading
+
+    body = {"model": EMBED_NAME, "input": "word " * 600_000}
+    answers: list[httpx.Response] = []
+
+    def send():
+        answers.append(httpx.post(embed_server.base + "/v1/embeddings", json=body, headers=AUTH, timeout=120))
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for t in threads:
+        t.start()
+    probes = 0
+    while any(t.is_alive() for t in threads):
+        assert httpx.get(embed_server.base + "/v1/health/live", timeout=1.0).status_code == 200
+        probes += 1
+    for t in threads:
+        t.join()
+    assert probes >= 1 and len(answers) == 4
+    for r in answers:
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded", r.text[:300]
+    ok = httpx.post(embed_server.base + "/v1/embeddings", json={"input": "still serving"}, headers=AUTH, timeout=30)
+    assert ok.status_code == 200
