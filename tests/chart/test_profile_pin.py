@@ -22,8 +22,10 @@ def packager(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 def values_of(chart_root: Path) -> dict:
+    """The chart's values with its plan (plan.json beside values.yaml since issue 25) under `plan`."""
     (chart,) = [p for p in chart_root.iterdir() if p.is_dir()]
-    return yaml.safe_load((chart / "values.yaml").read_text())
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    return dict(values, plan=json.loads((chart / "plan.json").read_text()))
 
 
 def test_chart_profile_pins_the_multi_node_profile(tmp_path):
