@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from packager.commands import PROFILE_HELP
+from packager.commands import OBJECTIVE_HELP, PROFILE_HELP
 
 from packager.errors import UserError
 
@@ -35,7 +35,7 @@ def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional
 def chart(
     model: Optional[str] = typer.Argument(None, help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name (default: this machine)."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
+    objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     out: Path = typer.Option(Path("out"), "--out", help="Directory the chart is written into, as OUT/<model>/."),
     image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); default: the plan's."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
@@ -73,7 +73,7 @@ def publish(
 def deploy(
     model: Optional[str] = typer.Argument(None, help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
+    objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     namespace: str = typer.Option("default", "--namespace", "-n", help="Kubernetes namespace."),
     release: Optional[str] = typer.Option(None, "--release", help="Release name (default: the model name)."),
     image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); with --keys "

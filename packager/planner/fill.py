@@ -49,6 +49,8 @@ def explain_fill(p: Profile) -> str:
     if f is None:
         return ""
     per_node = c.pool.count
+    if f.replicas == 1 and not f.idle_devices_per_node:
+        return ""  # one instance on the whole pool: nothing to add
     if f.how == "pods":
         if f.replicas_per_node == 0:
             text = (f"{f.replicas} group{'s' if f.replicas != 1 else ''} of {c.nodes} nodes fill the pool's "
