@@ -98,8 +98,10 @@ def values_from_plan(plan: dict[str, Any], image: str | None = None) -> dict[str
     values.update(replica_values(profile, pool))
     if not values["image"]["tag"]:
         values["image"]["tag"] = str(plan.get("packager_version", "0.1.0"))
-    if nodes > 1:
-        # Every pod of a group mounts the weights volume, on different nodes.
+    fill = profile.get("fill") or {}
+    if nodes > 1 or int(fill.get("replicas") or 1) > max(1, int(fill.get("replicas_per_node") or 1)):
+        # Every pod of a group, or replicas spread over the pool's nodes, mount the weights volume on
+        # different nodes.
         values["weights"] = {"volume": {"accessModes": ["ReadWriteMany"]}}
     return values
 

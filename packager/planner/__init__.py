@@ -35,7 +35,7 @@ def make_plan(req: PlanRequest) -> Plan:
         (profiles if isinstance(result, Profile) else rejected).append(result)
     ranked = fill(rank(profiles, req.objective, req.model.precisions), req.objective)
     advice = advise(req, rejected) if not ranked else []
-    why, extra = explain(ranked, req.objective, req.model.precisions), explain_fill(ranked[0]) if ranked else ""
+    why, extra = explain(ranked, req.objective, req.model.precisions), explain_fill(ranked) if ranked else ""
     why = f"{why[:-1]}; {extra}." if extra else why  # still one sentence
     return Plan(request=req, candidates=tuple(ranked), rejected=tuple(rejected), advice=tuple(advice), why=why)
 

@@ -43,8 +43,20 @@ def _devices(n: int) -> str:
     return f"{n} device{'s' if n != 1 else ''}"
 
 
-def explain_fill(p: Profile) -> str:
+def _bigger_estimate(p: Profile, ranked: list[Profile]) -> Profile | None:
+    """A larger tp of the same kind whose estimate per node beats the winner's replicas, if any."""
+    c = p.candidate
+    same = [q for q in ranked if q.fill and q.candidate.devices > c.devices and q.candidate.nodes == 1
+            and (q.candidate.runtime, q.candidate.precision, q.candidate.kv_cache_dtype, q.candidate.objective,
+                 q.candidate.pool.name, q.low_memory) == (c.runtime, c.precision, c.kv_cache_dtype, c.objective,
+                                                         c.pool.name, p.low_memory)]
+    best = max(same, key=lambda q: q.fill.tokens_per_s_per_node, default=None)
+    return best if best and best.fill.tokens_per_s_per_node > p.fill.tokens_per_s_per_node else None
+
+
+def explain_fill(ranked: list[Profile]) -> str:
     """A clause for the plan's one-sentence why: the replicas, the estimate per node, the idle devices and their use."""
+    p = ranked[0]
     f, c = p.fill, p.candidate
     if f is None:
         return ""
@@ -60,6 +72,10 @@ def explain_fill(p: Profile) -> str:
                     f"{_devices(c.devices)} fill each node's {per_node} devices ({f.replicas} in all, one pod each: "
                     "replicas share nothing, restart and scale one at a time, and the Service spreads requests)")
         text += f", about {f.tokens_per_s_per_node:,.0f} tokens/s per node at full batch"
+        bigger = _bigger_estimate(p, ranked) if f.replicas_per_node > 1 else None
+        if bigger:  # the roofline counts all-reduce latency only; a full batch also moves batch x hidden per layer
+            text += (f" (tp={bigger.candidate.tp} estimates {bigger.fill.tokens_per_s_per_node:,.0f} per node, but the "
+                     "estimate leaves out the all-reduce traffic of a full batch, which replicas do not have)")
         if f.idle_devices_per_node:
             text += f", with {_devices(f.idle_devices_per_node)} per node idle (fewer than one more replica needs)"
         return text

@@ -27,6 +27,10 @@ def test_8b_on_8_h100_throughput_plans_and_charts_all_8_gpus(tmp_path):
     assert f.tokens_per_s_per_node == pytest.approx(f.replicas_per_node * sel.estimates.decode_tokens_per_s_full_batch,
                                                     rel=1e-3)
     assert f"{f.tokens_per_s_per_node:,.0f} tokens/s per node" in plan.why and "one pod each" in plan.why and plan.why.count(". ") == 0
+    # A larger tp with a higher node estimate is named, with why the replicas still win.
+    bigger = max((p for p in plan.candidates if p.candidate.objective == "throughput" and p.candidate.precision == "bf16"
+                  and p.candidate.kv_cache_dtype == "auto"), key=lambda p: p.fill.tokens_per_s_per_node)
+    assert f"tp={bigger.candidate.tp} estimates {bigger.fill.tokens_per_s_per_node:,.0f} per node" in plan.why
     objs = render(write_chart(plan.to_dict(), tmp_path))
     assert gpus_in_use(objs) == 8
     assert one(objs, "Deployment")["spec"]["replicas"] == f.replicas
@@ -81,3 +85,11 @@ def test_the_table_shows_replicas_and_the_estimate_per_node():
     assert cols[1] == plan.selected.name and cols[2:4] == ["1", "8"]
     assert float(cols[-1]) == plan.selected.fill.tokens_per_s_per_node
     assert "not --max-num-seqs" in text  # the legend tells the two counts apart
+
+
+def test_replicas_on_several_nodes_share_the_weights_volume_read_write_many(tmp_path):
+    one_node = write_chart(plan_files(LLAMA8B, "nvidia-h100-sxm-80gb:8", "throughput").to_dict(), tmp_path / "a")
+    two_nodes = write_chart(plan_files(LLAMA8B, "nvidia-h100-sxm-80gb:8x2", "throughput").to_dict(), tmp_path / "b")
+    modes = [one(render(c, {"weights": {"mode": "volume"}}), "PersistentVolumeClaim")["spec"]["accessModes"]
+             for c in (one_node, two_nodes)]
+    assert modes == [["ReadWriteOnce"], ["ReadWriteMany"]]
