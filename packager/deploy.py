@@ -144,7 +144,19 @@ def deploy_verified(image: str | None, keys: Path, *, namespace: str = "default"
         release = release or default_release(verified.plan)
         check_release_name(release)
         values = overrides.deep_merge(overrides.apply({}, sets=sets, values_files=values_files), verified.pins)
-        return _install(verified.chart, values, release=release, namespace=namespace, dry_run=dry_run)
+        text = _install(verified.chart, values, release=release, namespace=namespace, dry_run=dry_run)
+    if not dry_run:
+        return text
+    # A verified release installs only through packager (verify first, then pin by digest): that is its command.
+    again = ["packager", "deploy", "--keys", str(keys), "--image", str(image), "--namespace", namespace,
+             "--release", release, *(x for v in sets for x in ("--set", v)),
+             *(x for f in values_files for x in ("-f", str(f)))]
+    context, where = current_context()
+    return (f"# install: {shlex.join(again)}\n"
+            f"# release: {release}   namespace: {namespace}   context: "
+            + (f"{context} (from {where})" if context else f"none: {where}") + "\n"
+            "# nothing was sent to a cluster; the command above verifies the release again, then installs exactly these.\n"
+            + text)
 
 
 def _install(chart: Path, values: dict | None, *, release: str, namespace: str, dry_run: bool) -> str:
