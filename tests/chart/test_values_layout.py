@@ -28,7 +28,8 @@ def test_the_8xh100_chart_values_are_short_ordered_and_documented(tmp_path):
     keys = top_keys(text)
     assert keys[:len(FIRST)] == FIRST  # what people change first, at the top
     lines = text.splitlines()
-    for key in ("image", "replicaCount", "resources", "accelerator", "nodeSelector", "auth", "autoscaling"):
+    for key in ("image", "imagePullSecrets", "replicaCount", "resources", "accelerator", "nodeSelector", "service",
+                "ingress", "auth", "autoscaling"):
         at = lines.index(next(line for line in lines if line.startswith(f"{key}:")))
         assert lines[at - 1].startswith("#"), f"{key} has no comment above it"
     values = yaml.safe_load(text)
