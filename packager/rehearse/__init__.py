@@ -118,7 +118,9 @@ def rehearse_one(c: Container, engine: Engine, req: Rehearsal, hardware: str | N
 
 def rehearse(req: Rehearsal) -> Outcome:
     values, docs = render(req)
-    plan = values.get("plan") or {}
+    from packager.chart import chart_plan
+
+    plan = chart_plan(Path(req.chart_dir), values)
     if req.profile:
         from packager.planfile import pin_profile
 

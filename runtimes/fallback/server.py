@@ -39,7 +39,7 @@ from .limits import Guard, Limits, header_deadline_protocol
 from .metrics import Metrics
 from .prepare import Preparer
 from .protocol import APIError, ChatRequest, CompletionRequest, error_response
-from .respond import check, serve
+from .respond import check, serve, unknown_model
 from runtimes import ready
 
 log = logging.getLogger("runtimes.fallback.server")
@@ -202,7 +202,7 @@ def build_app(state: ServerState) -> FastAPI:
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str):
         if model_id not in state.names:
-            raise APIError(404, f"The model `{model_id}` does not exist.", "model", code="model_not_found")
+            raise unknown_model(state.names, model_id)
         return model_card(model_id)
 
     @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest))

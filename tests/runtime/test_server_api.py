@@ -187,9 +187,11 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, cli
     assert_still_serving(client)
 
 
-def test_openai_client_sees_typed_errors(client):
-    with pytest.raises(openai.NotFoundError):
+def test_openai_client_sees_typed_errors(client, server):
+    with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert f"`{MODEL_NAME}`" in str(e.value)  # the 404 names the id this server serves (issue 25)
+    assert f"`{MODEL_NAME}`" in httpx.get(server.base + "/v1/models/nope").json()["error"]["message"]
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model=MODEL_NAME, prompt=LONG)
     assert_still_serving(client)

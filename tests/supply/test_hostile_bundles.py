@@ -139,6 +139,7 @@ def test_deploy_installs_the_signed_chart_pinned_to_the_verified_digests(site, b
                           "weights.oci.mount=modelcar", "--dry-run", root=case_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "deploy: verified" in proc.stderr
+    assert proc.stdout.startswith("# install: packager deploy --keys ")  # its install command first (issue 25)
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     repo = site["tag_ref"].rsplit(":", 1)[0]
