@@ -17,10 +17,10 @@ def kserve(
                                 "or pvc:// with --pvc); baked: the image's own; oci: refused (no modelcar image yet)."),
     kind: Optional[str] = typer.Option(None, "--kind", help="inferenceservice (ServingRuntime + InferenceService) or "
                                        "llminferenceservice; default: llminferenceservice for vLLM profiles."),
-    pvc: Optional[str] = typer.Option(None, "--pvc", help="CLAIM[/PATH] holding the weights: storageUri pvc://CLAIM/PATH."),
+    pvc: Optional[str] = typer.Option(None, "--pvc", help="The claim (CLAIM or CLAIM/PATH) holding the weights: storageUri pvc://CLAIM/PATH."),
     router: bool = typer.Option(False, "--router", help="LLMInferenceService: KServe makes the HTTPRoute, InferencePool "
                                 "and endpoint picker (spec.router)."),
-    gateway: Optional[str] = typer.Option(None, "--gateway", help="[NAMESPACE/]NAME of the Gateway the route attaches to "
+    gateway: Optional[str] = typer.Option(None, "--gateway", help="NAME or NAMESPACE/NAME of the Gateway the route attaches to "
                                           "(implies --router)."),
     image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); default: the plan's."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
