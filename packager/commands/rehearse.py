@@ -21,15 +21,13 @@ def rehearse(
     set_: list[str] = typer.Option([], "--set", help="Override a chart value (dotted key=YAML), as helm does."),
     values: list[Path] = typer.Option([], "-f", "--values", help="Merge a values file."),
     as_json: bool = typer.Option(False, "--json", help="Print the launch records and checks as JSON."),
-    plan: Optional[Path] = typer.Option(None, "--plan", help="With a YAML file of objects: the plan.json their image "
-                                        "holds, for a replay without the image."),
 ) -> None:
     """Would every pod of this chart start? Replays each container's start (dry run) and checks it."""
     from packager.rehearse import Rehearsal, rehearse as run
     from packager.rehearse.readout import as_dict, text
 
     outcome = run(Rehearsal(chart_dir, hardware=hardware, profile=profile, registry=registry,
-                            sets=tuple(set_), values_files=tuple(str(v) for v in values), plan_file=plan))
+                            sets=tuple(set_), values_files=tuple(str(v) for v in values)))
     typer.echo(json.dumps(as_dict(outcome), indent=1) if as_json else text(outcome))
     if not outcome.ok:
         raise typer.Exit(1)

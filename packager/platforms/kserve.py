@@ -4,6 +4,7 @@ launcher, as the chart's do; resources, placement, probes and security contexts 
 (`chart_values`), so a KServe deployment and the chart's ask for the same things."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,8 @@ from packager.chart.writer import chart_values
 from packager.errors import UserError
 from packager.families import slug
 from packager.image.context import LAUNCHER
-from runtimes.layout import (CACHE_DIR, ENV_MODEL_DIR, ENV_PROFILE, ENV_WEIGHTS_MODE)
+from runtimes.layout import (CACHE_DIR, ENV_MODEL_DIR, ENV_PLAN, ENV_PROFILE, ENV_WEIGHTS_MODE, PLAN_MOUNT_DIR,
+                             PLAN_MOUNT_PATH)
 
 GROUP = "serving.kserve.io"
 MODEL_FORMAT = "packager"  # ServingRuntime and InferenceService agree on it; the runtime is also named
@@ -63,8 +65,8 @@ def objects(req: KServeRequest) -> list[dict[str, Any]]:
     values = chart_values(req.plan, image=req.image)
     ctx = _Ctx(req, profile, values, _name(req.plan), _storage_uri(req), PORTS[kind])
     if kind == "inferenceservice":
-        return [_serving_runtime(ctx), _inference_service(ctx)]
-    return [_llm_inference_service(ctx)]
+        return [_plan_config_map(ctx), _serving_runtime(ctx), _inference_service(ctx)]
+    return [_plan_config_map(ctx), _llm_inference_service(ctx)]
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def _probe(spec: dict, port: int) -> dict:
 
 def _env(ctx: _Ctx) -> list[dict]:
     """The chart's server environment, with KServe's port and model dir."""
-    env = [{"name": ENV_PROFILE, "value": ctx.profile["name"]},
+    env = [{"name": ENV_PROFILE, "value": ctx.profile["name"]}, {"name": ENV_PLAN, "value": PLAN_MOUNT_PATH},
            {"name": ENV_WEIGHTS_MODE, "value": "baked" if ctx.uri is None else "volume"},
            {"name": "PACKAGER_PORT", "value": str(ctx.port)}]
     if ctx.uri is not None:
@@ -129,12 +131,21 @@ def _env(ctx: _Ctx) -> list[dict]:
     return env
 
 
-def _volumes(values: dict) -> tuple[list[dict], list[dict]]:
+def _plan_config_map(ctx: _Ctx) -> dict:
+    """The plan every pod reads, as the chart mounts it: a plan edit needs no rebuild, and `packager rehearse`
+    replays these objects from the file alone."""
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{ctx.name}-plan", "labels": _labels(ctx)},
+            "data": {"plan.json": json.dumps(ctx.values["plan"], indent=1) + "\n", "profile": ctx.profile["name"]}}
+
+
+def _volumes(ctx: _Ctx) -> tuple[list[dict], list[dict]]:
+    values = ctx.values
     volumes = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": values["shm"]["sizeLimit"]}},
                {"name": "tmp", "emptyDir": {}},
-               {"name": "cache", "emptyDir": {"sizeLimit": values["cache"]["sizeLimit"]}}]
+               {"name": "cache", "emptyDir": {"sizeLimit": values["cache"]["sizeLimit"]}},
+               {"name": "plan", "configMap": {"name": f"{ctx.name}-plan"}}]
     mounts = [{"name": "shm", "mountPath": "/dev/shm"}, {"name": "tmp", "mountPath": "/tmp"},
-              {"name": "cache", "mountPath": CACHE_DIR}]
+              {"name": "cache", "mountPath": CACHE_DIR}, {"name": "plan", "mountPath": PLAN_MOUNT_DIR, "readOnly": True}]
     return volumes, mounts
 
 
@@ -145,7 +156,7 @@ def _image(values: dict) -> str:
 
 def _container(ctx: _Ctx, name: str, *, probes: bool = True) -> dict:
     v = ctx.values
-    _, mounts = _volumes(v)
+    _, mounts = _volumes(ctx)
     c: dict[str, Any] = {"name": name, "image": _image(v), "imagePullPolicy": v["image"]["pullPolicy"],
                          # Explicit: KServe's templates name their own command; every pod starts the launcher.
                          "command": list(LAUNCHER), "env": _env(ctx), "resources": _resources(v),
@@ -164,7 +175,7 @@ def _labels(ctx: _Ctx) -> dict:
 
 
 def _serving_runtime(ctx: _Ctx) -> dict:
-    volumes, _ = _volumes(ctx.values)
+    volumes, _ = _volumes(ctx)
     container = _container(ctx, "kserve-container")
     container.pop("resources")  # the InferenceService's model spec carries them (KServe merges the two)
     return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "ServingRuntime",
@@ -198,7 +209,7 @@ def _inference_service(ctx: _Ctx) -> dict:
 
 def _pod(ctx: _Ctx, role: str) -> dict:
     v = ctx.values
-    volumes, _ = _volumes(v)
+    volumes, _ = _volumes(ctx)
     container = _container(ctx, "main", probes=role == "leader")
     if role == "leader":
         # The argv the plan chose, for the reader and for `packager rehearse`, which checks that the

@@ -18,7 +18,7 @@ import yaml
 from packager.errors import UserError
 from packager.rehearse import checks as chk
 from packager.rehearse import platforms
-from packager.rehearse.containers import Container, Mount, containers, parse_rendered
+from packager.rehearse.containers import Container, containers, parse_rendered
 from packager.rehearse.replay import Engine, Replay, in_image, installed, process_argv, read_record, starts_launcher
 
 
@@ -32,7 +32,6 @@ class Rehearsal:
     values_files: tuple[str, ...] = ()
     namespace: str = "default"
     release: str = "rehearsal"
-    plan_file: Path | None = None  # objects from a file (packager kserve): the plan their image would hold
 
 
 @dataclass(frozen=True)
@@ -75,14 +74,17 @@ def hardware_shorthand(plan: dict) -> str | None:
 
 
 def _objects_file(req: Rehearsal) -> tuple[dict, list[dict]]:
-    """Objects already rendered (`packager kserve --out FILE`): the plan comes from --plan, as the image holds it."""
+    """Objects already rendered (`packager kserve --out FILE`); the plan is the one their pods mount."""
     path = Path(req.chart_dir)
+    docs = parse_rendered(path.read_text(), str(path))
     plan = {}
-    if req.plan_file is not None:
-        from packager.planfile import read_validated_plan
-
-        plan = read_validated_plan(req.plan_file)
-    return {"plan": plan}, parse_rendered(path.read_text(), str(path))
+    for d in docs:
+        if d["kind"] == "ConfigMap" and "plan.json" in (d.get("data") or {}):
+            try:
+                plan = json.loads(d["data"]["plan.json"])
+            except ValueError:
+                raise UserError("plan.json is not JSON", file=str(path), field=f"ConfigMap {d['metadata']['name']}") from None
+    return {"plan": plan}, docs
 
 
 def render(req: Rehearsal) -> tuple[dict, list[dict]]:
@@ -155,8 +157,6 @@ def rehearse(req: Rehearsal) -> Outcome:
     kinds = {d["metadata"]["name"]: d["kind"] for d in docs}
     docs = platforms.workloads(docs)
     found = [_as_platform(c, kinds) for c in containers(docs, req.namespace)]
-    if Path(req.chart_dir).is_file() and plan:
-        found = [c if platforms.is_endpoint_picker(c) else _with_plan(c, plan) for c in found]
     if not found:
         raise UserError("the chart renders no container", file=str(req.chart_dir),
                         hint="check the chart's values (engine.argv, image)")
@@ -172,12 +172,3 @@ def _as_platform(c: Container, kinds: dict[str, str]) -> Container:
         return dataclasses.replace(c, workload=f"{kind}/{name}")
     return c
 
-
-def _with_plan(c: Container, plan: dict) -> Container:
-    """The plan mounted where the chart mounts it, for objects whose image (which holds it) is not here."""
-    from runtimes.layout import ENV_PLAN, PLAN_MOUNT_DIR, PLAN_MOUNT_PATH
-
-    mount = Mount(PLAN_MOUNT_DIR, "configMap", (("plan.json", json.dumps(plan).encode()),), True)
-    env = tuple((k, v) for k, v in c.env if k != ENV_PLAN) + ((ENV_PLAN, PLAN_MOUNT_PATH),)
-    return dataclasses.replace(c, mounts=c.mounts + (mount,), env=env,
-                               notes=c.notes + ("the plan from --plan stands in for the one in the image",))

@@ -3,6 +3,8 @@ KServe CRDs in shared/crds with their CEL rules; every pod spec inside against K
 refuses (exit 2, a named field, nothing written)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 from chart_checks import plan, plan_file, validate
@@ -22,7 +24,7 @@ def kserve(run_cli, tmp_path, name, *args):
 
 def pods(obj: dict) -> list[tuple[str, dict]]:
     """Every pod spec an object carries, wrapped as a Pod for the Kubernetes 1.32 schema."""
-    spec = obj["spec"]
+    spec = obj.get("spec") or {}
     found = []
     if obj["kind"] == "LLMInferenceService":
         found = [("template", spec["template"])] + ([("worker", spec["worker"])] if "worker" in spec else [])
@@ -45,18 +47,20 @@ def test_objects_are_valid_for_every_example(run_cli, tmp_path, name, args):
     objs = kserve(run_cli, tmp_path, name, *args)
     kinds = [o["kind"] for o in objs]
     assert kinds[-1] == EXAMPLES[name]
+    assert kinds[0] == "ConfigMap"  # the plan every pod mounts, as the chart's do
     if EXAMPLES[name] == "InferenceService":
-        assert kinds == ["ServingRuntime", "InferenceService"]
+        assert kinds == ["ConfigMap", "ServingRuntime", "InferenceService"]
     unevaluated = []
     for obj in objs:
-        unevaluated += validate(obj).unevaluated
+        checked = validate(obj)
+        unevaluated += checked.unevaluated if checked else []
         for _, pod in pods(obj):
             validate(pod)
     assert unevaluated == []
 
 
 def test_inference_service_runs_the_runtime_in_standard_mode(run_cli, tmp_path):
-    sr, isvc = kserve(run_cli, tmp_path, "nvidia-llama8b-l4", "--kind", "inferenceservice")
+    cm, sr, isvc = kserve(run_cli, tmp_path, "nvidia-llama8b-l4", "--kind", "inferenceservice")
     assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     model = isvc["spec"]["predictor"]["model"]
     assert model["runtime"] == sr["metadata"]["name"]
@@ -69,13 +73,17 @@ def test_inference_service_runs_the_runtime_in_standard_mode(run_cli, tmp_path):
     assert c["command"][-2:] == ["-m", "runtimes.launcher"]  # starts through the launcher, as the chart's pods
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["PACKAGER_WEIGHTS_MODE"] == "volume" and env["PACKAGER_MODEL_DIR"] == "/mnt/models"
+    assert env["PACKAGER_PLAN"] == "/etc/packager/plan.json"
+    assert json.loads(cm["data"]["plan.json"])["selected"]["name"] == cm["data"]["profile"]
+    plan_volume = next(v for v in sr["spec"]["volumes"] if v["name"] == "plan")
+    assert plan_volume["configMap"]["name"] == cm["metadata"]["name"]
     assert env["PACKAGER_PORT"] == str(c["ports"][0]["containerPort"]) == "8080"
     assert c["readinessProbe"]["httpGet"] == {"path": "/v1/health/ready", "port": 8080}
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"] and c["securityContext"]["runAsNonRoot"]
 
 
 def test_llm_inference_service_for_the_70b_on_two_nodes(run_cli, tmp_path):
-    (llm,) = kserve(run_cli, tmp_path, "nvidia-llama70b-2x8", "--gateway", "gateways/inference-gateway")
+    _, llm = kserve(run_cli, tmp_path, "nvidia-llama70b-2x8", "--gateway", "gateways/inference-gateway")
     spec, selected = llm["spec"], plan("nvidia-llama70b-2x8")["selected"]
     assert spec["parallelism"] == {"tensor": 8, "pipeline": 2}
     assert spec["model"]["name"] == "meta-llama/Llama-3.1-70B-Instruct"
@@ -91,11 +99,11 @@ def test_llm_inference_service_for_the_70b_on_two_nodes(run_cli, tmp_path):
 
 
 def test_baked_weights_skip_the_storage_initializer(run_cli, tmp_path):
-    (llm,) = kserve(run_cli, tmp_path, "nvidia-llama8b-l4", "--weights", "baked")
+    _, llm = kserve(run_cli, tmp_path, "nvidia-llama8b-l4", "--weights", "baked")
     assert llm["spec"]["storageInitializer"] == {"enabled": False}
     env = {e["name"]: e.get("value") for e in llm["spec"]["template"]["containers"][0]["env"]}
     assert env["PACKAGER_WEIGHTS_MODE"] == "baked" and "PACKAGER_MODEL_DIR" not in env
-    _, isvc = kserve(run_cli, tmp_path, "cpu-smollm2", "--weights", "baked")
+    _, _, isvc = kserve(run_cli, tmp_path, "cpu-smollm2", "--weights", "baked")
     assert "storageUri" not in isvc["spec"]["predictor"]["model"]
 
 
@@ -105,7 +113,7 @@ def test_out_writes_the_file(run_cli, tmp_path):
                                 "--out", str(out))
     assert code == 0, err
     assert stdout.strip() == str(out)
-    assert [o["kind"] for o in yaml.safe_load_all(out.read_text())] == ["ServingRuntime", "InferenceService"]
+    assert [o["kind"] for o in yaml.safe_load_all(out.read_text())] == ["ConfigMap", "ServingRuntime", "InferenceService"]
 
 
 @pytest.mark.parametrize("name, args, field, words", [

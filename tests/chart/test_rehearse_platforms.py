@@ -20,10 +20,9 @@ def rehearse_json(run_cli, *args):
 
 def kserve_file(run_cli, tmp_path, name, *args):
     path = tmp_path / f"{name}.yaml"
-    plan = plan_file(name, tmp_path)
-    code, _, err = run_cli("kserve", "--plan", str(plan), "--out", str(path), *args)
+    code, _, err = run_cli("kserve", "--plan", str(plan_file(name, tmp_path)), "--out", str(path), *args)
     assert code == 0, err
-    return path, plan
+    return path
 
 
 def checks(container: dict) -> dict:
@@ -31,8 +30,8 @@ def checks(container: dict) -> dict:
 
 
 def test_llm_inference_service_leader_and_worker_would_start(run_cli, tmp_path):
-    path, plan = kserve_file(run_cli, tmp_path, "nvidia-llama70b-2x8")
-    code, out, err = rehearse_json(run_cli, str(path), "--plan", str(plan))
+    path = kserve_file(run_cli, tmp_path, "nvidia-llama70b-2x8")
+    code, out, err = rehearse_json(run_cli, str(path))
     assert code == 0, err
     roles = {(c["workload"], c["role"]) for c in out["containers"]}
     assert roles == {("LLMInferenceService/llama-3-1-70b-instruct", "leader"),
@@ -46,8 +45,8 @@ def test_llm_inference_service_leader_and_worker_would_start(run_cli, tmp_path):
 
 
 def test_inference_service_pod_is_the_runtime_merged_with_the_model(run_cli, tmp_path):
-    path, plan = kserve_file(run_cli, tmp_path, "nvidia-llama8b-l4", "--kind", "inferenceservice")
-    code, out, err = rehearse_json(run_cli, str(path), "--plan", str(plan))
+    path = kserve_file(run_cli, tmp_path, "nvidia-llama8b-l4", "--kind", "inferenceservice")
+    code, out, err = rehearse_json(run_cli, str(path))
     assert code == 0, err
     (c,) = out["containers"]
     assert (c["workload"], c["container"]) == ("InferenceService/llama-3-1-8b-instruct", "kserve-container")
@@ -56,19 +55,25 @@ def test_inference_service_pod_is_the_runtime_merged_with_the_model(run_cli, tmp
 
 
 def test_template_args_that_disagree_with_the_launcher_fail(run_cli, tmp_path):
-    path, plan = kserve_file(run_cli, tmp_path, "nvidia-llama8b-l4")
-    (llm,) = yaml.safe_load_all(path.read_text())
+    path = kserve_file(run_cli, tmp_path, "nvidia-llama8b-l4")
+    plan_map, llm = yaml.safe_load_all(path.read_text())
     args = llm["spec"]["template"]["containers"][0]["args"]
     args[args.index("--max-num-seqs") + 1] = "7"
-    path.write_text(yaml.safe_dump(llm))
-    code, out, _ = rehearse_json(run_cli, str(path), "--plan", str(plan))
+    path.write_text(yaml.safe_dump_all([plan_map, llm]))
+    code, out, _ = rehearse_json(run_cli, str(path))
     assert code == 1
     failed = checks(out["containers"][0])["planned-argv"]
     assert failed["ok"] is False and "7" in failed["detail"].split()
 
 
-def test_objects_without_their_image_or_a_plan_do_not_pass(run_cli, tmp_path):
-    path, _ = kserve_file(run_cli, tmp_path, "cpu-smollm2", "--weights", "baked")
+def test_the_plan_comes_from_the_mounted_config_map(run_cli, tmp_path):
+    path = kserve_file(run_cli, tmp_path, "cpu-smollm2", "--weights", "baked")
+    code, out, err = rehearse_json(run_cli, str(path))
+    assert code == 0, err
+    (c,) = out["containers"]
+    assert c["record"]["plan_source"] == "/etc/packager/plan.json" and c["record"]["profile"] == "cpu-fp32-tp1-pp1-throughput"
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d["kind"] != "ConfigMap"]
+    path.write_text(yaml.safe_dump_all(docs))  # without it (and without its image) the launcher has no plan
     code, out, _ = rehearse_json(run_cli, str(path))
     assert code == 1
     assert "plan" in checks(out["containers"][0])["starts"]["detail"]
