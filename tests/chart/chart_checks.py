@@ -103,10 +103,15 @@ def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def server_deployments(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model server's Deployments (the endpoint picker's, under router.enabled, is not one)."""
+    return [d for d in by_kind(objs, "Deployment")
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") != "endpoint-picker"]
+
+
 def pod_specs(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The serving pod specs: the Deployment's, or the LeaderWorkerSet leader's and worker's."""
-    specs = [d["spec"]["template"]["spec"] for d in by_kind(objs, "Deployment")
-             if d["metadata"]["labels"].get("app.kubernetes.io/component") != "endpoint-picker"]
+    specs = [d["spec"]["template"]["spec"] for d in server_deployments(objs)]
     for lws in by_kind(objs, "LeaderWorkerSet"):
         t = lws["spec"]["leaderWorkerTemplate"]
         specs += [t["leaderTemplate"]["spec"], t["workerTemplate"]["spec"]]
@@ -122,7 +127,4 @@ ALL_FEATURES = {
     "podDisruptionBudget": {"enabled": True},
     "networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
     "weights": {"mode": "volume"},
-    "router": {"enabled": True, "httpRoute": {"gateway": "inference-gateway"},
-               "objectives": [{"name": "interactive", "priority": 10}],
-               "endpointPicker": {"image": {"digest": "sha256:" + "e" * 64}}},
 }

@@ -181,3 +181,20 @@ def test_schema_refuses_bad_router_values(bad, field):
     with pytest.raises(UserError) as exc:
         validate_values(CHART, v)
     assert exc.value.field.startswith(field)
+
+
+def test_checkov_passes_the_router_objects(tmp_path):
+    """checkov's Kubernetes checks, as test_chart_security runs them, over every example with the router on."""
+    from test_chart_security import DIGEST, checkov, _write_rendered
+
+    for name in EXAMPLES:
+        v = values(name, endpointPicker={"image": {"repository": "ghcr.io/llm-d/llm-d-router-endpoint-picker",
+                                                   "digest": "sha256:" + "e" * 64}})
+        v["image"]["digest"] = DIGEST
+        v["auth"] = {"existingSecret": "k"}
+        _write_rendered(tmp_path, name, render(CHART, v))
+    report = checkov(tmp_path)
+    failed = [(f["check_id"], f["resource"]) for f in report["results"]["failed_checks"]]
+    assert not failed, failed
+    checked = {f["resource"] for f in report["results"]["passed_checks"]}
+    assert any("-epp" in r and r.startswith("Deployment.") for r in checked)
