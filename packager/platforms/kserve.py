@@ -181,7 +181,7 @@ def _serving_runtime(ctx: _Ctx) -> dict:
     return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "ServingRuntime",
             "metadata": {"name": ctx.name, "labels": _labels(ctx)},
             "spec": {"supportedModelFormats": [{"name": MODEL_FORMAT, "version": "1", "autoSelect": False}],
-                     "protocolVersions": ["v1"], "multiModel": False, "containers": [container],
+                     "multiModel": False, "containers": [container],
                      "volumes": volumes}}
 
 

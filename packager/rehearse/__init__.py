@@ -165,10 +165,13 @@ def rehearse(req: Rehearsal) -> Outcome:
 
 
 def _as_platform(c: Container, kinds: dict[str, str]) -> Container:
-    """A KServe object's pod is labelled by the object (InferenceService/NAME), not by what stands in for it."""
+    """A KServe object's pod is labelled by the object (InferenceService/NAME), not by what stands in for it;
+    the endpoint picker by its role."""
     name = c.workload.split("/", 1)[1]
     kind = kinds.get(name)
     if kind in ("InferenceService", "LLMInferenceService"):
         return dataclasses.replace(c, workload=f"{kind}/{name}")
+    if platforms.is_endpoint_picker(c):
+        return dataclasses.replace(c, role="endpoint-picker")
     return c
 

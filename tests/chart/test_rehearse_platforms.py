@@ -87,7 +87,7 @@ def test_chart_endpoint_picker_is_read_not_run(run_cli, tmp_path):
     code, out, err = rehearse_json(run_cli, str(chart / "smollm2-135m-instruct"))
     assert code == 0, err
     (epp,) = [c for c in out["containers"] if c["workload"].endswith("-epp")]
-    assert epp["replayed"] == "read"
+    assert epp["replayed"] == "read" and epp["role"] == "endpoint-picker"
     got = checks(epp)
     assert got["pool"]["ok"] and got["config"]["ok"] and got["image"]["ok"] is None
 
