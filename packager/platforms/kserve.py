@@ -217,6 +217,8 @@ def _pod(ctx: _Ctx, role: str) -> dict:
         argv = list(ctx.profile.get("engine_argv") or [])
         if "--port" in argv:
             argv[argv.index("--port") + 1] = str(ctx.port)  # the launcher binds PACKAGER_PORT
+        if ctx.uri and argv[1:2] == ["serve"] and len(argv) > 2:
+            argv[2] = KSERVE_MODEL_DIR  # where KServe puts the weights, as the launcher will say
         container["args"] = argv
     pod: dict[str, Any] = {"containers": [container], "volumes": volumes,
                            "securityContext": dict(v["podSecurityContext"]),

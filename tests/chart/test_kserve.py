@@ -90,6 +90,7 @@ def test_llm_inference_service_for_the_70b_on_two_nodes(run_cli, tmp_path):
     (main,) = spec["template"]["containers"]
     argv = list(selected["engine_argv"])
     argv[argv.index("--port") + 1] = "8000"
+    argv[2] = "/mnt/models"
     assert main["args"] == argv  # the planned argv; rehearse checks the launcher starts exactly this
     assert main["resources"]["limits"]["nvidia.com/gpu"] == 8
     (worker,) = spec["worker"]["containers"]
