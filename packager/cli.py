@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from packager.commands import OBJECTIVE_HELP, build, chart, check_objective, models, rehearse, report, supply
+from packager.commands import OBJECTIVE_HELP, build, chart, check_objective, kserve, models, rehearse, report, supply
 from packager.errors import UserError
 
 STARTED = time.time()  # `packager serve` counts "ready in N s" from here
@@ -132,13 +132,13 @@ def serve(
 
 
 # Every command module registers its own commands, in this order (the order `--help` lists them).
-for _commands in (chart, build, report, rehearse, supply, models):
+for _commands in (chart, kserve, build, report, rehearse, supply, models):
     _commands.register(app)
 
 # `packager --help` lists the commands by what they are for, in this order.
 PANELS = {
     "Plan": ("models", "init", "validate", "schema", "profiles", "report"),
-    "Package": ("build", "chart"),
+    "Package": ("build", "chart", "kserve"),
     "Deploy and serve": ("publish", "rehearse", "deploy", "serve"),
     "Supply chain": ("bundle", "verify", "import", "keys"),
 }

@@ -299,6 +299,8 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
             log.error("the HTTP server did not start")
             return 1
         time.sleep(0.05)
+    state.metrics.record_cache_config(engine.cfg.block_size, engine.cfg.kv_blocks, state.args.kv_cache_dtype,
+                                      engine.cfg.enable_prefix_caching)
     state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step,
                                on_finish=state.metrics.record_finish)
     state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers,

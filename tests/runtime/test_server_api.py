@@ -122,6 +122,19 @@ def test_metrics_move(client, server):
         assert f'{gauge}{{model_name="{MODEL_NAME}"}} 0.0' in text
 
 
+
+def test_cache_config_info_as_the_endpoint_picker_reads_it(server):
+    """vLLM's info gauge: value 1, the KV cache's shape in labels. The EPP sizes its
+    KV-cache scorer from block_size x num_gpu_blocks; 8 slots x 512 tokens / 16 = 256."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(server.base + "/metrics").text)}
+    (sample,) = families["vllm:cache_config_info"].samples
+    assert sample.value == 1.0
+    assert sample.labels["block_size"] == "16"
+    assert sample.labels["num_gpu_blocks"] == str(8 * (MAX_LEN // 16))
+    assert sample.labels["enable_prefix_caching"] == "True"
+
 def post(server, path, **kw):
     return httpx.post(server.base + path, timeout=60, **kw)
 
