@@ -47,3 +47,22 @@ chart serves adapters (`adapters:` values, when the chart has them). */}}
 {{- $i := .Values.router.endpointPicker.image }}
 {{- if $i.digest }}{{ printf "%s@%s" $i.repository $i.digest }}{{ else }}{{ printf "%s:%s" $i.repository $i.tag }}{{ end }}
 {{- end }}
+
+{{/* The endpoint picker's restricted Pod Security Standard, as the servers'; 65532 is the image's non-root user. */}}
+{{- define "packager.router.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "packager.router.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
