@@ -14,6 +14,13 @@ from runtimes.launch.settings import LaunchError
 from runtimes.layout import CACHE_DIR
 
 
+# What the launcher needed to fetch the weights and the engine never does (it is handed a local path,
+# HF_HUB_OFFLINE=1): a process that serves requests should not hold a download token where its
+# /proc/PID/environ, a crash report or a plugin can read it. HF_TOKEN_PATH names the mounted token file
+# that huggingface_hub would read on its own.
+DOWNLOAD_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "PACKAGER_WEIGHTS_TOKEN")
+
+
 def is_vllm(argv) -> bool:
     return bool(argv) and Path(argv[0]).name == "vllm"
 
@@ -42,12 +49,12 @@ def vllm_plugin_path(cache_dir: str) -> str:
 
 
 def engine_environment(argv: list[str], env: Mapping[str, str], cache_dir: str | None = None) -> dict[str, str]:
-    """Environment for the engine. `cache_dir`: where the vLLM plugin directory is written
+    """Environment for the engine, without the download tokens. `cache_dir`: where the vLLM plugin directory is written
     (default PACKAGER_CACHE_DIR or the image's cache; the dry run passes a temp dir)."""
     if any(a == "--api-key" or a.startswith("--api-key=") for a in argv):
         raise LaunchError("the engine command line holds --api-key, which ps shows to every process\n"
                           "  fix: drop it from the argv and set PACKAGER_API_KEY from a Secret")
-    out = dict(env)
+    out = {k: v for k, v in env.items() if k not in DOWNLOAD_SECRETS}
     key = env.get("PACKAGER_API_KEY") or env.get("VLLM_API_KEY")
     if key:
         out["VLLM_API_KEY"] = key
