@@ -57,11 +57,20 @@ def check_descriptor(d: object, where: str, part: str) -> dict:
     return d
 
 
+def json_value(raw: bytes | str) -> object:
+    """json.loads, where nesting past Python's recursion limit is a ValueError like any other bad JSON
+    (json.loads raises RecursionError: 100 KB of '[' in a bundle was a traceback)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def parse_json(raw: bytes, part: str) -> dict:
     if len(raw) > MAX_JSON:
         raise Malformed(part, f"{len(raw)} bytes, over the {MAX_JSON} a manifest may have")
     try:
-        doc = json.loads(raw)
+        doc = json_value(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Malformed(part, f"not JSON ({exc})") from None
     if not isinstance(doc, dict):

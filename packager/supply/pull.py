@@ -160,7 +160,7 @@ def pull(ref: str, dest: Path, plain_http: bool = False, log=print, deadline_s: 
     raw = manifest_for(base, repo, digest, dest, started + (deadline_s or 900.0))
     try:
         manifest = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the limit
         raise BadInput(f"manifest: not JSON ({exc})") from None
     layers = layers_of(manifest)
     deadline = started + (deadline_s or default_deadline(sum(size for _, _, size in layers)))
