@@ -243,8 +243,9 @@ def installed(c: Container, hardware: str | None, pin: str | None) -> Replay:
                           + _last_line(r.stderr), r.returncode, r.stderr)
     notes = ["the image is not in the local engine: replayed with the installed packager"]
     if withheld:
-        notes.append(f"not given to the replay on this host: {', '.join(withheld)} (nothing the chart supplies runs "
-                     "here); load the image into the local engine to replay the start with them")
+        notes.append(f"the replay on this host ran without {', '.join(withheld)}: only the launcher's own variables "
+                     "pass, so nothing the chart supplies runs here (load the image into the local engine to replay "
+                     "with every variable)")
         chart_pythonpath = dict(c.env).get("PYTHONPATH", "")
         if chart_pythonpath:
             record = _without_chart_pythonpath(record, chart_pythonpath)

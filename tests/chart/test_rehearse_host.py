@@ -63,7 +63,7 @@ def test_chart_code_never_runs_on_the_host(tmp_path):
     assert not canary.exists() and not Path(str(canary) + ".pth").exists(), "chart code ran on this host"
     (c,) = json.loads(r.stdout)["containers"]
     assert c["replayed"] == "installed"
-    note = next(n for n in c["notes"] if n.startswith("not given to the replay on this host"))
+    note = next(n for n in c["notes"] if n.startswith("the replay on this host ran without"))
     for name in ("HOME", "LD_PRELOAD", "PYTHONPATH", "PYTHONWARNINGS"):
         assert name in note, note
     assert c["record"]["pythonpath"][-1] == "/opt/chart-code"  # shown as the real start would have it
