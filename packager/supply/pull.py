@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
-import re
 import sys
 import time
 import urllib.error
@@ -29,15 +27,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from runtimes.digests import oci_digest, oci_digest_file  # stdlib-only: fine in the modelcar
+from packager.supply.oci_layout import DIGEST, MAX_JSON as MAX_MANIFEST, json_value  # stdlib-only, as these two:
+from runtimes.digests import oci_digest, oci_digest_file  # fine in the modelcar
 from runtimes.oci_ref import is_loopback as loopback, parse_remote
 
 FILEPATH = "org.cncf.model.filepath"
 MANIFEST_COPY = ".modelpack-manifest.json"
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
-MAX_MANIFEST = 4 << 20  # as oci_layout.MAX_JSON: no ModelPack manifest packager writes comes near it
 SOCKET_TIMEOUT = 60.0
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class Failed(Exception):
@@ -159,8 +156,8 @@ def pull(ref: str, dest: Path, plain_http: bool = False, log=print, deadline_s: 
     started = time.monotonic()
     raw = manifest_for(base, repo, digest, dest, started + (deadline_s or 900.0))
     try:
-        manifest = json.loads(raw)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the limit
+        manifest = json_value(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"manifest: not JSON ({exc})") from None
     layers = layers_of(manifest)
     deadline = started + (deadline_s or default_deadline(sum(size for _, _, size in layers)))
