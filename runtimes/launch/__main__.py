@@ -11,7 +11,7 @@ own plan.json is the fallback), PACKAGER_PROFILE (pin a profile by name), PACKAG
 (default 0.0.0.0), PACKAGER_PORT, PACKAGER_MAX_MODEL_LEN, PACKAGER_SERVED_MODEL_NAME,
 PACKAGER_DEVICE, PACKAGER_ROLE (else from LWS_*), PACKAGER_HARDWARE (stands in for detection),
 PACKAGER_DRY_RUN=1; volume weights: PACKAGER_MODEL_DIR, PACKAGER_WEIGHTS_URL,
-PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN, or a file at HF_TOKEN_PATH), PACKAGER_VERIFY_WEIGHTS=0;
+PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN, or a file at HF_TOKEN_PATH), PACKAGER_VERIFY_WEIGHTS=0|always;
 PACKAGER_API_KEY (or VLLM_API_KEY): the engine's API key, handed on as VLLM_API_KEY. The download
 tokens (engine_env.DOWNLOAD_SECRETS) end with the weights step: neither ray nor the engine gets them.
 """

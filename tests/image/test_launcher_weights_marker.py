@@ -93,3 +93,19 @@ def test_verification_off_trusts_sizes_and_records_no_stat_key(claim, tmp_path):
     marker = json.loads((claim / WEIGHTS_MARKER).read_text())
     assert all("stat" not in f for f in marker["files"].values())
     assert sum("changed on disk" in m for m in start(claim, tmp_path)) == len(FILES)  # verifying again: hashed
+
+
+def test_a_forged_stat_key_is_caught_only_when_verification_is_always(claim, tmp_path):
+    """The key lives in the marker beside the files: whoever can rewrite a file can rewrite the marker too.
+    The default trusts it (the trade-off for fast restarts); PACKAGER_VERIFY_WEIGHTS=always hashes anyway."""
+    path = claim / BIG
+    body = bytearray(path.read_bytes())
+    body[7] ^= 0xFF
+    path.write_bytes(body)
+    marker = json.loads((claim / WEIGHTS_MARKER).read_text())
+    st = path.stat()
+    marker["files"][BIG]["stat"] = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    (claim / WEIGHTS_MARKER).write_text(json.dumps(marker))
+    assert any("nothing to download" in m for m in start(claim, tmp_path))  # the forged key is believed
+    with pytest.raises(launcher.LaunchError, match=f"{BIG}: sha256"):
+        start(claim, tmp_path, PACKAGER_VERIFY_WEIGHTS="always")
