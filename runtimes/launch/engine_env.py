@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -109,17 +108,24 @@ def middleware_importable(argv, engine_env: Mapping[str, str]) -> tuple[bool | N
 
 
 def _on_path_alone(targets: list[str], engine_env: Mapping[str, str]) -> tuple[bool, str]:
-    """Without the engine's interpreter: find (not import) each target's module with this one,
-    isolated (-I -S: no site-packages, as in vLLM's environment, which lacks packager's modules),
-    from the engine's PYTHONPATH entries only."""
+    """Without the engine's interpreter: find (never import: a package's __init__ is code, and on this
+    host it may be a chart's) each target's module under the engine's PYTHONPATH entries only, as
+    vLLM's environment, which lacks packager's modules, would."""
     paths = [p for p in engine_env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    code = ("import importlib.util, sys\n"
-            "sys.path[:0] = [p for p in sys.argv[1].split(chr(10)) if p]\n"
-            "missing = [t for t in sys.argv[2:] if importlib.util.find_spec(t.rpartition('.')[0]) is None]\n"
-            "print(' '.join(missing)); sys.exit(1 if missing else 0)\n")
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, "\n".join(paths), *targets],
-                          capture_output=True, text=True, timeout=60, cwd="/")
-    if proc.returncode == 0:
+    missing = [t for t in targets if not any(_module_file(t.rpartition(".")[0], p) for p in paths)]
+    if not missing:
         return True, ""
-    return False, (f"--middleware {proc.stdout.strip() or ' '.join(targets)} is not on the engine's PYTHONPATH "
+    return False, (f"--middleware {' '.join(missing)} is not on the engine's PYTHONPATH "
                    f"({':'.join(paths) or 'unset'}); vLLM's environment does not have packager's modules")
+
+
+def _module_file(module: str, root: str) -> bool:
+    """`a.b` under `root`: a/b.py, a/b/ (a package, or a namespace), or an extension a/b.*.so, every
+    parent a directory (a namespace package when it has no __init__.py)."""
+    parts = module.split(".")
+    if not module or not all(p.isidentifier() for p in parts):
+        return False
+    parent = Path(root, *parts[:-1])
+    leaf = parts[-1]
+    return parent.is_dir() and ((parent / f"{leaf}.py").is_file() or (parent / leaf).is_dir()
+                                or any(parent.glob(f"{leaf}.*.so")))

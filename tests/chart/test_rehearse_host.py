@@ -79,3 +79,24 @@ def test_a_gpu_chart_still_rehearses_on_the_host_with_its_launcher_variables(tmp
     assert server["replayed"] == "installed" and server["record"]["runtime"] == "vllm"
     assert server["record"]["env"]["HF_HUB_OFFLINE"] == "1"  # the chart's launcher variables still reach it
     assert yaml.safe_load((Path(out) / "values.yaml").read_text())["image"]["repository"]
+
+
+def test_the_middleware_check_finds_modules_without_running_them(tmp_path):
+    """Without the engine's interpreter the --middleware check looks for the module's file under the engine's
+    PYTHONPATH; it used to find_spec it, which runs the parent package's __init__.py (chart code, when the
+    path was a staged ConfigMap)."""
+    from runtimes.launch.engine_env import middleware_importable
+
+    canary = tmp_path / "canary"
+    pkg = tmp_path / "path" / "chartpkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
+    (pkg / "mw.py").write_text("class Mw: pass\n")
+    (tmp_path / "path" / "nsonly" / "deep").mkdir(parents=True)  # a namespace package: no __init__.py
+    env = {"PYTHONPATH": str(tmp_path / "path"), "PATH": "/nonexistent"}
+    argv = ["vllm-absent", "serve", "/m", "--middleware"]
+    assert middleware_importable(argv + ["chartpkg.mw.Mw"], env) == (True, "")
+    assert middleware_importable(argv + ["nsonly.deep.X"], env) == (True, "")
+    ok, why = middleware_importable(argv + ["chartpkg.nope.X"], env)
+    assert ok is False and "chartpkg.nope.X" in why
+    assert not canary.exists(), "the check ran the package's __init__.py"
