@@ -107,6 +107,13 @@ def middleware_importable(argv, engine_env: Mapping[str, str]) -> tuple[bool | N
     return False, f"--middleware {' '.join(targets)} does not import under {python}: {last}"
 
 
+def middleware_findable(argv, engine_env: Mapping[str, str]) -> tuple[bool, str]:
+    """Every --middleware target's module on the engine's PYTHONPATH, found without running anything
+    (a rehearsal reading a container's spec on this host)."""
+    targets = flag_values(argv, "--middleware")
+    return _on_path_alone(targets, engine_env) if targets else (True, "")
+
+
 def _on_path_alone(targets: list[str], engine_env: Mapping[str, str]) -> tuple[bool, str]:
     """Without the engine's interpreter: find (never import: a package's __init__ is code, and on this
     host it may be a chart's) each target's module under the engine's PYTHONPATH entries only, as

@@ -100,3 +100,46 @@ def test_the_middleware_check_finds_modules_without_running_them(tmp_path):
     ok, why = middleware_importable(argv + ["chartpkg.nope.X"], env)
     assert ok is False and "chartpkg.nope.X" in why
     assert not canary.exists(), "the check ran the package's __init__.py"
+
+
+READ_ONLY_SERVER = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: mini
+spec:
+  template:
+    spec:
+      containers:
+        - name: server
+          image: vllm/vllm-openai:v0.33.0
+          command: ["vllm"]
+          args: ["serve", "/m", "--middleware", "chartpkg.mw.Mw"]
+          env:
+            - {name: PYTHONPATH, value: {{ .Values.path | quote }}}
+"""
+
+
+def test_a_container_read_not_run_has_its_middleware_found_not_imported(tmp_path):
+    """A container that does not start through the launcher is read: its --middleware is looked for on its
+    PYTHONPATH, never imported by a `vllm` that happens to be on this host's PATH."""
+    import os
+    import subprocess
+    import sys
+
+    canary = tmp_path / "canary"
+    pkg = tmp_path / "path" / "chartpkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
+    (pkg / "mw.py").write_text("class Mw: pass\n")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "vllm").write_text(f"#!{sys.executable}\n")  # a console script, as pip writes vLLM's
+    (bindir / "vllm").chmod(0o755)
+    chart = _mini_chart(tmp_path, READ_ONLY_SERVER, {"path": str(tmp_path / "path")})
+    r = subprocess.run([sys.executable, "-m", "packager.cli", "rehearse", str(chart), "--json"], capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}"})
+    (c,) = json.loads(r.stdout)["containers"]
+    assert c["replayed"] == "read"
+    assert {x["name"]: x["ok"] for x in c["checks"]}["middleware"] is True, c["checks"]
+    assert not canary.exists(), "the rehearsal imported the chart's middleware on this host"
