@@ -305,7 +305,8 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
                                on_finish=state.metrics.record_finish)
     state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers,
                               model_vocab=engine.runner.vocab_size, stop_ids=engine.eos_token_ids,
-                              compile_timeout=state.args.grammar_compile_timeout)
+                              compile_timeout=state.args.grammar_compile_timeout,
+                              embedding_rows=engine.runner.embedding_rows)
     state.words = TokenText(tok)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len

@@ -124,6 +124,7 @@ ALL_FEATURES = {
     "autoscaling": {"keda": {"enabled": True}},
     "ingress": {"enabled": True, "className": "nginx", "host": "llm.example.com",
                 "tls": [{"secretName": "llm-tls", "hosts": ["llm.example.com"]}]},
+    "auth": {"existingSecret": "llm-key"},  # an Ingress renders only with a key (test_chart_ingress)
     "podDisruptionBudget": {"enabled": True},
     "networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
     "weights": {"mode": "volume"},

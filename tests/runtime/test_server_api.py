@@ -172,6 +172,8 @@ BAD = [
                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}]}}, 400, "tools"),
     ("logit_bias past the vocabulary", "/v1/chat/completions", {"json": {**CHAT, "logit_bias": {"999999": 5}}}, 400,
      "logit_bias"),
+    ("logit_bias key not a token id", "/v1/chat/completions", {"json": {**CHAT, "logit_bias": {"\u00b2": 5}}}, 400,
+     "logit_bias"),
     ("best_of", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": "x", "best_of": 2}}, 400, "best_of"),
     ("image part", "/v1/chat/completions",
      {"json": {**CHAT, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}},
