@@ -69,3 +69,17 @@ def test_checksum_skips_the_hub_cache_inside_a_model_dir_only(tmp_path):
     (root / "config.json").write_text("{}")
     (root / ".cache" / "huggingface" / "lock").write_text("x")
     assert [rel for rel, _ in checksum(root).files] == ["config.json"]
+
+
+def test_kserve_objects_carry_the_pooling_argv(tmp_path, run_cli):
+    import yaml
+
+    out = tmp_path / "ks.yaml"
+    code, _, err = run_cli("kserve", "all-minilm-l6-v2", "--hardware", "nvidia-l4:1", "--weights", "baked",
+                           "--out", str(out))
+    assert code == 0, err
+    plans = [json.loads(v) for o in yaml.safe_load_all(out.read_text()) if o and o["kind"] == "ConfigMap"
+             for k, v in o["data"].items() if k.endswith(".json")]
+    argv = plans[0]["selected"]["engine_argv"]
+    assert argv[argv.index("serve") + 1] == MODEL_REF and argv[argv.index("--runner") + 1] == "pooling"
+    assert plans[0]["model"]["task"] == "embed"
