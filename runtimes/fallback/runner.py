@@ -14,8 +14,10 @@ from .sequence import Sequence
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, kv: KVCache, ops: Ops, device: str = "cpu", batch_invariant: bool = False):
+    def __init__(self, model: torch.nn.Module, kv: KVCache, ops: Ops, device: str = "cpu", batch_invariant: bool = False,
+                 lora=None):
         self.model = model
+        self.lora = lora  # lora.manager.LoraManager: the adapter slots, or None
         self.kv = kv
         self.ops = ops
         self.device = device
@@ -89,8 +91,23 @@ class ModelRunner:
             prefill=tuple(segments),
             logits_rows=torch.tensor(logits_rows + extra_rows, dtype=torch.long, device=dev),
             row_groups=groups,
+            lora=self._lora_batch(step, len(ids), groups),
         )
         return batch, samplers
+
+    def _lora_batch(self, step: ScheduledStep, num_rows: int, groups):
+        """Each row's adapter slot (rows in ``prepare``'s order), or None when no row has one."""
+        seqs = list(step.decode) + [c.seq for c in step.prefill]
+        if self.lora is None or all(s.lora is None for s in seqs):
+            return None
+        from .lora.slots import LoraBatch, segments_for
+
+        slot_of = self.lora.activate([s.lora for s in seqs if s.lora is not None])
+        rows = [-1 if s.lora is None else slot_of[s.lora.uid] for s in step.decode]
+        for c in step.prefill:
+            rows += [-1 if c.seq.lora is None else slot_of[c.seq.lora.uid]] * c.length
+        assert len(rows) == num_rows
+        return LoraBatch(self.lora.slots, segments_for(rows, groups, self.device))
 
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> tuple[list[Sequence], list[int]]:
