@@ -5,6 +5,7 @@ independent reference: the base weights with ``scale * B @ A`` merged in."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from pathlib import Path
 
 import torch
@@ -66,3 +67,8 @@ def merged(weights: dict, directory: Path) -> dict:
         name = key.replace("base_model.model.", "", 1).replace(".lora_A.weight", ".weight")
         out[name] = (out[name].double() + scale * (b.double() @ a.double())).to(out[name].dtype)
     return out
+
+
+# SmolLM2-135M's shapes, for tests that write adapters without loading the model
+# (tests/runtime/test_lora.py checks them against the loaded GGUF's config).
+SMOL = SimpleNamespace(hidden_size=576, intermediate_size=1536, num_layers=30, num_heads=9, num_kv_heads=3, head_dim=64)

@@ -187,7 +187,7 @@ class Scheduler:
         def names(seqs) -> list[str]:
             return sorted({s.lora.name for s in seqs if s.lora is not None})
 
-        return names(self.running), names(self.waiting)
+        return names(list(self.running)), names(list(self.waiting))
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)

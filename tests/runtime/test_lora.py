@@ -186,3 +186,9 @@ def test_prefix_cache_blocks_are_keyed_by_adapter(smol, adapters):
         h0 = eng.blocks.hits
         greedy(eng, {"again": (ids, lora)}, max_tokens=1)
         assert eng.blocks.hits - h0 == hits, lora
+
+
+def test_the_shapes_servers_tests_write_adapters_for_are_smollm2s(smol):
+    from tests.lora_adapters import SMOL
+
+    assert {k: getattr(smol.config, k) for k in vars(SMOL)} == vars(SMOL)
