@@ -19,6 +19,17 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class AdapterFacts:
+    """A LoRA adapter, completed: its rank and modules known, where it is on this machine if it is."""
+
+    name: str
+    source: dict
+    rank: int
+    target_modules: tuple[str, ...]
+    local_path: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     name: str
     api_name: str
@@ -46,6 +57,7 @@ class ModelFacts:
     max_num_seqs: int | None = None
     variants: tuple[Variant, ...] = ()
     local_path: str | None = None  # weights on this machine (file or dir), when known
+    adapters: tuple[AdapterFacts, ...] = ()  # LoRA adapters (manifests/adapters.py)
 
     @property
     def is_moe(self) -> bool:
@@ -83,6 +95,9 @@ class ModelFacts:
                 "runtime": self.runtime_preference, "max_num_seqs": self.max_num_seqs,
                 "quantized_variants": [asdict(v) for v in self.variants],
             },
+            # Only when there are some: plans without adapters keep their exact old shape.
+            **({"adapters": [{**asdict(a), "target_modules": list(a.target_modules)} for a in self.adapters]}
+               if self.adapters else {}),
         }
 
 
@@ -138,4 +153,6 @@ def model_facts_from_dict(d: dict) -> ModelFacts:
         tie_word_embeddings=bool(a.get("tie_word_embeddings")), max_num_seqs=s.get("max_num_seqs"),
         variants=tuple(Variant(v["name"], v["method"], v["bits"], v["source"]) for v in s.get("quantized_variants", [])),
         local_path=d.get("local_path"),
+        adapters=tuple(AdapterFacts(a["name"], a["source"], a["rank"], tuple(a["target_modules"]), a.get("local_path"))
+                       for a in d.get("adapters", [])),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from packager.errors import UserError
 from packager.facts import ModelFacts, Variant
 from runtimes.gguf_meta import GGUFError, architecture_from_gguf
+from packager.manifests.adapters import complete_adapters
 from packager.manifests.model_schema import ModelManifest
 from packager.yamlsource import YamlDoc
 
@@ -144,4 +145,5 @@ def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
         variants=tuple(Variant(v.name, v.method, v.bits, {"kind": v.source.kind, **v.source.model_dump(exclude_none=True)})
                        for v in serving.quantized_variants),
         local_path=local,
+        adapters=complete_adapters(manifest, doc, arch),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from packager.facts import ModelFacts
 from packager.planner.checkpoint import candidate_source
 from packager.planner.types import Candidate
-from packager.vllm.serve_argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv, tool_call_parser
+from packager.vllm.serve_argv import VLLM_VERSION, LoraSpec, VllmServeSpec, build_vllm_argv, tool_call_parser
 from runtimes.layout import variant_dir
 from runtimes.vllm_health import MIDDLEWARE as HEALTH_MIDDLEWARE
 
@@ -47,7 +47,8 @@ def engine_for(c: Candidate) -> str:
 
 
 def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_model_len: int,
-                max_num_seqs: int, memory_utilization: float, max_num_batched_tokens: int | None = None) -> list[str]:
+                max_num_seqs: int, memory_utilization: float, max_num_batched_tokens: int | None = None,
+                lora: LoraSpec | None = None) -> list[str]:
     ref = model_ref_for(model, c, model_ref)
     if c.runtime == "vllm":
         spec = VllmServeSpec(
@@ -61,6 +62,7 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
             middleware=(HEALTH_MIDDLEWARE,), max_num_batched_tokens=max_num_batched_tokens,
             # a prefill budget below the context only works chunked: say so rather than rely on the default
             enable_chunked_prefill=True if max_num_batched_tokens and max_num_batched_tokens < max_model_len else None,
+            lora=lora,
         )
         return build_vllm_argv(spec)
     return [
@@ -75,4 +77,13 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
         "--kernels", "torch" if c.runtime == "cpu" else "triton",
         "--host", "0.0.0.0",
         "--port", "8000",
+        *fallback_lora_flags(lora),
     ]
+
+
+def fallback_lora_flags(spec: LoraSpec | None) -> list[str]:
+    """The fallback runtime's spelling of vLLM's LoRA flags (NAME=PATH items)."""
+    if spec is None:
+        return []
+    return ["--max-loras", str(spec.max_loras), "--max-lora-rank", str(spec.max_lora_rank),
+            "--max-cpu-loras", str(spec.max_cpu_loras), "--lora-modules", *(f"{n}={p}" for n, p in spec.modules)]

@@ -66,6 +66,7 @@ class Estimates:
     margin_bytes_per_device: int = 0  # a profile fits with KV for one full sequence plus this
     device_memory_bytes: int = 0  # what the utilisation multiplies
     max_num_batched_tokens: int = 0  # the profiling run's token budget (vLLM)
+    lora_bytes_per_device: int = 0  # LoRA adapter slots (planner/adapters.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
