@@ -55,6 +55,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--port", type=int, default=8791)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "lora_throughput.json"))
     a = ap.parse_args()
     record = machine_record()
     tmp = Path(tempfile.mkdtemp(prefix="lora-bench-"))
@@ -81,7 +82,7 @@ def main() -> int:
               "rank": a.rank, "base_tokens_per_s": [round(x, 1) for x in rows["base"]],
               "adapter_tokens_per_s": [round(x, 1) for x in rows["adapters"]],
               "ratio_adapters_over_base": round(ratio, 3), "goal": 0.7}
-    out = ROOT / "bench" / "results" / "lora_throughput.json"
+    out = Path(a.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"base {base_tps:.1f} tok/s, {len(ADAPTERS)} adapters {lora_tps:.1f} tok/s: ratio {ratio:.2f} (goal >= 0.7)")
     return 0

@@ -100,14 +100,17 @@ class ModelRunner:
         seqs = list(step.decode) + [c.seq for c in step.prefill]
         if self.lora is None or all(s.lora is None for s in seqs):
             return None
-        from .lora.slots import LoraBatch, segments_for
+        from .lora.slots import LoraBatch, onehot_for, segments_for
 
         slot_of = self.lora.activate([s.lora for s in seqs if s.lora is not None])
         rows = [-1 if s.lora is None else slot_of[s.lora.uid] for s in step.decode]
         for c in step.prefill:
             rows += [-1 if c.seq.lora is None else slot_of[c.seq.lora.uid]] * c.length
         assert len(rows) == num_rows
-        return LoraBatch(self.lora.slots, segments_for(rows, groups, self.device))
+        w = self.lora.slots
+        if groups is not None:  # batch-invariant: one call per sequence
+            return LoraBatch(w, segments_for(rows, groups, self.device))
+        return LoraBatch(w, (), onehot_for(rows, w.num_slots, w.a[0]["o"].dtype, self.device))
 
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> tuple[list[Sequence], list[int]]:

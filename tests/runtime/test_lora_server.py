@@ -175,3 +175,38 @@ def test_lora_requests_info_is_exported(lora_server):
     text = httpx.get(lora_server.base + "/metrics", timeout=10).text
     line = next(x for x in text.splitlines() if x.startswith("vllm:lora_requests_info{"))
     assert 'max_lora="3"' in line and "running_lora_adapters=" in line and "waiting_lora_adapters=" in line
+
+
+@pytest.mark.slow
+def test_packager_serve_with_an_adapter(tmp_path):
+    """`packager serve MODEL --adapter NAME=DIR`, as the README shows it: the plan's argv carries the
+    adapter to the fallback runtime, which serves it as a model whose parent is the base."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.runtime.conftest import free_port
+
+    write_adapter(tmp_path / "sql", SMOL, 1, rank=8)
+    port = free_port()
+    log = tmp_path / "serve.err"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "packager.cli", "serve", "smollm2-135m-instruct", "--port", str(port),
+                                 "--adapter", f"sql={tmp_path / 'sql'}"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=fh)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                return httpx.get(base + "/v1/health/ready", timeout=5).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        assert wait_for(ready, 180), log.read_text()[-3000:]
+        got = {m["id"]: m for m in httpx.get(base + "/v1/models", timeout=10).json()["data"]}
+        assert got["sql"]["parent"] == MODEL_NAME
+        r = httpx.post(base + "/v1/completions", json={"model": "sql", "prompt": "Hi", "max_tokens": 3}, timeout=60)
+        assert r.status_code == 200 and r.json()["model"] == "sql"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
