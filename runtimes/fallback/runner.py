@@ -110,6 +110,8 @@ class ModelRunner:
         w = self.lora.slots
         if groups is not None:  # batch-invariant: one call per sequence
             return LoraBatch(w, segments_for(rows, groups, self.device))
+        if str(self.device).startswith("cuda"):  # Punica-style BGMV kernels (lora/triton_bgmv.py)
+            return LoraBatch(w, (), row_slots=torch.tensor(rows, dtype=torch.int32, device=self.device))
         return LoraBatch(w, (), onehot_for(rows, w.num_slots, w.a[0]["o"].dtype, self.device))
 
     @torch.inference_mode()

@@ -113,11 +113,16 @@ class LoraBatch:
     weights: SlotWeights
     segments: tuple[tuple[int, torch.Tensor], ...]
     onehot: torch.Tensor | None = None
+    row_slots: torch.Tensor | None = None  # [rows] int32, -1 = base: the Triton path (GPUs, triton_bgmv.py)
     _masks: dict = field(default_factory=dict, compare=False)
 
     def apply(self, layer: int, group: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``y += scale * (x A^T) B^T`` per row, for that row's adapter; returns ``y``."""
         a, b = self.weights.a[layer][group], self.weights.b[layer][group]
+        if self.row_slots is not None:
+            from .triton_bgmv import bgmv
+
+            return bgmv(x, a, b, self.row_slots, y)
         if self.onehot is not None:
             slots, width, d_in = a.shape
             mask = self._masks.get(width)
