@@ -148,3 +148,12 @@ def test_vllm_lora_argv_passes_vllms_real_parser(run_cli, adapters_dir, tmp_path
                        capture_output=True, text=True, timeout=600)
     real = [ln for ln in r.stdout.splitlines() if "[vllm]" in ln]
     assert real and all(ln.startswith("ok") for ln in real), r.stdout + r.stderr
+
+
+def test_build_and_chart_refuse_adapters_until_they_are_packaged(run_cli, adapters_dir, tmp_path):
+    """No image may name adapters it does not hold: exit 2 naming `adapters`, nothing written."""
+    m = manifest(adapters_dir, [{"name": "sql", "source": {"path": "sql"}}])
+    out = tmp_path / "out"
+    code, _, err = run_cli("chart", str(m), "--hardware", "cpu", "--out", str(out))
+    assert code == 2 and "adapters" in err and "not packaged" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.rglob("*.yaml"))
