@@ -87,7 +87,7 @@ def prompt(smol, text="Complete the sentence: The capital of France is"):
     return smol.tokenizer.encode(text)
 
 
-@pytest.mark.parametrize("quantization", [None, "auto"])
+@pytest.mark.parametrize("quantization", [None, "auto", "int8"])
 def test_zero_adapter_answers_exactly_as_the_base(smol, adapters, quantization):
     eng = engine(smol, {"zero": adapters["zero"], "all8": adapters["all8"]}, quantization)
     ids = prompt(smol)
