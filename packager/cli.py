@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from packager.commands import build, chart, check_objective, models, rehearse, report, supply
+from packager.commands import OBJECTIVE_HELP, build, chart, check_objective, kserve, models, rehearse, report, supply
 from packager.errors import UserError
 
 STARTED = time.time()  # `packager serve` counts "ready in N s" from here
@@ -73,7 +73,7 @@ def schema(kind: str = typer.Argument(..., help="model or hardware")) -> None:
 def profiles(
     model: str = typer.Argument(..., help=MODEL_HELP),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency, throughput or cost (fewest devices whatever the precision); default: the manifest's."),
+    objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan (plan.json) instead of the table."),
 ) -> None:
@@ -138,13 +138,50 @@ def serve(
 
 
 # Every command module registers its own commands, in this order (the order `--help` lists them).
-for _commands in (chart, build, report, rehearse, supply, models):
+for _commands in (chart, kserve, build, report, rehearse, supply, models):
     _commands.register(app)
+
+# `packager --help` lists the commands by what they are for, in this order.
+PANELS = {
+    "Plan": ("models", "init", "validate", "schema", "profiles", "report"),
+    "Package": ("build", "chart", "kserve"),
+    "Deploy and serve": ("publish", "rehearse", "deploy", "serve"),
+    "Supply chain": ("bundle", "verify", "import", "keys"),
+}
+
+
+def _group_commands() -> None:
+    order = [name for names in PANELS.values() for name in names]
+    panel = {name: title for title, names in PANELS.items() for name in names}
+
+    def name_of(info) -> str:
+        return info.name or info.callback.__name__.replace("_", "-")
+
+    for infos in (app.registered_commands, app.registered_groups):
+        for info in infos:
+            info.rich_help_panel = panel[name_of(info)]  # a new command must name its panel here
+        infos.sort(key=lambda info: order.index(name_of(info)))
+
+
+_group_commands()
+
+
+def _command():
+    """The click command tree, flags shown without a `<bool>` type: a flag takes no value."""
+    cmd = typer.main.get_command(app)
+    stack = [cmd]
+    while stack:
+        c = stack.pop()
+        stack += list(getattr(c, "commands", {}).values())
+        for param in c.get_params(c.context_class(c)):
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+    return cmd
 
 
 def main() -> None:
     try:
-        rc = app(standalone_mode=False)  # click returns Exit codes instead of raising here
+        rc = _command()(standalone_mode=False)  # click returns Exit codes instead of raising here
         sys.exit(rc if isinstance(rc, int) else 0)
     except UserError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -1,7 +1,9 @@
 """`packager deploy`: helm upgrade --install of the per-model chart, or its manifests (--dry-run)."""
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -20,6 +22,41 @@ def default_release(plan: dict[str, Any]) -> str:
     """The model name as a DNS label (release names cannot hold dots)."""
     name = re.sub(r"[^a-z0-9-]+", "-", plan["model"]["name"].lower()).strip("-")
     return name[:53].rstrip("-") or "model"
+
+
+def current_context() -> tuple[str | None, str]:
+    """(the kubeconfig's current-context, where it was read) as kubectl and helm find it; (None, why) without one."""
+    import yaml
+
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p] or [str(Path.home() / ".kube" / "config")]
+    for path in paths:  # kubectl: the first file that sets current-context wins
+        try:
+            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(doc, dict) and doc.get("current-context"):
+            return str(doc["current-context"]), path
+    return None, "no kubeconfig with a current-context (KUBECONFIG or ~/.kube/config)"
+
+
+def dry_run_header(*, release: str, namespace: str, chart_command: list[str], chart_dir: str) -> str:
+    """What `deploy --dry-run` prints first: the release, namespace and context, and the exact commands that
+    install these manifests with Helm (the chart written by `packager chart`, its values already inside)."""
+    context, where = current_context()
+    helm_cmd = ["helm", "upgrade", "--install", release, chart_dir, "--namespace", namespace, "--create-namespace"]
+    if context:
+        helm_cmd += ["--kube-context", context]
+    lines = [
+        f"helm: {shlex.join(helm_cmd)}",
+        f"release: {release}   namespace: {namespace}   context: "
+        + (f"{context} (from {where})" if context else f"none: {where}"),
+        f"chart: write it first, values included: {shlex.join(chart_command)}",
+        "nothing was sent to a cluster; `packager deploy` without --dry-run runs the same install.",
+        f"before the first install on a real cluster read {chart_dir}/README.md (From chart to running pod):",
+        "  the image in a registry your nodes pull from (image.repository, imagePullSecrets), the device plugin,",
+        "  node labels, and the CRDs the optional parts need.",
+    ]
+    return "".join(f"# {line}\n" for line in lines)
 
 
 def render_manifests(chart_dir: Path, *, release: str, namespace: str, values: dict | None = None) -> str:
@@ -107,7 +144,19 @@ def deploy_verified(image: str | None, keys: Path, *, namespace: str = "default"
         release = release or default_release(verified.plan)
         check_release_name(release)
         values = overrides.deep_merge(overrides.apply({}, sets=sets, values_files=values_files), verified.pins)
-        return _install(verified.chart, values, release=release, namespace=namespace, dry_run=dry_run)
+        text = _install(verified.chart, values, release=release, namespace=namespace, dry_run=dry_run)
+    if not dry_run:
+        return text
+    # A verified release installs only through packager (verify first, then pin by digest): that is its command.
+    again = ["packager", "deploy", "--keys", str(keys), "--image", str(image), "--namespace", namespace,
+             "--release", release, *(x for v in sets for x in ("--set", v)),
+             *(x for f in values_files for x in ("-f", str(f)))]
+    context, where = current_context()
+    return (f"# install: {shlex.join(again)}\n"
+            f"# release: {release}   namespace: {namespace}   context: "
+            + (f"{context} (from {where})" if context else f"none: {where}") + "\n"
+            "# nothing was sent to a cluster; the command above verifies the release again, then installs exactly these.\n"
+            + text)
 
 
 def _install(chart: Path, values: dict | None, *, release: str, namespace: str, dry_run: bool) -> str:

@@ -86,8 +86,11 @@ def _hf_snapshot(source: dict) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise UserError("huggingface sources need huggingface_hub on this machine",
-                        hint="pip install huggingface_hub, or download the weights and use a local path") from None
+        from packager.extras import missing_extra_error
+
+        err = missing_extra_error("huggingface_hub", "hub")
+        err.hint += ", or build with --weights volume (the pod downloads them), or download the weights and use a local path"
+        raise err from None
     try:
         path = snapshot_download(repo_id=source["repo"], revision=source.get("revision"),
                                  token=os.environ.get("HF_TOKEN") or None,

@@ -74,12 +74,44 @@ def pin_profile(plan: dict[str, Any], name: str, flag: str = "--profile") -> dic
     if chosen is None:
         rejected = next((r for r in plan.get("rejected", []) if r.get("name") == name), None)
         why = f" ({'; '.join(rejected.get('reasons', []))})" if rejected else ""
-        what = "is not compatible with this hardware" if rejected else "is not a profile of this plan"
+        what = "is not compatible with this hardware" if rejected else (
+            f"is not a profile of this plan ({absent_reason(plan, name)})")
         raise UserError(f"profile {name!r} {what}{why}", field=flag,
                         hint=("use one of the compatible profiles: " + ", ".join(names)) if names
                         else "no profile fits: see `packager profiles` for the reasons")
     rest = [c for c in plan["candidates"] if c["name"] != name]
     return {**plan, "selected": chosen, "candidates": [chosen, *rest], "why": f"{name} was pinned by {flag}"}
+
+
+_PROFILE = re.compile(r"^(?P<runtime>vllm|triton|cpu)-(?P<precision>[a-z0-9-]+?)(?:-kvfp8)?-tp(?P<tp>\d+)-pp(?P<pp>\d+)"
+                      r"-(?P<objective>latency|throughput)(?:-.+)?$")
+_VARIANT_PRECISION = {"awq": "awq-int4", "gptq": "gptq-int4", "fp8": "fp8"}  # planner/candidates.py's names
+
+
+def absent_reason(plan: dict[str, Any], name: str) -> str:
+    """Why the planner never made a profile of this name for this plan, in words."""
+    m = _PROFILE.match(name)
+    if not m:
+        return "profile names read RUNTIME-PRECISION[-kvfp8]-tpN-ppN-OBJECTIVE, e.g. vllm-bf16-tp1-pp1-throughput"
+    pools = (plan.get("hardware") or {}).get("pools") or []
+    keys = [((p.get("accelerator") or {}).get("key") or "cpu") for p in pools]
+    gpu = any(k != "cpu" for k in keys)
+    if m["runtime"] == "cpu" and gpu:
+        return f"cpu profiles are planned for CPU hardware only; this plan's is {', '.join(keys)}"
+    if m["runtime"] != "cpu" and not gpu:
+        return f"{m['runtime']} profiles need a GPU; this plan's hardware is CPU only"
+    devices = max((int(p.get("count_per_node") or 1) * int(p.get("nodes") or 1) for p in pools), default=1)
+    need = int(m["tp"]) * int(m["pp"])
+    if need > devices:
+        return f"it needs tp x pp = {need} devices; the plan's hardware has {devices}"
+    serving = (plan.get("model") or {}).get("serving") or {}
+    allowed = list(serving.get("precisions") or []) + [
+        _VARIANT_PRECISION.get(v.get("method"), "") for v in serving.get("quantized_variants") or []]
+    if allowed and m["precision"] not in allowed:
+        return (f"precision {m['precision']} is not in the manifest's serving.precisions nor a quantized variant "
+                f"({', '.join(allowed)})")
+    return ("the planner makes tp a power of two up to a node's devices, pp one stage per node, and the fallback "
+            "runtimes tp1-pp1 only")
 
 
 def portable_plan(plan: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import yaml
 
 from packager.chart.package import find_chart, package_chart
 from packager.chart.values import parse_image
+from packager.chart.valuesfile import render_values
 from packager.errors import UserError
 from runtimes.oci_ref import is_loopback, parse, without_registry
 
@@ -125,12 +126,11 @@ def _pin_image(chart_dir: Path, pushed: str) -> None:
     """Point the chart at the pushed image, by digest, so every pod runs exactly that build."""
     path = chart_dir / "values.yaml"
     text = path.read_text(encoding="utf-8")
-    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     values = yaml.safe_load(text)
     ref = parse(pushed)
     values["image"]["repository"] = ref.name
     values["image"]["digest"] = ref.digest
-    path.write_text(header + yaml.safe_dump(values, sort_keys=False, width=120), encoding="utf-8")
+    path.write_text(render_values(values, text), encoding="utf-8")  # its order and comments kept
 
 
 def publish(chart_or_build_dir: str | Path, registry: str, *, image: str | None = None,

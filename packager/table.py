@@ -13,13 +13,17 @@ def _fmt_params(n: int) -> str:
 def _row(i: int, p: Profile, selected: bool) -> str:
     e = p.estimates
     mark = "*" if selected else " "
-    return (f" {mark}{i:<3d}{p.name:<44s}{p.candidate.devices:>4d}{e.weights_bytes_per_device / GiB:>10.2f}"
-            f"{e.kv_cache_tokens:>12,d}{e.concurrent_sequences:>7d}{p.max_model_len:>8d}"
-            f"{e.decode_tokens_per_s:>10.1f}{e.decode_tokens_per_s_full_batch:>11.1f}")
+    per_node = p.fill.tokens_per_s_per_node if p.fill else e.decode_tokens_per_s_full_batch
+    repl = p.fill.replicas_per_node if p.fill else 1
+    return (f" {mark}{i:<3d}{p.name:<44s}{p.candidate.devices:>4d}{repl:>5d}{e.weights_bytes_per_device / GiB:>10.2f}"
+            f"{e.kv_cache_tokens:>12,d}{e.concurrent_sequences:>8d}{p.max_model_len:>8d}"
+            f"{e.decode_tokens_per_s:>10.1f}{e.decode_tokens_per_s_full_batch:>11.1f}{per_node:>12.1f}")
 
 
-HEADER = (f"  {'#':<3s}{'PROFILE':<44s}{'DEV':>4s}{'WGT GiB':>10s}{'KV TOKENS':>12s}{'SEQS':>7s}{'CTX':>8s}"
-          f"{'TOK/S@1':>10s}{'TOK/S@MAX':>11s}")
+HEADER = (f"  {'#':<3s}{'PROFILE':<44s}{'DEV':>4s}{'REPL':>5s}{'WGT GiB':>10s}{'KV TOKENS':>12s}{'FIT@CTX':>8s}"
+          f"{'CTX':>8s}{'TOK/S@1':>10s}{'TOK/S@MAX':>11s}{'NODE TOK/S':>12s}")
+LEGEND = ("  DEV devices per instance; REPL instances per node; FIT@CTX sequences of CTX tokens that fit in the KV "
+          "cache (not --max-num-seqs); TOK/S@MAX one instance at full batch; NODE TOK/S all REPL instances together")
 
 
 def render_plan(plan: Plan) -> str:
@@ -57,6 +61,8 @@ def render_plan(plan: Plan) -> str:
             continue
         lines += ["", f"{title}:", HEADER]
         lines += [_row(index[p.name], p, p is sel) for p in group]
+    if plan.candidates:
+        lines += ["", LEGEND]
     if plan.rejected:
         lines += ["", "Incompatible profiles:"]
         width = max(len(r.name) for r in plan.rejected)

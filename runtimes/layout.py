@@ -35,7 +35,7 @@ PLAN_MOUNT_PATH = f"{PLAN_MOUNT_DIR}/plan.json"
 
 # -- volume-mode weights: one download per claim, shared by every replica ------------------
 WEIGHTS_LOCK = ".packager-weights.lock"  # flock'ed while one pod downloads; the others wait
-WEIGHTS_MARKER = ".packager-weights.json"  # written last (atomic rename): source + every file's digest and size
+WEIGHTS_MARKER = ".packager-weights.json"  # written last (atomic rename): source + every file's digest, size, stat key
 
 # -- the launcher's environment -------------------------------------------------------------
 ENV_PLAN = "PACKAGER_PLAN"  # plan.json to launch from (the chart: the mounted ConfigMap)

@@ -95,9 +95,29 @@ def values_from_plan(plan: dict[str, Any], image: str | None = None) -> dict[str
         "tolerations": placement.tolerations(vendor, pool),
         "plan": portable_plan(plan),  # the ConfigMap leaves this machine: no host paths in it
     }
+    values.update(replica_values(profile, pool))
     if not values["image"]["tag"]:
         values["image"]["tag"] = str(plan.get("packager_version", "0.1.0"))
-    if nodes > 1:
-        # Every pod of a group mounts the weights volume, on different nodes.
+    fill = profile.get("fill") or {}
+    if nodes > 1 or int(fill.get("replicas") or 1) > max(1, int(fill.get("replicas_per_node") or 1)):
+        # Every pod of a group, or replicas spread over the pool's nodes, mount the weights volume on
+        # different nodes.
         values["weights"] = {"volume": {"accessModes": ["ReadWriteMany"]}}
     return values
+
+
+def replica_values(profile: dict[str, Any], pool: dict[str, Any]) -> dict[str, Any]:
+    """replicaCount from the planner's fill (planner/fill.py); autoscaling goes from one replica up to as
+    many as the pool's nodes hold (a latency plan's idle devices included). A plan without a fill (an older
+    plan.json) keeps one replica."""
+    fill = profile.get("fill") or {}
+    replicas = max(1, int(fill.get("replicas") or 1))
+    nodes = max(1, int(pool.get("nodes") or 1))
+    span = max(1, int(profile.get("nodes") or 1))
+    if span > 1 or profile.get("vendor", "cpu") == "cpu":
+        hold = nodes // span
+    else:
+        per_node = int(pool.get("count_per_node") or 1)
+        hold = per_node // max(1, sizing.devices_per_pod(profile)) * nodes
+    bounds = {"minReplicas": 1, "maxReplicas": max(replicas, hold)}
+    return {"replicaCount": replicas, "autoscaling": {"hpa": dict(bounds), "keda": dict(bounds)}}

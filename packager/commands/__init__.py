@@ -6,6 +6,8 @@ from typing import Optional
 
 from packager.errors import UserError
 
+OBJECTIVE_HELP = ("latency, throughput or cost (fewest devices whatever the precision); default: the manifest's "
+                  "serving.objective.")
 PROFILE_HELP = ("Pin one of the plan's compatible profiles instead of the planner's first "
                 "(NIM's NIM_MODEL_PROFILE); `packager profiles` lists them.")
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from packager.commands import PROFILE_HELP
+from packager.commands import OBJECTIVE_HELP, PROFILE_HELP
 
 
 def build(
@@ -21,7 +21,7 @@ def build(
                                 "oci: a code-only image and the weights as a ModelPack OCI artifact (pushed with --push)."),
     opt: list[str] = typer.Option([], "--opt", help="key=value pass-through (secret, no_cache, cache_dir, torch, ...)."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Build from this plan.json instead of planning."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput (planner objective)."),
+    objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
 ) -> None:
     """Render a build context (Dockerfile, wheelhouse, weights, wheel, plan) and build the image offline."""

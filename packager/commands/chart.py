@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from packager.commands import PROFILE_HELP
+from packager.commands import OBJECTIVE_HELP, PROFILE_HELP
 
 from packager.errors import UserError
 
@@ -35,7 +35,7 @@ def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional
 def chart(
     model: Optional[str] = typer.Argument(None, help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name (default: this machine)."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
+    objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     out: Path = typer.Option(Path("out"), "--out", help="Directory the chart is written into, as OUT/<model>/."),
     image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); default: the plan's."),
     set_: list[str] = typer.Option([], "--set", help=_SET_HELP),
@@ -73,7 +73,7 @@ def publish(
 def deploy(
     model: Optional[str] = typer.Argument(None, help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="Hardware manifest or catalog name."),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency | throughput."),
+    objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     namespace: str = typer.Option("default", "--namespace", "-n", help="Kubernetes namespace."),
     release: Optional[str] = typer.Option(None, "--release", help="Release name (default: the model name)."),
     image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); with --keys "
@@ -101,11 +101,23 @@ def deploy(
         typer.echo(deploy_verified(image, keys, namespace=namespace, release=release, sets=set_, values_files=values,
                                    dry_run=dry_run), nl=False)
         return
-    from packager.deploy import deploy as run
+    from packager.deploy import default_release, deploy as run, dry_run_header
 
-    typer.echo(run(load_plan(model, hardware, objective, plan, profile), namespace=namespace, release=release,
-                   image=image, sets=set_, values_files=values, dry_run=dry_run,
-                   allow_unverified=allow_unverified), nl=False)
+    the_plan = load_plan(model, hardware, objective, plan, profile)
+    text = run(the_plan, namespace=namespace, release=release, image=image, sets=set_, values_files=values,
+               dry_run=dry_run, allow_unverified=allow_unverified)
+    if dry_run:  # first the helm command that installs exactly this, from the chart `packager chart` writes
+        same = [*([model] if model else []), *_flags(("--hardware", hardware), ("--objective", objective),
+                                                     ("--plan", plan), ("--profile", profile), ("--image", image)),
+                *(x for s in set_ for x in ("--set", s)), *(x for f in values for x in ("-f", str(f)))]
+        text = dry_run_header(release=release or default_release(the_plan), namespace=namespace,
+                              chart_command=["packager", "chart", *same, "--out", "out"],
+                              chart_dir=f"out/{the_plan['model']['name']}") + text
+    typer.echo(text, nl=False)
+
+
+def _flags(*pairs: tuple[str, Any]) -> list[str]:
+    return [x for flag, value in pairs if value for x in (flag, str(value))]
 
 
 def register(app: typer.Typer) -> None:

@@ -84,13 +84,15 @@ def init(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the manifest here (default: stdout)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit); pinned to its commit."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out when it exists."),
+    served_name: Optional[str] = typer.Option(None, "--served-name", help="The name clients send as `model` "
+                                              "(default: the Hub repo id the model's metadata names)."),
 ) -> None:
     """Write a model manifest from the model's files: architecture, parameters, sha256, license."""
     from packager.init import init_manifest
 
     if out is not None and out.exists() and not force:
         raise UserError("exists; not overwritten", file=str(out), field="--out", hint="pass --force or another --out")
-    text = init_manifest(source, revision, out)
+    text = init_manifest(source, revision, out, served_name)
     if out is None:
         sys.stdout.write(text)
         return

@@ -11,7 +11,8 @@ from packager.commands import PROFILE_HELP
 
 
 def rehearse(
-    chart_dir: Path = typer.Argument(..., help="A chart written by `packager chart` or `packager build`."),
+    chart_dir: Path = typer.Argument(..., help="A chart written by `packager chart` or `packager build`, or a YAML "
+                                     "file of objects (`packager kserve --out FILE`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", help="KEY[:COUNT[xNODES]] the pods stand on "
                                            "(PACKAGER_HARDWARE); default: what the chart was planned for."),
     profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP + " Set as PACKAGER_PROFILE in every pod."),

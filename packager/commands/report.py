@@ -5,7 +5,7 @@ from typing import Optional
 
 import typer
 
-from packager.commands import check_objective
+from packager.commands import OBJECTIVE_HELP, check_objective
 
 HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]]. Default: this machine."
 
@@ -13,7 +13,7 @@ HW_HELP = "Hardware manifest (.yaml) or shorthand KEY[:COUNT[xNODES]]. Default: 
 def report(
     model: str = typer.Argument(..., help="Model manifest (.yaml) or the name of a known one (`packager models`)."),
     hardware: Optional[str] = typer.Option(None, "--hardware", "-H", help=HW_HELP),
-    objective: Optional[str] = typer.Option(None, "--objective", help="latency, throughput or cost (default: the manifest's)."),
+    objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
     out: str = typer.Option("report.html", "--out", "-o", help="Where to write the HTML file."),
 ) -> None:

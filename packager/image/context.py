@@ -6,11 +6,12 @@ missing field fails the render (StrictUndefined) instead of producing `FROM `.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from runtimes.layout import APP_DIR, CACHE_DIR, IMAGE_CONFIG_PATH, MODEL_DIR, PLAN_PATH
 
 VENV = f"{APP_DIR}/venv"
+LAUNCHER = (f"{VENV}/bin/python", "-m", "runtimes.launcher")  # every image's ENTRYPOINT
 UID = 1000
 USER = "packager"
 DEFAULT_PORT = 8000
@@ -44,7 +45,7 @@ class ImageContext:
     cache_dir: str = CACHE_DIR
     plan_path: str = PLAN_PATH
     image_config_path: str = IMAGE_CONFIG_PATH
-    entrypoint: tuple[str, ...] = field(default=(f"{VENV}/bin/python", "-m", "runtimes.launcher"))
+    entrypoint: tuple[str, ...] = LAUNCHER
 
 
 def startup_budget_s(weights_bytes: int) -> int:

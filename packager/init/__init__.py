@@ -4,14 +4,19 @@ SOURCE is a Hugging Face model directory, a .gguf file, or a Hub repo id ORG/NAM
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from packager.errors import UserError
-from packager.init.draft import check, render
+from packager.init.draft import check, check_parameters, render
 
 
-def init_manifest(source: str, revision: str | None = None, out: Path | None = None) -> str:
-    """The manifest's YAML text; it has validated and completed (its weights found) before it is returned."""
+def init_manifest(source: str, revision: str | None = None, out: Path | None = None,
+                  served_name: str | None = None) -> str:
+    """The manifest's YAML text; it has validated and completed (its weights found) before it is returned.
+
+    What it reads is checked: the weights' parameter count against config.json, the served name taken only
+    from real metadata (else `served_name` must be given), paths relative to the manifest."""
     path = Path(source).expanduser()
     if revision and path.exists():
         raise UserError("--revision is for Hub repos; a local source is read as it is", field="--revision",
@@ -35,6 +40,14 @@ def init_manifest(source: str, revision: str | None = None, out: Path | None = N
             raise UserError(f"two revisions given: {at!r} and --revision {revision!r}", field="--revision",
                             hint="give the revision once")
         draft = from_hub(repo, revision or at or None)
+    where = str(out) if out is not None else "<stdout>"
+    check_parameters(draft, source)
+    if served_name:
+        draft = replace(draft, served_model_name=served_name)
+    elif not draft.served_model_name:
+        raise UserError("the model's metadata names no served model name (the Hub repo id; config.json's "
+                        "_name_or_path; a GGUF's general.source.*)", file=source, field="--served-name",
+                        hint="pass --served-name ORG/NAME: the name clients send as `model`")
     text = render(draft)
-    check(text, str(out) if out is not None else "<stdout>")
+    check(text, where)
     return text

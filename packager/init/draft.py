@@ -18,7 +18,7 @@ PRECISIONS = {"bfloat16": ["bf16", "fp16", "fp32"], "float16": ["fp16", "bf16", 
 @dataclass(frozen=True)
 class Draft:
     name: str
-    served_model_name: str
+    served_model_name: str | None  # None: the model's metadata names none (init then asks for --served-name)
     source: dict  # path | repo+revision | package+file, format, sha256
     architecture: dict
     origin: str  # one line: where the facts came from
@@ -88,3 +88,34 @@ def check(text: str, where: str) -> None:
         raise UserError(f"the drafted manifest does not validate: {exc.message}", file=where, field=exc.field,
                         hint="the model's files lack this fact; write the manifest by hand "
                              "(`packager schema model`) or fix the model's config.json") from None
+
+
+PARAMETER_TOLERANCE = 0.10  # weights vs config.json: rounding and small tensors (norms, biases) stay far below this
+
+
+def check_parameters(d: Draft, where: str) -> None:
+    """The weights' parameter count against what the config's shapes give: a missing shard or a config of
+    another model shows as a gap; more than 10 % is exit 2 naming both numbers and the likely cause."""
+    from packager.manifests.complete import ESTIMATED_FAMILIES, estimate_parameters
+
+    a = d.architecture
+    if a.get("family") not in ESTIMATED_FAMILIES or not a.get("parameters"):
+        return
+    shapes = dict(a)
+    heads = shapes.get("attention_heads")
+    if not (heads and shapes.get("hidden_size") and shapes.get("layers") and shapes.get("vocab_size")
+            and shapes.get("intermediate_size")):
+        return
+    shapes.setdefault("head_dim", shapes["hidden_size"] // heads)
+    shapes.setdefault("kv_heads", heads)
+    expected, found = estimate_parameters(shapes), int(a["parameters"])
+    if abs(found - expected) <= PARAMETER_TOLERANCE * expected:
+        return
+    config = (f"{a['layers']} layers x {a['hidden_size']} hidden, {a['intermediate_size']} intermediate, "
+              f"{a['vocab_size']} vocabulary")
+    cause = ("a shard is missing or truncated, or the config describes a bigger model" if found < expected else
+             "the weights hold more than the config describes: extra tensors (a vision tower, a second model) "
+             "or a config of a smaller model")
+    raise UserError(f"the weights hold {found:,} parameters but the config ({config}) gives about {expected:,}: "
+                    f"{cause}", file=where, field="architecture.parameters",
+                    hint="check that every weights file is there and whole, and that config.json belongs to them")

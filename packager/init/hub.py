@@ -34,8 +34,11 @@ def from_hub(repo: str, revision: str | None) -> Draft:
     try:
         from huggingface_hub import HfApi, hf_hub_download
     except ModuleNotFoundError:
-        raise UserError("Hub sources need huggingface_hub", field="SOURCE",
-                        hint="pip install huggingface_hub, or pass a local directory or .gguf file") from None
+        from packager.extras import missing_extra_error
+
+        err = missing_extra_error("huggingface_hub", "hub")
+        err.hint += ", or pass a local directory or .gguf file"
+        raise err from None
     rev = revision or "main"
     try:
         info = HfApi().model_info(repo, revision=rev, files_metadata=True)

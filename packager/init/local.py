@@ -23,11 +23,55 @@ def _hash_files(base: Path, rels: list[str]) -> tuple[dict, dict]:
 
 
 def source_path(p: Path, out: Path | None) -> str:
-    """Relative to the manifest when it is written to a file (it then travels with the model), else absolute."""
-    p = p.resolve()
-    if out is not None:
-        return os.path.relpath(p, out.resolve().parent)
-    return str(p)
+    """Relative to the manifest, always (it travels with the model): to --out's directory, or to the current
+    directory when the manifest goes to stdout (where `> model.yaml` puts it)."""
+    base = out.resolve().parent if out is not None else Path.cwd().resolve()
+    return os.path.relpath(p.resolve(), base)
+
+
+HUB_URL = re.compile(r"^https?://(?:www\.)?huggingface\.co/([\w.-]+/[\w.-]+?)(?:/.*)?$")
+GGUF_SOURCE_KEYS = ("general.source.huggingface.repository", "general.source.url", "general.source.repo_url",
+                    "general.url", "general.repo_url")
+
+
+def served_name_from_gguf(meta: dict) -> str | None:
+    """The Hub repo a GGUF says it came from (llama.cpp's general.source.* keys), else None: a file name or a
+    basename is not a served name, so init asks for one."""
+    from packager.init.hub import REPO_ID
+
+    for key in GGUF_SOURCE_KEYS:
+        value = str(meta.get(key) or "").strip()
+        m = HUB_URL.match(value)
+        if m:
+            return m[1]
+        if key.endswith("repository") and REPO_ID.match(value):
+            return value
+    return None
+
+
+def served_name_from_config(cfg: dict) -> str | None:
+    """config.json's `_name_or_path` when it is a Hub repo id (transformers writes it on save_pretrained of a
+    Hub model); a local path or nothing gives None."""
+    from packager.init.hub import REPO_ID
+
+    name = str(cfg.get("_name_or_path") or "")
+    return name if REPO_ID.match(name) and not name.startswith((".", "/", "~")) else None
+
+
+def check_index(d: Path) -> None:
+    """model.safetensors.index.json names every shard: a missing one is exit 2 naming it."""
+    index = d / "model.safetensors.index.json"
+    if not index.is_file():
+        return
+    try:
+        wanted = set((json.loads(index.read_text(encoding="utf-8")).get("weight_map") or {}).values())
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise UserError(f"not a valid safetensors index: {exc}", file=str(index), field="SOURCE") from None
+    missing = sorted(f for f in wanted if not (d / f).is_file())
+    if missing:
+        raise UserError(f"{len(missing)} of {len(wanted)} weight shards named by {index.name} are missing: "
+                        + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""), file=str(d), field="SOURCE",
+                        hint="download the missing shards (an interrupted download leaves them out)")
 
 
 def front_matter_license(readme: Path) -> str | None:
@@ -88,13 +132,14 @@ def from_directory(d: Path, out: Path | None) -> Draft:
     if not shards:
         hint = "for GGUF pass the .gguf file itself" if any(d.glob("*.gguf")) else "save the model with safe_serialization"
         raise UserError("no *.safetensors weights in the directory", file=str(d), field="SOURCE", hint=hint)
+    check_index(d)
     arch = config_facts(cfg)
     arch["parameters"] = safetensors_parameters(shards)
     rels = sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and ".cache" not in p.parts)
     sha, sizes = _hash_files(d, rels)
     notes = () if any((d / t).is_file() for t in TOKENIZER_FILES) else (
         "warning: no tokenizer files (tokenizer.json / tokenizer.model): the server cannot start without one",)
-    return Draft(name=slug(d.resolve().name), served_model_name=d.resolve().name,
+    return Draft(name=slug(d.resolve().name), served_model_name=served_name_from_config(cfg),
                  source={"path": source_path(d, out), "format": "safetensors", "sha256": sha},
                  architecture=arch, origin=f"the directory {d.resolve().name}/ (config.json, {len(shards)} safetensors file(s))",
                  license=front_matter_license(d / "README.md") or cfg.get("license"), sizes=sizes, notes=notes)
@@ -121,12 +166,11 @@ def from_gguf(f: Path, out: Path | None) -> Draft:
     arch = architecture_from_header(header)
     meta = header.metadata
     base = QUANT_SUFFIX.sub("", f.stem)
-    org = meta.get("general.organization")
     package = _owning_package(f)
     source = {"package": package, "file": f.name} if package else {"path": source_path(f, out)}
     sha, sizes = _hash_files(f.parent, [f.name])
     source.update(format="gguf", sha256=sha)
-    return Draft(name=slug(base), served_model_name=f"{org}/{base}" if org else base, source=source,
+    return Draft(name=slug(base), served_model_name=served_name_from_gguf(meta), source=source,
                  architecture=arch, license=meta.get("general.license"), sizes=sizes,
                  origin=f"the GGUF file {f.name}" + (f" (installed package {package})" if package else ""),
                  notes=(f"GGUF file type {meta.get('general.file_type')}: the fallback runtime reads its "

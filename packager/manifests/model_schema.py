@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 Precision = Literal["fp32", "bf16", "fp16", "fp8"]
-Objective = Literal["latency", "throughput"]
+Objective = Literal["latency", "throughput", "cost"]  # cost: fewest devices whatever the precision
 RuntimePreference = Literal["auto", "vllm", "triton", "cpu"]
 Sha256 = Field(pattern=r"^[0-9a-fA-F]{64}$")
 SLUG = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"

@@ -1,4 +1,4 @@
-"""The planner: candidates -> constraints -> estimates -> ranking -> explanation. Imports no torch."""
+"""The planner: candidates -> constraints -> estimates -> ranking -> fill the node -> explanation. Imports no torch."""
 from __future__ import annotations
 
 from packager.errors import UserError
@@ -6,6 +6,7 @@ from packager.facts import Hardware, ModelFacts, model_facts_from_dict
 from packager.planner.advice import advise
 from packager.planner.candidates import enumerate_candidates
 from packager.planner.evaluate import evaluate
+from packager.planner.fill import explain_fill, fill
 from packager.planner.ranking import OBJECTIVES, explain, rank
 from packager.planner.types import Plan, PlanRequest, Profile, Rejection
 
@@ -32,10 +33,11 @@ def make_plan(req: PlanRequest) -> Plan:
             continue
         result = evaluate(req, c)
         (profiles if isinstance(result, Profile) else rejected).append(result)
-    ranked = rank(profiles, req.objective, req.model.precisions)
+    ranked = fill(rank(profiles, req.objective, req.model.precisions), req.objective)
     advice = advise(req, rejected) if not ranked else []
-    return Plan(request=req, candidates=tuple(ranked), rejected=tuple(rejected), advice=tuple(advice),
-                why=explain(ranked, req.objective, req.model.precisions))
+    why, extra = explain(ranked, req.objective, req.model.precisions), explain_fill(ranked) if ranked else ""
+    why = f"{why[:-1]}; {extra}." if extra else why  # still one sentence
+    return Plan(request=req, candidates=tuple(ranked), rejected=tuple(rejected), advice=tuple(advice), why=why)
 
 
 def read_plan_file(path) -> dict:

@@ -86,6 +86,7 @@ def explain(ranked: list[Profile], objective: str, precisions: tuple[str, ...]) 
             n = w.estimates.concurrent_sequences
             room = f"room for {n} sequence{'s' if n != 1 else ''} of {w.max_model_len} tokens"
             if not _ample(w):
-                room += f" (no {c.precision} profile here has room for {rules()['ample_sequences']})"
+                room += (f" (no {c.precision} profile here has room for {rules()['ample_sequences']}, what the planner "
+                         "calls ample: rules.yaml ample_sequences)")
             clauses.append(f"{why_prec}, with {room} on the fewest devices ({devices})")
     return f"{w.name} won: " + "; ".join(clauses) + "."

@@ -73,6 +73,21 @@ class Estimates:
 
 
 @dataclass(frozen=True)
+class NodeFill:
+    """How many copies of one instance (tp x pp devices) run on the pool, and what that leaves idle."""
+
+    replicas: int  # instances in the whole pool (pods, or LeaderWorkerSet groups)
+    replicas_per_node: int  # 0 where one instance spans several nodes
+    devices_in_use: int  # all nodes together
+    idle_devices_per_node: int
+    tokens_per_s_per_node: float  # replicas on one node x the instance's full-batch estimate
+    how: str  # "pods": one pod per replica; "single": one instance (latency, cost)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Profile:
     candidate: Candidate
     max_model_len: int
@@ -84,6 +99,7 @@ class Profile:
     low_memory: bool = False
     notes: tuple[str, ...] = ()
     max_num_batched_tokens: int | None = None  # vLLM's prefill token budget (set in argv on low-memory profiles)
+    fill: NodeFill | None = None  # set by the fill stage (planner/fill.py)
 
     @property
     def name(self) -> str:
@@ -108,6 +124,7 @@ class Profile:
             "gpu_memory_utilization": self.gpu_memory_utilization, "objective": c.objective,
             "engine": self.engine, "engine_argv": list(self.engine_argv), "estimates": self.estimates.to_dict(),
             "low_memory": self.low_memory, "notes": list(self.notes),
+            "fill": self.fill.to_dict() if self.fill else None,
         }
 
 

@@ -8,6 +8,8 @@ the image. NIM's `nim-serve --dry-run` rehearses one container; this rehearses t
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import yaml
 
 from packager.errors import UserError
 from packager.rehearse import checks as chk
+from packager.rehearse import platforms
 from packager.rehearse.containers import Container, containers, parse_rendered
 from packager.rehearse.replay import Engine, Replay, in_image, installed, process_argv, read_record, starts_launcher
 
@@ -70,11 +73,28 @@ def hardware_shorthand(plan: dict) -> str | None:
     return f"{key}:{pool.get('count_per_node') or 1}" + (f"x{nodes}" if nodes > 1 else "")
 
 
+def _objects_file(req: Rehearsal) -> tuple[dict, list[dict]]:
+    """Objects already rendered (`packager kserve --out FILE`); the plan is the one their pods mount."""
+    path = Path(req.chart_dir)
+    docs = parse_rendered(path.read_text(), str(path))
+    plan = {}
+    for d in docs:
+        if d["kind"] == "ConfigMap" and "plan.json" in (d.get("data") or {}):
+            try:
+                plan = json.loads(d["data"]["plan.json"])
+            except ValueError:
+                raise UserError("plan.json is not JSON", file=str(path), field=f"ConfigMap {d['metadata']['name']}") from None
+    return {"plan": plan}, docs
+
+
 def render(req: Rehearsal) -> tuple[dict, list[dict]]:
-    """The chart's merged values and every object it renders (helm template, tests included)."""
+    """The chart's merged values and every object it renders (helm template, tests included); or the objects
+    of a YAML file (packager kserve's)."""
     from packager.chart.overrides import apply
 
     chart = Path(req.chart_dir)
+    if chart.is_file():
+        return _objects_file(req)
     values_path = chart / "values.yaml"
     if not (chart / "Chart.yaml").is_file() or not values_path.is_file():
         raise UserError(f"{chart} is not a chart directory (no Chart.yaml and values.yaml)", file=str(chart),
@@ -95,7 +115,10 @@ def render(req: Rehearsal) -> tuple[dict, list[dict]]:
     return values, parse_rendered(text, str(chart))
 
 
-def rehearse_one(c: Container, engine: Engine, req: Rehearsal, hardware: str | None) -> Result:
+def rehearse_one(c: Container, engine: Engine, req: Rehearsal, hardware: str | None, docs: list[dict]) -> Result:
+    if platforms.is_endpoint_picker(c):
+        return Result(c, Replay("read", platforms.read_record(c)), tuple(platforms.endpoint_picker(c, docs)),
+                      "read, not run")
     config = engine.inspect(c.image)
     image_cfg = (config or {}).get("Config")
     if starts_launcher(c, (image_cfg or {}).get("Entrypoint") if image_cfg else None):
@@ -108,7 +131,10 @@ def rehearse_one(c: Container, engine: Engine, req: Rehearsal, hardware: str | N
     if replay.how == "read" and c.role == "test":
         found.append(chk.executable(process_argv(c, image_cfg), engine, c.image) if config else None)
     found += [chk.starts(rec, replay), chk.vllm_argv(rec.get("argv") or []), chk.middleware(rec, replay),
-              chk.weights(rec, replay)]
+              chk.weights(rec, replay), platforms.planned_argv(c, rec)]
+    uri = platforms.storage_uris(docs).get(c.workload.split("/", 1)[1])
+    if uri:
+        found = platforms.provisioned(uri, rec, found)
     checks = tuple(x for x in found if x is not None)
     checks += tuple(chk.launcher_checks(rec, {x.name for x in checks}))
     where = "in its image" if replay.how == "image" else (
@@ -118,7 +144,9 @@ def rehearse_one(c: Container, engine: Engine, req: Rehearsal, hardware: str | N
 
 def rehearse(req: Rehearsal) -> Outcome:
     values, docs = render(req)
-    plan = values.get("plan") or {}
+    from packager.chart import chart_plan
+
+    plan = chart_plan(Path(req.chart_dir), values)
     if req.profile:
         from packager.planfile import pin_profile
 
@@ -128,9 +156,24 @@ def rehearse(req: Rehearsal) -> Outcome:
         from packager.manifests import load_hardware
 
         load_hardware(req.hardware)  # a bad shorthand is exit 2 here, not a launcher failure per pod
-    found = containers(docs, req.namespace)
+    kinds = {d["metadata"]["name"]: d["kind"] for d in docs}
+    docs = platforms.workloads(docs)
+    found = [_as_platform(c, kinds) for c in containers(docs, req.namespace)]
     if not found:
         raise UserError("the chart renders no container", file=str(req.chart_dir),
                         hint="check the chart's values (engine.argv, image)")
     engine = Engine.find()
-    return Outcome(hardware or "this machine", tuple(rehearse_one(c, engine, req, hardware) for c in found))
+    return Outcome(hardware or "this machine", tuple(rehearse_one(c, engine, req, hardware, docs) for c in found))
+
+
+def _as_platform(c: Container, kinds: dict[str, str]) -> Container:
+    """A KServe object's pod is labelled by the object (InferenceService/NAME), not by what stands in for it;
+    the endpoint picker by its role."""
+    name = c.workload.split("/", 1)[1]
+    kind = kinds.get(name)
+    if kind in ("InferenceService", "LLMInferenceService"):
+        return dataclasses.replace(c, workload=f"{kind}/{name}")
+    if platforms.is_endpoint_picker(c):
+        return dataclasses.replace(c, role="endpoint-picker")
+    return c
+

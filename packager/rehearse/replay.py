@@ -4,6 +4,12 @@ launcher in dry-run mode (PACKAGER_DRY_RUN=1) so it prints its launch record ins
 In the chart's image when the local engine has it (`docker run --network none`, the container's
 user, read-only root and volumes), else with the installed packager. A container that does not
 start through the launcher is read, not run: its argv is what the kubelet would exec.
+
+On this host nothing the chart supplies may run: a ConfigMap's `sitecustomize.py` on PYTHONPATH,
+a `.pth` under HOME, a library in LD_PRELOAD would all execute in the replay. So the host replay
+runs the packager that runs the rehearsal, in Python's isolated mode, and hands it only the
+launcher's own variables (HOST_ENV_PREFIXES); what it withholds is said in a note, and checks that
+need it (the chart's PYTHONPATH for --middleware) are left to a replay inside the image.
 """
 from __future__ import annotations
 
@@ -19,11 +25,19 @@ from pathlib import Path
 
 from packager.errors import UserError
 from packager.rehearse.containers import Container, write_mount_files
-from runtimes.launch.launch_record import launch_env
+import runtimes
+from runtimes.launch.launch_record import ENV_PREFIXES, launch_env
 from runtimes.layout import ENV_DRY_RUN, ENV_HARDWARE, ENV_PROFILE, REDACTED
 
 LAUNCHER_MODULE = "runtimes.launcher"
 TIMEOUT_S = 180
+# What the launcher reads (the launch record's prefixes, less XDG_ cache paths); PATH and HOME are
+# the host's own (HOME an empty temp dir). PACKAGER_DOCKER names a program: never from a chart.
+HOST_ENV_PREFIXES = tuple(p for p in ENV_PREFIXES if p != "XDG_")
+HOST_ENV_DENIED = frozenset({"PACKAGER_DOCKER"})
+# Python isolated (-I: no PYTHON* variables, no user site, no cwd on sys.path), this packager's code first.
+HOST_LAUNCHER = ("import sys; sys.path.insert(0, sys.argv.pop(1)); from runtimes.launch.__main__ import main; "
+                 "sys.exit(main())")
 
 
 @dataclass(frozen=True)
@@ -172,27 +186,50 @@ def _no_record(c: Container, image_config: dict | None, how: str, why: str, code
     return Replay(how, record, code, log[-2000:])
 
 
+def host_env(c: Container, staged: dict[str, Path]) -> tuple[dict[str, str], list[str]]:
+    """(the launcher's variables from the container's env, mount paths moved to their stage; the names
+    withheld). A value that points into a mount is moved with it."""
+    env, withheld = {}, []
+    for k, v in c.env:
+        if not k.startswith(HOST_ENV_PREFIXES) or k in HOST_ENV_DENIED:
+            withheld.append(k)
+            continue
+        for path, d in sorted(staged.items(), key=lambda kv: -len(kv[0])):
+            if v == path or v.startswith(path.rstrip("/") + "/"):
+                v = str(d) + v[len(path.rstrip("/")):]
+                break
+        env[k] = v
+    return env, sorted(set(withheld))
+
+
+def _without_chart_pythonpath(record: dict, chart_pythonpath: str) -> dict:
+    """The chart's PYTHONPATH was withheld: the record shows it as the real start would have it (after the
+    launcher's plugins), and the --middleware verdict is left to a replay in the image when it failed."""
+    record["pythonpath"] = (record.get("pythonpath") or []) + [p for p in chart_pythonpath.split(os.pathsep) if p]
+    if (record.get("checks") or {}).get("middleware_importable") is False:
+        record["checks"]["middleware_importable"] = None
+        record["problems"] = [x for x in record.get("problems") or [] if "--middleware" not in x]
+        record["ok"] = record.get("exit_code") == 0 and not record["problems"]
+    return record
+
+
 def installed(c: Container, hardware: str | None, pin: str | None) -> Replay:
-    """The launcher of the installed packager, with the container's env and its mounts staged
-    in a temp dir (paths in env values that point into a mount are moved there with it)."""
+    """The launcher of the packager running this rehearsal, isolated (module docstring), with the
+    container's launcher variables and its mounts staged in a temp dir."""
     with tempfile.TemporaryDirectory(prefix="packager-rehearse-") as tmp:
         root = Path(tmp)
         staged = _stage_mounts(c, root)
-        env = {}
-        for k, v in c.env:
-            for path, d in sorted(staged.items(), key=lambda kv: -len(kv[0])):
-                if v == path or v.startswith(path.rstrip("/") + "/"):
-                    v = str(d) + v[len(path.rstrip("/")):]
-                    break
-            env[k] = v
-        env.update({ENV_DRY_RUN: "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        env, withheld = host_env(c, staged)
+        (root / "home").mkdir()
+        env.update({ENV_DRY_RUN: "1", "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(root / "home")})
         if hardware:
             env[ENV_HARDWARE] = hardware
         if pin:
             env[ENV_PROFILE] = pin
+        code_root = str(Path(runtimes.__file__).resolve().parents[1])
         try:
-            r = subprocess.run([sys.executable, "-m", LAUNCHER_MODULE], capture_output=True, text=True, env=env,
-                               cwd=tmp, timeout=TIMEOUT_S)
+            r = subprocess.run([sys.executable, "-I", "-c", HOST_LAUNCHER, code_root], capture_output=True,
+                               text=True, env=env, cwd=tmp, timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return _no_record(c, None, "installed", f"the dry run did not finish in {TIMEOUT_S} s")
         record = _parse_record(r.stdout)
@@ -204,8 +241,15 @@ def installed(c: Container, hardware: str | None, pin: str | None) -> Replay:
     if record is None:
         return _no_record(c, None, "installed", f"the launcher printed no launch record (exit {r.returncode}): "
                           + _last_line(r.stderr), r.returncode, r.stderr)
-    notes = ("the image is not in the local engine: replayed with the installed packager",)
-    return Replay("installed", redact(record, c), r.returncode, r.stderr[-2000:], notes)
+    notes = ["the image is not in the local engine: replayed with the installed packager"]
+    if withheld:
+        notes.append(f"the replay on this host ran without {', '.join(withheld)}: only the launcher's own variables "
+                     "pass, so nothing the chart supplies runs here (load the image into the local engine to replay "
+                     "with every variable)")
+        chart_pythonpath = dict(c.env).get("PYTHONPATH", "")
+        if chart_pythonpath:
+            record = _without_chart_pythonpath(record, chart_pythonpath)
+    return Replay("installed", redact(record, c), r.returncode, r.stderr[-2000:], tuple(notes))
 
 
 def describe(argv: list[str], width: int = 60) -> str:

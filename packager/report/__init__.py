@@ -96,15 +96,18 @@ def speed_figure(plan: Plan):
     return fig
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def _table(headers: list[str], rows: list[list[str]], marked: int | None = None) -> str:
+    """Row `marked` (the selected profile) carries class `selected` and a bold look."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows)
+    body = "".join(("<tr class='selected'>" if i == marked else "<tr>")
+                   + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for i, r in enumerate(rows))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1300px}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px}code{background:#f3f3f3;padding:2px 4px}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+tr.selected td{font-weight:600;background:#eef6ee}
 .why{font-size:16px;background:#eef6ee;padding:10px;border-left:4px solid #54A24B}"""
 
 ERROR_HOOK = ("<script>window.__jsErrors=0;window.addEventListener('error',function(){window.__jsErrors++;"
@@ -126,10 +129,15 @@ def report_html(plan: Plan) -> str:
         head = "<p class='why'>Nothing fits this hardware.</p>" + "".join(
             f"<p>advice: {html.escape(a)}</p>" for a in plan.advice)
     e = sel.estimates if sel else None
-    facts = _table(["profile", "devices", "context", "max seqs", "KV tokens", "tokens/s at 1", "tokens/s at full batch"],
-                   [[p.name, p.candidate.devices, p.max_model_len, p.max_num_seqs, f"{p.estimates.kv_cache_tokens:,}",
-                     p.estimates.decode_tokens_per_s, p.estimates.decode_tokens_per_s_full_batch]
-                    for p in plan.candidates])
+    # Two different counts, named apart: what fits at full length (the CLI's FIT@CTX) and the engine's cap.
+    facts = _table(["profile", "devices", "replicas per node", "context", "sequences that fit at full context",
+                    "--max-num-seqs", "KV tokens", "tokens/s at 1", "tokens/s at full batch", "tokens/s per node"],
+                   [[("* " if p is sel else "") + p.name, p.candidate.devices,
+                     p.fill.replicas_per_node if p.fill else 1, p.max_model_len,
+                     p.estimates.concurrent_sequences, p.max_num_seqs, f"{p.estimates.kv_cache_tokens:,}",
+                     p.estimates.decode_tokens_per_s, p.estimates.decode_tokens_per_s_full_batch,
+                     p.fill.tokens_per_s_per_node if p.fill else p.estimates.decode_tokens_per_s_full_batch]
+                    for p in plan.candidates], marked=0 if sel else None)
     rejected = _table(["profile", "why it cannot run"], [[r.name, "; ".join(r.reasons)] for r in plan.rejected])
     data = json.dumps({"selected": sel.name if sel else None, "charts": len(figs),
                        "profiles": len(plan.candidates), "rejected": len(plan.rejected)})
@@ -143,7 +151,7 @@ def report_html(plan: Plan) -> str:
 {head}
 {'<p>Estimate basis: ' + html.escape(e.basis) + '</p>' if e else ''}
 <h2>Charts</h2>{charts or '<p>No compatible profile: no charts.</p>'}
-<h2>Compatible profiles, ranked</h2>{facts}
+<h2>Compatible profiles, ranked (* selected)</h2>{facts}
 <h2>Rejected profiles and why</h2>{rejected}
 <p>Estimates are checked against public vLLM measurements in packager/planner/calibration.yaml.</p>
 </body></html>

@@ -57,11 +57,20 @@ def check_descriptor(d: object, where: str, part: str) -> dict:
     return d
 
 
+def json_value(raw: bytes | str) -> object:
+    """json.loads, where nesting past Python's recursion limit is a ValueError like any other bad JSON
+    (json.loads raises RecursionError: 100 KB of '[' in a bundle was a traceback)."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def parse_json(raw: bytes, part: str) -> dict:
     if len(raw) > MAX_JSON:
         raise Malformed(part, f"{len(raw)} bytes, over the {MAX_JSON} a manifest may have")
     try:
-        doc = json.loads(raw)
+        doc = json_value(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Malformed(part, f"not JSON ({exc})") from None
     if not isinstance(doc, dict):
@@ -215,13 +224,30 @@ def _members(tar: tarfile.TarFile, bundle: Path):
         yield member
 
 
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """One checked member, written here rather than by `extractall(filter="data")`, which Python has only
+    from 3.11.4 (Debian 12 ships 3.11.2): fixed modes (no setuid, no owner from the tar), new files only,
+    never through a link."""
+    target = dest / os.path.normpath(member.name)
+    if member.isdir():
+        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    src = tar.extractfile(member)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
 def unpack(bundle: Path, dest: Path) -> Layout:
     """Extract a bundle tar: regular files and directories only, nothing outside `dest`."""
     if not bundle.is_file():
         raise UserError(f"{bundle}: no such bundle file", field="BUNDLE", hint="pass the .tar that `packager bundle` wrote")
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         with tarfile.open(bundle) as tar:
-            tar.extractall(dest, members=_members(tar, bundle), filter="data")
+            for member in _members(tar, bundle):
+                _extract(tar, member, dest)
     except (tarfile.TarError, OSError) as exc:
         raise UserError(f"{bundle} is not a readable bundle: {exc}", field="BUNDLE",
                         hint="pass the .tar that `packager bundle` wrote") from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.errors import UserError
+from packager.supply.oci_layout import json_value
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://packager.dev/release/v1"
@@ -122,7 +123,7 @@ def open_envelope(data: bytes, public_key: Path) -> Statement:
     if len(data) > MAX_ENVELOPE:
         raise _bad(f"{len(data)} bytes, over the {MAX_ENVELOPE} an envelope may have")
     try:
-        env = json.loads(data)
+        env = json_value(data)
         payload = base64.b64decode(env["payload"], validate=True)
         sigs = [base64.b64decode(s["sig"], validate=True) for s in env["signatures"][:8]]
         ptype = env["payloadType"]
@@ -142,7 +143,7 @@ def open_envelope(data: bytes, public_key: Path) -> Statement:
     else:
         raise Refused(f"no signature by {public_key.name} ({len(sigs)} signature(s), none verifies)")
     try:
-        doc = json.loads(payload)
+        doc = json_value(payload)
     except ValueError as exc:
         raise _bad(f"the signed payload is not JSON ({exc})") from None
     return parse(doc)

@@ -10,7 +10,6 @@ names the part and, for the weights, the file. Exit codes (cli): 0 all pass, 1 a
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import tempfile
@@ -232,9 +231,12 @@ def check_labels(lay: L.Layout, image: dict, rep: Report) -> None:
 
 def check_plan(rep: Report) -> None:
     try:
-        plan = json.loads(rep.blob("plan/plan.json").read_bytes())
-        name, profile = plan["model"]["name"], (plan.get("selected") or {}).get("name")
-    except (ValueError, KeyError, TypeError) as exc:
+        plan = L.json_value(rep.blob("plan/plan.json").read_bytes())
+        model, selected = (plan.get("model"), plan.get("selected") or {}) if isinstance(plan, dict) else (None, None)
+        if not isinstance(model, dict) or not isinstance(model.get("name"), str) or not isinstance(selected, dict):
+            raise ValueError("no model.name, or selected is not an object")
+        name, profile = model["name"], selected.get("name")
+    except (ValueError, UnicodeDecodeError) as exc:
         rep.add(False, "plan", f"plan.json does not read as a plan ({exc})")
         return
     want = rep.statement.model.get("name")

@@ -45,6 +45,16 @@ class Metrics:
         self._lora = Gauge("vllm:lora_requests_info", "Running stats on LoRA requests.",
                            ["max_lora", "running_lora_adapters", "waiting_lora_adapters"], registry=r)
 
+    def record_cache_config(self, block_size: int, num_gpu_blocks: int, cache_dtype: str, prefix_caching: bool) -> None:
+        """vLLM's `vllm:cache_config_info`: an info gauge (value 1) whose labels
+        are the KV cache's shape. The endpoint picker reads block_size and
+        num_gpu_blocks from it to size its KV-cache and prefix scorers; set
+        once, when the engine has built its cache (vLLM sets it at start too)."""
+        labels = {"block_size": str(block_size), "num_gpu_blocks": str(num_gpu_blocks),
+                  "cache_dtype": cache_dtype, "enable_prefix_caching": str(prefix_caching), "engine": "0"}
+        Gauge("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", list(labels),
+              registry=self.registry).labels(**labels).set(1)
+
     def record_step(self, stats: StepStats, running: int, waiting: int, kv_usage: float) -> None:
         self.running.set(running)
         self.waiting.set(waiting)

@@ -34,11 +34,16 @@ log = logging.getLogger(__name__)
 
 class Preparer:
     def __init__(self, tokenizer: Any, max_model_len: int, workers: int = 2, max_pending: int = 64,
-                 model_vocab: int | None = None, stop_ids: tuple[int, ...] = (), compile_timeout: float = 10.0):
+                 model_vocab: int | None = None, stop_ids: tuple[int, ...] = (), compile_timeout: float = 10.0,
+                 embedding_rows: int | None = None):
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
         self.vocab_size = len(tokenizer)
         self.model_vocab = model_vocab or self.vocab_size
+        # A prompt's token ids must be rows of the model's embedding (past them the engine
+        # step fails for the whole batch) and tokens the tokenizer can write back (echo, logprobs).
+        self.embedding_rows = embedding_rows or self.model_vocab
+        self.prompt_ids_below = min(self.vocab_size, self.embedding_rows)
         self.native_tools = template_knows_tools(getattr(tokenizer, "chat_template", None))
         # xgrammar's view of the vocabulary: built once per model (~0.15 s for 49k tokens).
         # Without xgrammar (an image built before it joined the runtime extra) the server
@@ -179,8 +184,11 @@ class Preparer:
         out = []
         for p in req.prompts:  # strings or lists of token ids (see protocol)
             if isinstance(p, list):
-                if any(t < 0 or t >= self.vocab_size for t in p):
-                    raise APIError(400, f"prompt token ids must be in [0, {self.vocab_size})", "prompt")
+                bad = next((t for t in p if t < 0 or t >= self.prompt_ids_below), None)
+                if bad is not None:
+                    raise APIError(400, f"prompt: token id {bad} is not in [0, {self.prompt_ids_below}) (the model "
+                                        f"embeds {self.embedding_rows} ids, the tokenizer has {self.vocab_size})",
+                                   "prompt")
                 out.append(list(p))
                 continue
             self._too_long(len(p), "prompt")

@@ -147,7 +147,8 @@ class _Common(BaseModel):
     @classmethod
     def _bias(cls, v):
         for k, b in (v or {}).items():
-            if not k.isdigit() or len(k) > 9:
+            # ASCII digits only: str.isdigit() also passes "²", which int() refuses (a 500 later).
+            if not (k.isascii() and k.isdigit()) or len(k) > 9:
                 raise ValueError(f"key {k[:20]!r} is not a token id")
             if not -100 <= b <= 100:
                 raise ValueError(f"bias {b} of token {k} is outside [-100, 100]")

@@ -42,7 +42,14 @@ def check(state: Any, model: str | None) -> None:
     if not state.ready:
         raise APIError(503, "model is loading", headers={"Retry-After": "5"})
     if model is not None and model not in state.names and not (state.lora is not None and model in state.lora):
-        raise APIError(404, f"The model `{model}` does not exist.", "model", code="model_not_found")
+        raise unknown_model(state.names, model)
+
+
+def unknown_model(names: list[str], model: str) -> APIError:
+    """vLLM's 404, plus the ids this server does serve: `serve NAME` serves the manifest's served name."""
+    served = ", ".join(f"`{n}`" for n in names[:4]) + (" ..." if len(names) > 4 else "")
+    return APIError(404, f"The model `{model}` does not exist. This server serves {served} (GET /v1/models).",
+                    "model", code="model_not_found")
 
 
 async def serve(state: Any, request: Request, req, prompts: list[list[int]], chat: bool):

@@ -27,6 +27,11 @@ class ModelRunner:
     def vocab_size(self) -> int:
         return self.model.cfg.vocab_size
 
+    @property
+    def embedding_rows(self) -> int:
+        """The ids the model can embed: the embedding's rows, whatever its config says."""
+        return int(self.model.embed.shape[0])
+
     def _slots(self, table: list[int], start: int, end: int) -> list[int]:
         bs = self.kv.block_size
         return [table[p // bs] * bs + p % bs for p in range(start, end)]

@@ -39,7 +39,7 @@ from .limits import Guard, Limits, header_deadline_protocol
 from .metrics import Metrics
 from .prepare import Preparer
 from .protocol import APIError, ChatRequest, CompletionRequest, error_response
-from .respond import check, serve
+from .respond import check, serve, unknown_model
 from runtimes import ready
 
 log = logging.getLogger("runtimes.fallback.server")
@@ -218,7 +218,7 @@ def build_app(state: ServerState) -> FastAPI:
     async def model(model_id: str):
         card = next((c for c in lora_cards() if c["id"] == model_id), None)
         if model_id not in state.names and card is None:
-            raise APIError(404, f"The model `{model_id}` does not exist.", "model", code="model_not_found")
+            raise unknown_model(state.names, model_id)
         return card or model_card(model_id)
 
     if state.args.enable_lora:
@@ -320,11 +320,14 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
             log.error("the HTTP server did not start")
             return 1
         time.sleep(0.05)
+    state.metrics.record_cache_config(engine.cfg.block_size, engine.cfg.kv_blocks, state.args.kv_cache_dtype,
+                                      engine.cfg.enable_prefix_caching)
     state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step,
                                on_finish=state.metrics.record_finish)
     state.preparer = Preparer(tok, max_len, workers=state.args.tokenizer_workers,
                               model_vocab=engine.runner.vocab_size, stop_ids=engine.eos_token_ids,
-                              compile_timeout=state.args.grammar_compile_timeout)
+                              compile_timeout=state.args.grammar_compile_timeout,
+                              embedding_rows=engine.runner.embedding_rows)
     state.words = TokenText(tok)
     state.engine.attach(state.loop)
     state.tokenizer, state.max_model_len = tok, max_len

@@ -11,8 +11,9 @@ own plan.json is the fallback), PACKAGER_PROFILE (pin a profile by name), PACKAG
 (default 0.0.0.0), PACKAGER_PORT, PACKAGER_MAX_MODEL_LEN, PACKAGER_SERVED_MODEL_NAME,
 PACKAGER_DEVICE, PACKAGER_ROLE (else from LWS_*), PACKAGER_HARDWARE (stands in for detection),
 PACKAGER_DRY_RUN=1; volume weights: PACKAGER_MODEL_DIR, PACKAGER_WEIGHTS_URL,
-PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN, or a file at HF_TOKEN_PATH), PACKAGER_VERIFY_WEIGHTS=0;
-PACKAGER_API_KEY (or VLLM_API_KEY): the engine's API key, handed on as VLLM_API_KEY.
+PACKAGER_WEIGHTS_TOKEN (or HF_TOKEN, or a file at HF_TOKEN_PATH), PACKAGER_VERIFY_WEIGHTS=0|always;
+PACKAGER_API_KEY (or VLLM_API_KEY): the engine's API key, handed on as VLLM_API_KEY. The download
+tokens (engine_env.DOWNLOAD_SECRETS) end with the weights step: neither ray nor the engine gets them.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from typing import Mapping
 
 from runtimes.launch import launch_record as record, lws, target as hardware, weights
 from runtimes.launch.decide import decide, in_image_ref, model_path, no_fit_screen
-from runtimes.launch.engine_env import engine_environment, engine_python, middleware, middleware_importable
+from runtimes.launch.engine_env import (DOWNLOAD_SECRETS, engine_environment, engine_python, middleware,
+                                       middleware_importable)
 from runtimes.launch.settings import EXIT_BAD_INPUT, EXIT_NO_FIT, EXIT_OK, LaunchError, Settings
 from runtimes import ready
 from runtimes.layout import (CACHE_DIR, ENV_DRY_RUN, ENV_IMAGE_CONFIG, ENV_PLAN, ENV_READY, IMAGE_CONFIG_PATH, MODEL_DIR,
@@ -161,6 +163,8 @@ def launch(env: Mapping[str, str], execvp, rec: dict | None, dry_tmp: str | None
         if importable is False:
             rec["problems"].append(why)
         return EXIT_OK
+    for name in DOWNLOAD_SECRETS:  # the weights are here: no token reaches ray or the engine
+        os.environ.pop(name, None)
     try:
         if settings.role == "leader":
             lws.start_head(settings, prelude[1][0], log=say)

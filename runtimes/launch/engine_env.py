@@ -5,13 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Mapping
 
 from runtimes.launch.decide import flag_values
 from runtimes.launch.settings import LaunchError
 from runtimes.layout import CACHE_DIR
+
+
+# What the launcher needed to fetch the weights and the engine never does (it is handed a local path,
+# HF_HUB_OFFLINE=1): a process that serves requests should not hold a download token where its
+# /proc/PID/environ, a crash report or a plugin can read it. HF_TOKEN_PATH names the mounted token file
+# that huggingface_hub would read on its own.
+DOWNLOAD_SECRETS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN_PATH", "PACKAGER_WEIGHTS_TOKEN")
 
 
 def is_vllm(argv) -> bool:
@@ -42,12 +48,12 @@ def vllm_plugin_path(cache_dir: str) -> str:
 
 
 def engine_environment(argv: list[str], env: Mapping[str, str], cache_dir: str | None = None) -> dict[str, str]:
-    """Environment for the engine. `cache_dir`: where the vLLM plugin directory is written
+    """Environment for the engine, without the download tokens. `cache_dir`: where the vLLM plugin directory is written
     (default PACKAGER_CACHE_DIR or the image's cache; the dry run passes a temp dir)."""
     if any(a == "--api-key" or a.startswith("--api-key=") for a in argv):
         raise LaunchError("the engine command line holds --api-key, which ps shows to every process\n"
                           "  fix: drop it from the argv and set PACKAGER_API_KEY from a Secret")
-    out = dict(env)
+    out = {k: v for k, v in env.items() if k not in DOWNLOAD_SECRETS}
     key = env.get("PACKAGER_API_KEY") or env.get("VLLM_API_KEY")
     if key:
         out["VLLM_API_KEY"] = key
@@ -101,18 +107,32 @@ def middleware_importable(argv, engine_env: Mapping[str, str]) -> tuple[bool | N
     return False, f"--middleware {' '.join(targets)} does not import under {python}: {last}"
 
 
+def middleware_findable(argv, engine_env: Mapping[str, str]) -> tuple[bool, str]:
+    """Every --middleware target's module on the engine's PYTHONPATH, found without running anything
+    (a rehearsal reading a container's spec on this host)."""
+    targets = flag_values(argv, "--middleware")
+    return _on_path_alone(targets, engine_env) if targets else (True, "")
+
+
 def _on_path_alone(targets: list[str], engine_env: Mapping[str, str]) -> tuple[bool, str]:
-    """Without the engine's interpreter: find (not import) each target's module with this one,
-    isolated (-I -S: no site-packages, as in vLLM's environment, which lacks packager's modules),
-    from the engine's PYTHONPATH entries only."""
+    """Without the engine's interpreter: find (never import: a package's __init__ is code, and on this
+    host it may be a chart's) each target's module under the engine's PYTHONPATH entries only, as
+    vLLM's environment, which lacks packager's modules, would."""
     paths = [p for p in engine_env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    code = ("import importlib.util, sys\n"
-            "sys.path[:0] = [p for p in sys.argv[1].split(chr(10)) if p]\n"
-            "missing = [t for t in sys.argv[2:] if importlib.util.find_spec(t.rpartition('.')[0]) is None]\n"
-            "print(' '.join(missing)); sys.exit(1 if missing else 0)\n")
-    proc = subprocess.run([sys.executable, "-I", "-S", "-c", code, "\n".join(paths), *targets],
-                          capture_output=True, text=True, timeout=60, cwd="/")
-    if proc.returncode == 0:
+    missing = [t for t in targets if not any(_module_file(t.rpartition(".")[0], p) for p in paths)]
+    if not missing:
         return True, ""
-    return False, (f"--middleware {proc.stdout.strip() or ' '.join(targets)} is not on the engine's PYTHONPATH "
+    return False, (f"--middleware {' '.join(missing)} is not on the engine's PYTHONPATH "
                    f"({':'.join(paths) or 'unset'}); vLLM's environment does not have packager's modules")
+
+
+def _module_file(module: str, root: str) -> bool:
+    """`a.b` under `root`: a/b.py, a/b/ (a package, or a namespace), or an extension a/b.*.so, every
+    parent a directory (a namespace package when it has no __init__.py)."""
+    parts = module.split(".")
+    if not module or not all(p.isidentifier() for p in parts):
+        return False
+    parent = Path(root, *parts[:-1])
+    leaf = parts[-1]
+    return parent.is_dir() and ((parent / f"{leaf}.py").is_file() or (parent / leaf).is_dir()
+                                or any(parent.glob(f"{leaf}.*.so")))

@@ -3,7 +3,7 @@ PVC), downloaded there once per claim.
 
 Every replica of a ReadWriteMany claim may start at the same moment: one holds an flock on
 `.packager-weights.lock` in the target directory and downloads; the others wait on the lock,
-then find the marker (`.packager-weights.json`: source, each file's digest and size, written
+then find the marker (`.packager-weights.json`: source, each file's digest, size and stat key, written
 last by atomic rename) and start at once. A restart finds the marker too and downloads nothing.
 """
 from __future__ import annotations
@@ -89,8 +89,20 @@ def read_marker(target: Path) -> dict | None:
         return None
 
 
-def marker_ok(target: Path, spec: WeightsSpec) -> bool:
-    """The marker matches what this profile wants, and every file it lists is there at its size."""
+def stat_key(path: Path) -> list[int]:
+    """What the marker remembers of a file it hashed: inode, size, mtime and ctime in ns. Rewriting,
+    replacing or re-dating a file moves at least one (ctime moves on every write and utime), so a
+    start hashes only what changed since the last check. The device number is left out: a claim
+    mounts under another one on every node."""
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def marker_ok(target: Path, spec: WeightsSpec, env: Mapping[str, str] | None = None, log: Log | None = None,
+              check: bool = True) -> bool:
+    """The marker matches what this profile wants and every file it lists is there at its size and,
+    with `check` (and PACKAGER_VERIFY_WEIGHTS not 0), at its sha256: hashed again only when the file's
+    stat key differs from the one recorded when it was last hashed (then recorded anew)."""
     m = read_marker(target)
     if not m or not isinstance(m.get("files"), dict):
         return False
@@ -100,20 +112,47 @@ def marker_ok(target: Path, spec: WeightsSpec) -> bool:
             return False
     elif m.get("source") != _source_id(spec):
         return False
+    verify = (env or {}).get("PACKAGER_VERIFY_WEIGHTS", "1").strip().lower()
+    hashing = check and verify != "0"
+    # The key is only as trustworthy as whoever can write the claim (it sits in the marker beside the
+    # files); "always" hashes every file on every start instead.
+    always = verify == "always"
+    rehashed = False
     for rel, f in m["files"].items():
         path = target / rel
         if not path.is_file() or path.stat().st_size != f.get("size"):
             return False
+        if hashing and f.get("sha256") and (always or f.get("stat") != stat_key(path)):
+            if sha256_file(path) != f["sha256"]:
+                return False
+            rehashed = rehashed or f.get("stat") != stat_key(path)
+            f["stat"] = stat_key(path)
+            if log and not always:
+                log(f"weights: {rel} changed on disk since its last check; sha256 still matches")
+    if rehashed:
+        _write(target, m)
     return True
 
 
-def write_marker(target: Path, spec: WeightsSpec, files: dict[str, str | None]) -> None:
-    """Written last, by rename: a half-finished download never looks complete."""
-    body = {"schema": 1, "source": _source_id(spec),
-            "files": {rel: {"sha256": sha, "size": (target / rel).stat().st_size} for rel, sha in sorted(files.items())}}
+def write_marker(target: Path, spec: WeightsSpec, files: dict[str, str | None], checked: bool = True) -> None:
+    """Written last, by rename: a half-finished download never looks complete. A file with no recorded
+    digest is hashed now, so a later start can tell it changed; `checked`: every digest was just
+    verified, so each file's stat key is recorded (without it the next verifying start hashes all)."""
+    body = {"schema": 2, "source": _source_id(spec), "files": {}}
+    for rel, sha in sorted(files.items()):
+        path = target / rel
+        entry = {"sha256": sha or sha256_file(path), "size": path.stat().st_size}
+        body["files"][rel] = {**entry, "stat": stat_key(path)} if checked or not sha else entry
+    _write(target, body)
+
+
+def _write(target: Path, body: dict) -> None:
     tmp = target / (WEIGHTS_MARKER + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1) + "\n")
-    os.replace(tmp, target / WEIGHTS_MARKER)
+    try:
+        tmp.write_text(json.dumps(body, indent=1) + "\n")
+        os.replace(tmp, target / WEIGHTS_MARKER)
+    except OSError:
+        pass  # a read-only claim: complete as it is; the next start hashes what it must again
 
 
 # -- inspection (the dry run) and the real thing -----------------------------------------------------
@@ -133,25 +172,26 @@ def inspect(spec: WeightsSpec, target: Path, env: Mapping[str, str]) -> dict:
     if spec.files:
         present = not missing
     else:
-        present = marker_ok(target, spec) or (target.is_dir() and any(p for p in target.iterdir()
+        present = marker_ok(target, spec, check=False) or (target.is_dir() and any(p for p in target.iterdir()
                                                                        if not p.name.startswith(".")))
     return {"mode": spec.mode, "dir": str(target), "present": present, "missing": missing,
             "would_download_from": None if present or spec.mode == "baked" else would_download_from(spec, env)}
 
 
 def _complete(target: Path, spec: WeightsSpec, env: Mapping[str, str], log: Log) -> bool:
-    if marker_ok(target, spec):
+    if marker_ok(target, spec, env, log):
         log(f"weights: {target} complete (marker {WEIGHTS_MARKER}); nothing to download")
         return True
     if spec.files and all((target / rel).is_file() for rel in spec.files):
-        if env.get("PACKAGER_VERIFY_WEIGHTS", "1") != "0":
+        checked = env.get("PACKAGER_VERIFY_WEIGHTS", "1") != "0"
+        if checked:
             try:
                 verify_digests(target, {rel: want for rel, want in spec.files.items() if want})
             except ValueError as exc:
                 raise LaunchError(f"weights at {target}: {exc}") from None
         log(f"weights: mounted at {target}")
-        try:  # the next start skips the hashing
-            write_marker(target, spec, {rel: want or None for rel, want in spec.files.items()})
+        try:  # the next start hashes only what changes
+            write_marker(target, spec, {rel: want or None for rel, want in spec.files.items()}, checked)
         except OSError:
             pass  # a read-only volume: fine, it is complete
         return True

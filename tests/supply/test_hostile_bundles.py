@@ -139,11 +139,17 @@ def test_deploy_installs_the_signed_chart_pinned_to_the_verified_digests(site, b
                           "weights.oci.mount=modelcar", "--dry-run", root=case_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "deploy: verified" in proc.stderr
+    assert proc.stdout.startswith("# install: packager deploy --keys ")  # its install command first (issue 25)
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     repo = site["tag_ref"].rsplit(":", 1)[0]
     assert pod["containers"][0]["image"] == site["refs"]["image"] == f"{repo}@{site['refs']['image'].split('@')[1]}"
     assert site["refs"]["weights"] in pod["initContainers"][0]["command"]
+    # Every image anything installs is the verified digest: the tag it was verified under may move after.
+    specs = [d["spec"]["template"]["spec"] if d["kind"] == "Deployment" else d["spec"]
+             for d in docs if d["kind"] in ("Deployment", "Pod")]
+    images = {c["image"] for s in specs for c in s.get("initContainers", []) + s["containers"]}
+    assert images == {site["refs"]["image"]}, images
     plan = json.loads(base.blob_path(manifest_of(base, "plan")[1]["layers"][0]["digest"]).read_bytes())
     config = next(d for d in docs if d["kind"] == "ConfigMap" and "plan.json" in (d.get("data") or {}))
     assert json.loads(config["data"]["plan.json"])["selected"]["name"] == plan["selected"]["name"]
