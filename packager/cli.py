@@ -76,11 +76,13 @@ def profiles(
     objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan (plan.json) instead of the table."),
+    adapter: list[str] = typer.Option([], "--adapter", help="Plan a LoRA adapter too: NAME=DIR or NAME=REPO@REVISION "
+                                                             "(repeatable; a remote one needs rank and modules in the manifest)."),
 ) -> None:
     """Plan: every candidate profile, compatible or not, with the reasons and estimates."""
     from packager.planner import plan_files
 
-    plan = plan_files(model, hardware, check_objective(objective), max_model_len=max_model_len)
+    plan = plan_files(model, hardware, check_objective(objective), max_model_len=max_model_len, adapters=tuple(adapter))
     if as_json:
         typer.echo(json.dumps(plan.to_dict(), indent=2))
     else:

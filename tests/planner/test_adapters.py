@@ -157,3 +157,13 @@ def test_build_and_chart_refuse_adapters_until_they_are_packaged(run_cli, adapte
     code, _, err = run_cli("chart", str(m), "--hardware", "cpu", "--out", str(out))
     assert code == 2 and "adapters" in err and "not packaged" in err and "Traceback" not in err, err
     assert not out.exists() or not any(out.rglob("*.yaml"))
+
+
+def test_adapter_flag_adds_to_the_manifest_and_bad_ones_exit_2(run_cli, adapters_dir):
+    plan = plan_json(run_cli, "smollm2-135m-instruct", "--hardware", "cpu", "--adapter", f"sql={adapters_dir / 'sql'}")
+    assert [a["name"] for a in plan["model"]["adapters"]] == ["sql"]
+    assert f"sql={adapters_dir / 'sql'}" in plan["candidates"][0]["engine_argv"]
+    code, _, err = run_cli("profiles", "smollm2-135m-instruct", "--hardware", "cpu", "--adapter", "sql")
+    assert code == 2 and "--adapter" in err and "NAME=SOURCE" in err and "Traceback" not in err
+    code, _, err = run_cli("profiles", "smollm2-135m-instruct", "--hardware", "cpu", "--adapter", "x=org/lora")
+    assert code == 2 and "REPO@REVISION" in err
