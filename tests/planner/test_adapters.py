@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from packager.cachedir import cache_dir
 from tests.conftest import MODELS, ROOT
 from tests.lora_adapters import SMOL, tensors, write_adapter
 
-VENV = Path(os.environ.get("VLLM_VENV") or Path.home() / ".cache" / "packager" / "venv-vllm")
+VENV = Path(os.environ.get("VLLM_VENV") or cache_dir("venv-vllm"))  # .ci/vllm_contract.sh makes it
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
