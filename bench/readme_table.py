@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -94,6 +95,13 @@ def rows() -> list[tuple[str, str, str]]:
                 f"in {st['seconds_to_exit']} s; {dc['clients']} disconnects: idle in {dc['seconds_to_idle']} s; "
                 f"live probe p99 {lp['live_p99_ms']:.0f} ms under {lp['clients']} x 4 MB prompts{_stalls(sf)} "
                 f"(at {_at(sf)})", "server_faults"))
+    if (RESULTS / "lora_throughput.json").exists():
+        lo = _load("lora_throughput")
+        base, ad = statistics.median(lo["base_tokens_per_s"]), statistics.median(lo["adapter_tokens_per_s"])
+        out.append((f"LoRA: {lo['requests']} concurrent requests over {lo['adapters']} adapters (rank {lo['rank']}) "
+                    f"vs {lo['requests']} on the base, x {lo['tokens_each']} tokens",
+                    f"{ad:.0f} vs {base:.0f} tok/s: {lo['ratio_adapters_over_base']:.2f} x the base (goal >= "
+                    f"{lo['goal']}; load {lo['load_average_before']} before) (at {_at(lo)})", "lora_throughput"))
     return out
 
 

@@ -76,11 +76,13 @@ def profiles(
     objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan (plan.json) instead of the table."),
+    adapter: list[str] = typer.Option([], "--adapter", help="Plan a LoRA adapter too: NAME=DIR or NAME=REPO@REVISION "
+                                                             "(repeatable; a remote one needs rank and modules in the manifest)."),
 ) -> None:
     """Plan: every candidate profile, compatible or not, with the reasons and estimates."""
     from packager.planner import plan_files
 
-    plan = plan_files(model, hardware, check_objective(objective), max_model_len=max_model_len)
+    plan = plan_files(model, hardware, check_objective(objective), max_model_len=max_model_len, adapters=tuple(adapter))
     if as_json:
         typer.echo(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -97,13 +99,19 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1),
+    adapter: list[str] = typer.Option([], "--adapter", help="Serve a LoRA adapter too: NAME=DIR (repeatable); "
+                                                             "clients pick it with model=NAME."),
 ) -> None:
     """Plan, then run the best fallback-runtime profile here (OpenAI-compatible server)."""
     from packager.extras import require
     from packager.planner import plan_files
 
     require("runtime", "torch", "numpy", "fastapi", "uvicorn", "prometheus_client")  # before the exec, not after
-    plan = plan_files(model, hardware, None, max_model_len=max_model_len)
+    plan = plan_files(model, hardware, None, max_model_len=max_model_len, adapters=tuple(adapter))
+    remote = [a.name for a in plan.request.model.adapters if not a.local_path]
+    if remote:
+        raise UserError(f"adapters {', '.join(remote)} are not on this machine", field="adapters",
+                        hint="serve runs adapters from local directories: download them and pass --adapter NAME=DIR")
     fallback = [p for p in plan.candidates if p.runtime in ("cpu", "triton")]
     if not fallback:
         raise UserError("no fallback-runtime profile fits this hardware", file=model,

@@ -19,6 +19,17 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class AdapterFacts:
+    """A LoRA adapter, completed: its rank and modules known, where it is on this machine if it is."""
+
+    name: str
+    source: dict
+    rank: int
+    target_modules: tuple[str, ...]
+    local_path: str | None = None
+
+
+@dataclass(frozen=True)
 class ModelFacts:
     name: str
     api_name: str
@@ -49,6 +60,7 @@ class ModelFacts:
     task: str = "generate"  # generate | embed (an encoder: no KV cache, pooled vectors out)
     pooling: str | None = None  # embed: mean | cls | last
     normalize: bool = False  # embed: L2-normalised vectors
+    adapters: tuple[AdapterFacts, ...] = ()  # LoRA adapters (manifests/adapters.py)
 
     @property
     def is_moe(self) -> bool:
@@ -88,6 +100,9 @@ class ModelFacts:
                 "runtime": self.runtime_preference, "max_num_seqs": self.max_num_seqs,
                 "quantized_variants": [asdict(v) for v in self.variants],
             },
+            # Only when there are some: plans without adapters keep their exact old shape.
+            **({"adapters": [{**asdict(a), "target_modules": list(a.target_modules)} for a in self.adapters]}
+               if self.adapters else {}),
         }
 
 
@@ -144,4 +159,6 @@ def model_facts_from_dict(d: dict) -> ModelFacts:
         variants=tuple(Variant(v["name"], v["method"], v["bits"], v["source"]) for v in s.get("quantized_variants", [])),
         local_path=d.get("local_path"), task=d.get("task") or "generate",
         pooling=(d.get("pooling") or {}).get("mode"), normalize=bool((d.get("pooling") or {}).get("normalize")),
+        adapters=tuple(AdapterFacts(a["name"], a["source"], a["rank"], tuple(a["target_modules"]), a.get("local_path"))
+                       for a in d.get("adapters", [])),
     )

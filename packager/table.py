@@ -46,6 +46,9 @@ def render_plan(plan: Plan) -> str:
         for n in sel.notes:
             lines.append(f"  note: {n}")
         lines.append(f"  estimate basis: {sel.estimates.basis}")
+        if m.adapters:
+            names = ", ".join(f"{a.name} (r{a.rank})" for a in m.adapters)
+            lines.append(f"  LoRA adapters: {names}; slots {sel.estimates.lora_bytes_per_device / GiB:.3f} GiB/device")
     else:
         lines.append("Selected  nothing fits")
         for a in plan.advice:

@@ -13,6 +13,14 @@ def variant_dir(name: str) -> str:
     return f"{MODEL_DIR}/variants/{name}"
 
 
+def adapter_dir(name: str) -> str:
+    """Where a LoRA adapter lives in an image (baked) or on its volume (downloaded): one directory
+    per adapter, named by a digest of its served name (names may hold `/`)."""
+    import hashlib
+
+    return f"{MODEL_DIR}/adapters/{hashlib.sha256(name.encode()).hexdigest()[:16]}"
+
+
 def gguf_tokenizer_dir(gguf_file: str) -> str:
     """Beside `model.gguf`, `model.tokenizer/` holds its tokenizer converted once at build time.
 

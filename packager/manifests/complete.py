@@ -10,6 +10,7 @@ from packager.facts import ModelFacts, Variant
 from runtimes.gguf_meta import GGUFError, architecture_from_gguf
 from runtimes.model_archive import is_archive, read_json
 from packager.manifests import encoder_facts
+from packager.manifests.adapters import complete_adapters
 from packager.manifests.model_schema import ModelManifest
 from packager.yamlsource import YamlDoc
 
@@ -161,4 +162,5 @@ def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
         variants=tuple(Variant(v.name, v.method, v.bits, {"kind": v.source.kind, **v.source.model_dump(exclude_none=True)})
                        for v in serving.quantized_variants),
         local_path=local, task=task, pooling=pooling, normalize=normalize,
+        adapters=complete_adapters(manifest, doc, arch),
     )

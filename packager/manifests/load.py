@@ -22,9 +22,17 @@ def is_file_arg(arg: str) -> bool:
     return arg.endswith((".yaml", ".yml")) or "/" in arg
 
 
-def load_model(arg: str) -> ModelFacts:
-    """A model manifest path, or the name of a known manifest (packager.manifests.resolve)."""
-    return model_from_doc(read_yaml(resolve_model(arg)))
+def load_model(arg: str, adapters: tuple[str, ...] = ()) -> ModelFacts:
+    """A model manifest path, or the name of a known manifest (packager.manifests.resolve);
+    ``adapters``: ``--adapter NAME=SOURCE`` values, added to the manifest's ``adapters:``."""
+    doc = read_yaml(resolve_model(arg))
+    if adapters and isinstance(doc.data, dict):
+        from packager.manifests.adapters import parse_adapter_arg
+
+        extra = [parse_adapter_arg(a) for a in adapters]
+        doc = YamlDoc(data={**doc.data, "adapters": list(doc.data.get("adapters") or []) + extra}, file=doc.file,
+                      lines=doc.lines)
+    return model_from_doc(doc)
 
 
 def model_from_doc(doc: YamlDoc) -> ModelFacts:

@@ -85,6 +85,49 @@ class QuantizedVariant(Strict):
     source: Source
 
 
+class AdapterSource(Strict):
+    """Exactly one of: a local adapter directory, a Hub repo at a pinned revision, a directory in an
+    installed Python package, or an OCI reference (an artifact pushed next to the weights)."""
+
+    path: str | None = Field(None, description="Local PEFT adapter directory (adapter_config.json + adapter_model.safetensors).")
+    repo: str | None = Field(None, pattern=r"^[\w.-]+/[\w.-]+$", description="Hugging Face repo id of the adapter.")
+    revision: str | None = Field(None, min_length=1, description="Pinned revision (commit sha or tag) of the repo.")
+    package: str | None = Field(None, description="Installed Python distribution that ships the adapter.")
+    file: str | None = Field(None, description="The adapter directory inside the package.")
+    oci: str | None = Field(None, description="OCI reference of the adapter artifact, pinned by digest (REPO@sha256:...).")
+    sha256: dict[str, str] = Field(default_factory=dict, description="Expected sha256 per file name.")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "AdapterSource":
+        kinds = [k for k in ("path", "repo", "package", "oci") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of `path`, `repo`, `package` or `oci`")
+        if self.repo and not self.revision:
+            raise ValueError("a Hugging Face `repo` needs a pinned `revision` (commit sha or tag) so builds are reproducible")
+        if self.package and not self.file:
+            raise ValueError("a `package` source needs `file`: the adapter directory inside the package")
+        if self.oci and "@sha256:" not in self.oci:
+            raise ValueError("an `oci` adapter must be pinned by digest: REPO@sha256:HEX")
+        for name, digest in self.sha256.items():
+            if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+                raise ValueError(f"sha256 of {name!r} must be 64 hex digits")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("path", "repo", "package", "oci") if getattr(self, k))
+
+
+class Adapter(Strict):
+    """A PEFT LoRA adapter served beside the base model; clients pick it by `name` as their `model`."""
+
+    name: str = Field(pattern=SERVED_NAME, description="Model name clients send to use this adapter.")
+    source: AdapterSource
+    rank: StrictInt | None = Field(None, ge=1, le=512, description="LoRA rank r; read from adapter_config.json when local.")
+    target_modules: list[str] | None = Field(None, min_length=1, description="Adapted linears (q_proj, ...); read from "
+                                                                                "adapter_config.json when local.")
+
+
 class Serving(Strict):
     context_length: int | None = Field(None, gt=0, description="Context wanted per sequence; defaults to min(max positions, 8192).")
     objective: Objective = "throughput"
@@ -115,6 +158,7 @@ class ModelManifest(Strict):
     source: Source
     architecture: Architecture = Field(default_factory=Architecture)
     serving: Serving = Field(default_factory=Serving)
+    adapters: list[Adapter] = Field(default_factory=list, description="LoRA adapters served with the model.")
 
     @property
     def api_name(self) -> str:

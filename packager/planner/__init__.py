@@ -54,11 +54,12 @@ def read_plan_file(path) -> dict:
 
 
 def plan_files(model_path: str, hardware: str | None = None, objective: str | None = None,
-               model_ref: str | None = None, max_model_len: int | None = None) -> Plan:
-    """Plan from a model manifest file and a hardware file/shorthand (None: this machine)."""
+               model_ref: str | None = None, max_model_len: int | None = None, adapters: tuple[str, ...] = ()) -> Plan:
+    """Plan from a model manifest file and a hardware file/shorthand (None: this machine);
+    ``adapters``: ``--adapter NAME=SOURCE`` values."""
     from packager.manifests import load_hardware, load_model  # pydantic only when manifests are read
 
-    model = load_model(model_path)
+    model = load_model(model_path, adapters)
     if hardware is None:
         from packager.manifests.machine import this_machine
         hw: Hardware = this_machine()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from packager.facts import ModelFacts
 from packager.planner.checkpoint import candidate_source
 from packager.planner.types import Candidate
-from packager.vllm.serve_argv import VLLM_VERSION, VllmServeSpec, build_vllm_argv, tool_call_parser
+from packager.vllm.serve_argv import VLLM_VERSION, LoraSpec, VllmServeSpec, build_vllm_argv, tool_call_parser
 from runtimes.layout import variant_dir
 from runtimes.vllm_health import MIDDLEWARE as HEALTH_MIDDLEWARE
 
@@ -47,7 +47,8 @@ def engine_for(c: Candidate) -> str:
 
 
 def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_model_len: int,
-                max_num_seqs: int, memory_utilization: float, max_num_batched_tokens: int | None = None) -> list[str]:
+                max_num_seqs: int, memory_utilization: float, max_num_batched_tokens: int | None = None,
+                lora: LoraSpec | None = None) -> list[str]:
     ref = model_ref_for(model, c, model_ref)
     embed = model.task == "embed"
     if c.runtime == "vllm":
@@ -65,6 +66,7 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
             # a prefill budget below the context only works chunked: say so rather than rely on the default
             enable_chunked_prefill=(True if not embed and max_num_batched_tokens and max_num_batched_tokens < max_model_len
                                     else None),
+            lora=lora,
         )
         return build_vllm_argv(spec)
     return [
@@ -80,6 +82,7 @@ def engine_argv(model: ModelFacts, c: Candidate, *, model_ref: str | None, max_m
         "--host", "0.0.0.0",
         "--port", "8000",
         *(("--max-num-batched-tokens", str(max_num_batched_tokens)) if embed and max_num_batched_tokens else ()),
+        *fallback_lora_flags(lora),
     ]
 
 
@@ -90,3 +93,11 @@ def pooling_flags(model: ModelFacts) -> dict:
 
     config = {"seq_pooling_type": (model.pooling or "mean").upper(), "use_activation": model.normalize}
     return {"runner": "pooling", "convert": "embed", "pooler_config": json.dumps(config, separators=(",", ":"))}
+
+
+def fallback_lora_flags(spec: LoraSpec | None) -> list[str]:
+    """The fallback runtime's spelling of vLLM's LoRA flags (NAME=PATH items)."""
+    if spec is None:
+        return []
+    return ["--max-loras", str(spec.max_loras), "--max-lora-rank", str(spec.max_lora_rank),
+            "--max-cpu-loras", str(spec.max_cpu_loras), "--lora-modules", *(f"{n}={p}" for n, p in spec.modules)]

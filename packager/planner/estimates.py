@@ -156,7 +156,7 @@ def step_seconds(model: ModelFacts, c: Candidate, *, batch: int, context: int, w
 def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seqs: int,
              memory_utilization: float, per_slot_kv: bool, max_num_batched_tokens: int = 0,
              sampler_in_profile: bool = True, cuda_graphs_in_budget: bool = True,
-             device_gib: float | None = None) -> Estimates:
+             device_gib: float | None = None, lora_bytes: int = 0) -> Estimates:
     """Memory and speed of one candidate. The keyword switches after per_slot_kv describe older vLLM
     releases (calibration rows); the planner leaves them at the pinned vLLM's behaviour."""
     r = rules()
@@ -172,7 +172,7 @@ def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seq
     graphs = cuda_graph_bytes() if vllm and cuda_graphs_in_budget else 0
     device = int((device_gib or device_memory_gib(c)) * GiB)
     budget = int(memory_utilization * device)
-    room = max(0, budget - weights_dev - act - non_torch - graphs)
+    room = max(0, budget - weights_dev - act - non_torch - graphs - lora_bytes)
     margin = fit_margin_bytes(budget)
     kv_tokens = room // kv_tok_dev
     if per_slot_kv:  # the fallback reserves max_model_len per slot, so capacity is whole slots
@@ -200,6 +200,7 @@ def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seq
         non_torch_bytes_per_device=int(non_torch), cuda_graph_bytes_per_device=int(graphs),
         kv_cache_bytes_per_device=int(room), margin_bytes_per_device=int(margin),
         device_memory_bytes=device, max_num_batched_tokens=int(max_num_batched_tokens),
+        lora_bytes_per_device=int(lora_bytes),
     )
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from packager.facts import ModelFacts
+from packager.planner.adapters import adapter_plan, lora_spec
 from packager.planner.argv import engine_argv, engine_for
 from packager.planner.constraints import static_reasons
 from packager.planner.encoder import evaluate_encoder
-from packager.planner.estimates import GiB, estimate, fits, max_context_that_fits, vllm_device
+from packager.planner.estimates import GiB, compute_dtype_bytes, estimate, fits, max_context_that_fits, vllm_device
 from packager.planner.rules import rules
 from packager.planner.types import Candidate, Estimates, PlanRequest, Profile, Rejection
 from packager.vllm.defaults import default_max_num_batched_tokens, default_max_num_seqs, vllm_defaults
@@ -65,14 +66,17 @@ def _notes(model: ModelFacts, c: Candidate) -> list[str]:
 def memory_reason(c: Candidate, est: Estimates, context: int, util: float) -> str:
     kv = est.kv_cache_bytes_per_token_per_device * context
     others = est.activation_bytes_per_device + est.non_torch_bytes_per_device + est.cuda_graph_bytes_per_device
-    return (f"weights {est.weights_bytes_per_device / GiB:.1f} GiB + activations and overheads {others / GiB:.1f} GiB"
+    lora = f" + LoRA adapter slots {est.lora_bytes_per_device / GiB:.2f} GiB" if est.lora_bytes_per_device else ""
+    return (f"weights {est.weights_bytes_per_device / GiB:.1f} GiB + activations and overheads {others / GiB:.1f} GiB{lora}"
             f" + KV for {context} tokens ({kv / GiB:.2f} GiB) + margin {est.margin_bytes_per_device / GiB:.1f} GiB"
             f" exceed {util:g} x {est.device_memory_bytes / GiB:.2f} GiB per device")
 
 
 def _estimate(model: ModelFacts, c: Candidate, s: Settings, context: int) -> Estimates:
+    lora = adapter_plan(model, c, compute_dtype_bytes(c.precision))
     return estimate(model, c, max_model_len=context, max_num_seqs=s.max_num_seqs, memory_utilization=s.memory_utilization,
-                    per_slot_kv=s.per_slot_kv, max_num_batched_tokens=s.max_num_batched_tokens)
+                    per_slot_kv=s.per_slot_kv, max_num_batched_tokens=s.max_num_batched_tokens,
+                    lora_bytes=lora.bytes_per_device if lora else 0)
 
 
 def evaluate(req: PlanRequest, c: Candidate) -> Profile | Rejection:
@@ -114,7 +118,9 @@ def evaluate(req: PlanRequest, c: Candidate) -> Profile | Rejection:
     low_memory = bool(low_notes)
     argv = engine_argv(model, c, model_ref=req.model_ref, max_model_len=context, max_num_seqs=s.max_num_seqs,
                        memory_utilization=s.memory_utilization,
-                       max_num_batched_tokens=s.max_num_batched_tokens if low_memory and c.runtime == "vllm" else None)
+                       max_num_batched_tokens=s.max_num_batched_tokens if low_memory and c.runtime == "vllm" else None,
+                       lora=lora_spec(model, adapter_plan(model, c, compute_dtype_bytes(c.precision)),
+                                      in_image=req.model_ref is not None))
     return Profile(candidate=c, max_model_len=context, max_num_seqs=s.max_num_seqs,
                    gpu_memory_utilization=s.memory_utilization, estimates=est, engine=engine_for(c),
                    engine_argv=tuple(argv), low_memory=low_memory, notes=tuple(_notes(model, c) + low_notes),

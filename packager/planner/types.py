@@ -67,6 +67,7 @@ class Estimates:
     device_memory_bytes: int = 0  # what the utilisation multiplies
     max_num_batched_tokens: int = 0  # the profiling run's token budget (vLLM)
     sequences_per_s: float = 0.0  # embedding models: sequences embedded per second at a full step
+    lora_bytes_per_device: int = 0  # LoRA adapter slots (planner/adapters.py)
 
     def to_dict(self) -> dict:
         return asdict(self)

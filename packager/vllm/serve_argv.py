@@ -9,6 +9,7 @@ are data in `data/defaults.yaml`, read from vLLM's source.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +65,26 @@ def vllm_images() -> dict[str, VllmImage]:
 
 
 @dataclass(frozen=True)
+class LoraSpec:
+    """LoRA serving: ``--enable-lora --max-loras --max-lora-rank --max-cpu-loras --lora-modules``."""
+
+    modules: tuple[tuple[str, str], ...]  # (name, path or repo) per adapter
+    max_loras: int
+    max_lora_rank: int  # one of lora_ranks()
+    max_cpu_loras: int
+
+
+def lora_ranks() -> tuple[int, ...]:
+    """The values vLLM's --max-lora-rank accepts (data/defaults.yaml, from vLLM's source)."""
+    return tuple(_load("defaults.yaml")["lora"]["max_lora_ranks"])
+
+
+def lora_rank_for(rank: int) -> int | None:
+    """The smallest accepted --max-lora-rank that holds ``rank``; None above the largest."""
+    return next((r for r in lora_ranks() if r >= rank), None)
+
+
+@dataclass(frozen=True)
 class VllmServeSpec:
     model_ref: str
     served_model_name: str
@@ -94,6 +115,7 @@ class VllmServeSpec:
     runner: str | None = None
     convert: str | None = None
     pooler_config: str | None = None
+    lora: LoraSpec | None = None
 
 
 def spec_problems(spec: VllmServeSpec) -> list[str]:
@@ -130,6 +152,14 @@ def spec_problems(spec: VllmServeSpec) -> list[str]:
     elif spec.vendor == "amd" and spec.kv_cache_dtype not in kv["rocm"]:
         out.append(f"kv_cache_dtype {spec.kv_cache_dtype!r} is not supported on ROCm; "
                    f"use one of {kv['rocm']}")
+    if spec.lora is not None:
+        lo = spec.lora
+        if lo.max_lora_rank not in lora_ranks():
+            out.append(f"max_lora_rank {lo.max_lora_rank} is not one vLLM {VLLM_VERSION} accepts; use one of {list(lora_ranks())}")
+        if not 1 <= lo.max_loras <= lo.max_cpu_loras:
+            out.append(f"need 1 <= max_loras ({lo.max_loras}) <= max_cpu_loras ({lo.max_cpu_loras})")
+        if not lo.modules:
+            out.append("LoRA serving needs at least one adapter")
     q = d["quantization"]
     if spec.quantization is not None:
         if spec.quantization not in q["methods"]:
@@ -203,6 +233,13 @@ def build_vllm_argv(spec: VllmServeSpec) -> list[str]:
                     else "--disable-chunked-prefill")
     if spec.tool_call_parser:
         argv += ["--enable-auto-tool-choice", "--tool-call-parser", spec.tool_call_parser]
+    if spec.lora is not None:
+        lo = spec.lora
+        argv += ["--enable-lora", "--max-loras", str(lo.max_loras), "--max-lora-rank", str(lo.max_lora_rank),
+                 "--max-cpu-loras", str(lo.max_cpu_loras), "--lora-modules"]
+        # The JSON form names the base model, so /v1/models shows each adapter's parent.
+        argv += [json.dumps({"name": n, "path": p, "base_model_name": spec.served_model_name}, separators=(",", ":"))
+                 for n, p in lo.modules]
     for mw in spec.middleware:
         argv += ["--middleware", mw]
     if spec.nodes > 1:

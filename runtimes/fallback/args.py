@@ -60,6 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-embed-inputs", type=int, default=2048, help="embedding models: inputs per request (OpenAI's cap)")
     p.add_argument("--max-embed-tokens", type=int, default=32768, help="embedding models: tokens per request, all inputs")
     p.add_argument("--enable-docs", action="store_true", help="serve /docs and /openapi.json (off by default)")
+    # LoRA adapters, with vLLM's flags (runtimes/fallback/lora/).
+    p.add_argument("--enable-lora", action="store_true", help="serve PEFT LoRA adapters (implied by the flags below)")
+    p.add_argument("--lora-modules", nargs="+", action="extend", default=[], metavar="NAME=PATH|JSON",
+                   help='adapters to serve, each a model name: NAME=PATH or {"name","path","base_model_name"}')
+    p.add_argument("--max-loras", type=int, default=None, help="adapters one batch may run at once (slots; default 1)")
+    p.add_argument("--max-lora-rank", type=int, default=16, help="the largest adapter rank accepted")
+    p.add_argument("--max-cpu-loras", type=int, default=None, help="adapters kept in memory (default --max-loras)")
+    p.add_argument("--lora-dir", default=os.environ.get("PACKAGER_LORA_DIR") or None, metavar="DIR",
+                   help="serve every adapter directory inside DIR under its name, polled for changes "
+                        "(also $PACKAGER_LORA_DIR); runtime lora_paths must lie inside it")
+    p.add_argument("--lora-refresh-interval", type=float, default=10.0, metavar="S", help="seconds between --lora-dir scans")
     return p
 
 
@@ -77,6 +88,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--max-model-len must be at least 2")
     if a.max_num_batched_tokens is not None and a.max_num_batched_tokens <= a.max_num_seqs:
         p.error("--max-num-batched-tokens must exceed --max-num-seqs (room for a prefill chunk)")
+    if a.lora_modules or a.lora_dir or a.max_loras is not None:
+        a.enable_lora = True
+    if a.max_loras is None:
+        a.max_loras = 1
+    for name in ("max_loras", "max_lora_rank"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    if a.max_cpu_loras is not None and a.max_cpu_loras < a.max_loras:
+        p.error("--max-cpu-loras must be at least --max-loras")
+    if not a.lora_refresh_interval > 0:
+        p.error("--lora-refresh-interval must be positive")
     if a.dtype == "auto":
         a.dtype = "float32" if a.device == "cpu" else "bfloat16"
     if a.quantization == "auto" and a.device != "cpu":

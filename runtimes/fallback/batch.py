@@ -15,6 +15,7 @@ and promises the same answers only to a tolerance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -49,6 +50,8 @@ class ForwardBatch:
     logits_rows: torch.Tensor  # [N] int64
     # Batch-invariant mode: (start, end, wide) row ranges computed one call each.
     row_groups: RowGroups | None = None
+    # LoRA: which rows run which adapter slot (lora.slots.LoraBatch); None when no row does.
+    lora: Any = None
 
     @property
     def wide(self) -> bool:

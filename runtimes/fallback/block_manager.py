@@ -41,6 +41,7 @@ class Allocation:
     table: list[int] = field(default_factory=list)
     reserved: int = 0  # blocks promised but not yet taken
     hashes: list[bytes] = field(default_factory=list)  # of its full, registered blocks
+    salt: bytes | None = None  # the first block's parent (match_prefix)
 
 
 class BlockManager:
@@ -75,13 +76,15 @@ class BlockManager:
         return used / self.num_blocks
 
     # -- admission ----------------------------------------------------------
-    def match_prefix(self, prompt: list[int]) -> list[int]:
+    def match_prefix(self, prompt: list[int], salt: bytes | None = None) -> list[int]:
         """Cached blocks for the longest prefix of whole blocks, leaving at
-        least the last prompt token to compute (its logits are needed)."""
+        least the last prompt token to compute (its logits are needed).
+        ``salt`` seeds the hash chain: a LoRA adapter's blocks hold other K/V
+        than the base model's for the same tokens, so they never match them."""
         if not self.caching:
             return []
         found: list[int] = []
-        parent = None
+        parent = salt
         bs = self.block_size
         for i in range((len(prompt) - 1) // bs):
             h = block_hash(parent, tuple(prompt[i * bs : (i + 1) * bs]))
@@ -92,19 +95,20 @@ class BlockManager:
             parent = h
         return found
 
-    def admit(self, seq_id: str, prompt: list[int], max_total_tokens: int, hit: list[int] | None = None) -> int | None:
+    def admit(self, seq_id: str, prompt: list[int], max_total_tokens: int, hit: list[int] | None = None,
+              salt: bytes | None = None) -> int | None:
         """Map cached prefix blocks (``hit``: ``match_prefix(prompt)`` if the
         caller has it) and reserve the rest for ``seq_id``. Returns the number
         of prompt tokens already in the cache, or None (nothing changed) when
         the blocks are not there."""
         if hit is None:
-            hit = self.match_prefix(prompt)
+            hit = self.match_prefix(prompt, salt)
         need = self.blocks_for(max_total_tokens) - len(hit)
         # Hit blocks sitting in the free queue stop being evictable.
         idle_hits = sum(1 for b in hit if self.blocks[b].ref_count == 0)
         if need > self.num_free - idle_hits:
             return None
-        alloc = Allocation()
+        alloc = Allocation(salt=salt)
         for bid in hit:
             blk = self.blocks[bid]
             if blk.ref_count == 0:
@@ -151,7 +155,7 @@ class BlockManager:
         bs = self.block_size
         while len(alloc.hashes) < num_computed // bs:
             i = len(alloc.hashes)
-            parent = alloc.hashes[-1] if alloc.hashes else None
+            parent = alloc.hashes[-1] if alloc.hashes else alloc.salt
             h = block_hash(parent, tuple(tokens[i * bs : (i + 1) * bs]))
             alloc.hashes.append(h)
             bid = alloc.table[i]

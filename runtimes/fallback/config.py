@@ -113,6 +113,8 @@ class EngineConfig:
     block_size: int = 16
     num_blocks: int | None = None
     enable_prefix_caching: bool = True
+    # LoRA slots (vLLM's --max-loras); 0: no adapters served.
+    max_loras: int = 0
 
     @property
     def kv_blocks(self) -> int:

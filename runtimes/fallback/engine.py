@@ -67,7 +67,8 @@ class LLMEngine:
         self.cfg = cfg
         self.eos_token_ids = tuple(eos_token_ids)
         self.blocks = BlockManager(cfg.kv_blocks, cfg.block_size, cfg.enable_prefix_caching)
-        self.scheduler = Scheduler(cfg.max_num_seqs, cfg.max_model_len, cfg.prefill_chunk, self.blocks)
+        self.scheduler = Scheduler(cfg.max_num_seqs, cfg.max_model_len, cfg.prefill_chunk, self.blocks, cfg.max_loras)
+        self.lora = runner.lora  # lora.manager.LoraManager, or None
         self._seed_counter = cfg.seed
         self.last_stats = StepStats()
 
@@ -78,6 +79,10 @@ class LLMEngine:
         # Unseeded random requests draw distinct seeds from the engine seed.
         self._seed_counter += 1
         seq = Sequence(request_id, list(prompt_ids), params.max_tokens)
+        if params.lora_name is not None:
+            if self.lora is None:
+                raise ValueError(f"this server serves no LoRA adapters (model {params.lora_name!r})")
+            seq.lora = self.lora.acquire(params.lora_name)  # an AdapterError is a ValueError: a 400
         if arrival_time is not None:
             seq.arrival_time = arrival_time
         processor = None

@@ -34,7 +34,9 @@ def create_engine(
     kernels: str = "torch",
     linear: str = "auto",
     quantization: str | None = None,
+    lora=None,
 ) -> LLMEngine:
+    """``lora``: a ``lora.manager.LoraConfig`` to serve adapters (registered on ``engine.lora``)."""
     mcfg = loaded.config
     if cfg.batch_invariant and cfg.enable_prefix_caching:
         # A cache hit changes where a prompt's chunks start, so its bits
@@ -71,5 +73,15 @@ def create_engine(
         cfg.block_size, need / 2**30, "on" if cfg.enable_prefix_caching else "off",
         ", batch-invariant" if cfg.batch_invariant else "",
     )
-    runner = ModelRunner(model, kv, ops, device, batch_invariant=cfg.batch_invariant)
+    manager = None
+    if lora is not None:
+        from .lora.adapter import Shapes
+        from .lora.manager import LoraManager
+
+        # The delta runs beside the (possibly int4/int8) base matmuls in the model's dtype.
+        manager = LoraManager(Shapes.of(mcfg), lora, torch_dtype, device)
+        cfg = dataclasses.replace(cfg, max_loras=lora.max_loras)
+        log.info("LoRA: %d slots of rank <= %d (%.1f MiB), %d loaded at most", lora.max_loras, lora.max_lora_rank,
+                 manager.slots.nbytes / 2**20, lora.cpu_loras)
+    runner = ModelRunner(model, kv, ops, device, batch_invariant=cfg.batch_invariant, lora=manager)
     return LLMEngine(runner, loaded.tokenizer, cfg, loaded.eos_token_ids)

@@ -41,6 +41,9 @@ class Metrics:
             "vllm:request_success", "Finished requests by reason.", ["model_name", "finished_reason"], registry=r
         )
         self._model_name = model_name
+        # vLLM's LoRA gauge: one label set, the time of the last update as its value.
+        self._lora = Gauge("vllm:lora_requests_info", "Running stats on LoRA requests.",
+                           ["max_lora", "running_lora_adapters", "waiting_lora_adapters"], registry=r)
 
     def record_cache_config(self, block_size: int, num_gpu_blocks: int, cache_dtype: str, prefix_caching: bool) -> None:
         """vLLM's `vllm:cache_config_info`: an info gauge (value 1) whose labels
@@ -76,6 +79,12 @@ class Metrics:
         """Aborted ("abort") and failed ("error") requests, which no step
         finishes: vLLM counts them under the same counter by reason."""
         self._success.labels(self._model_name, reason).inc()
+
+    def record_lora(self, max_lora: int, running: list[str], waiting: list[str]) -> None:
+        import time
+
+        self._lora.clear()
+        self._lora.labels(str(max_lora), ",".join(running), ",".join(waiting)).set(time.time())
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

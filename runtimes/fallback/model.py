@@ -47,8 +47,10 @@ class DecoderLayer(nn.Module):
     def forward(self, x, residual, batch, layer_idx, kv, rope, ops: Ops):
         cfg = self.cfg
         h, residual = ops.rms_norm(x, self.input_norm, cfg.rms_norm_eps, residual)
-        groups, wide = batch.row_groups, batch.wide
+        groups, wide, lora = batch.row_groups, batch.wide, batch.lora
         qkv = self.qkv(h, groups, wide)
+        if lora is not None:  # each row's adapter: base output + scale * (x A^T) B^T (lora/slots.py)
+            lora.apply(layer_idx, "qkv", h, qkv)
         t = qkv.shape[0]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(t, cfg.num_heads, cfg.head_dim)
@@ -57,9 +59,18 @@ class DecoderLayer(nn.Module):
         q, k = ops.rotary(q, k, batch.positions, rope[0], rope[1])
         k_cache, v_cache = kv.layer(layer_idx)
         a = attention(batch, q, k, v, k_cache, v_cache, cfg.head_dim**-0.5, ops)
-        x = self.o(a.view(t, self.q_size), groups, wide)
+        a = a.view(t, self.q_size)
+        x = self.o(a, groups, wide)
+        if lora is not None:
+            lora.apply(layer_idx, "o", a, x)
         h, residual = ops.rms_norm(x, self.post_norm, cfg.rms_norm_eps, residual)
-        x = self.down(ops.silu_and_mul(self.gate_up(h, groups, wide)), groups, wide)
+        gate_up = self.gate_up(h, groups, wide)
+        if lora is not None:
+            lora.apply(layer_idx, "gate_up", h, gate_up)
+        act = ops.silu_and_mul(gate_up)
+        x = self.down(act, groups, wide)
+        if lora is not None:
+            lora.apply(layer_idx, "down", act, x)
         return x, residual
 
 

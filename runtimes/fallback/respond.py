@@ -41,7 +41,7 @@ def check(state: Any, model: str | None) -> None:
         raise APIError(503, "server is shutting down", headers={"Retry-After": "5"})
     if not state.ready:
         raise APIError(503, "model is loading", headers={"Retry-After": "5"})
-    if model is not None and model not in state.names:
+    if model is not None and model not in state.names and not (state.lora is not None and model in state.lora):
         raise unknown_model(state.names, model)
 
 
@@ -71,6 +71,7 @@ async def serve(state: Any, request: Request, req, prompts: list[list[int]], cha
                            code="context_length_exceeded")
     rid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     texts = req.prompts if not chat else [None]
+    lora = req.model if state.lora is not None and req.model not in state.names and req.model in state.lora else None
     streams: list[RequestStream] = []
     choices: list[Choice] = []
     try:
@@ -82,7 +83,7 @@ async def serve(state: Any, request: Request, req, prompts: list[list[int]], cha
             for j in range(req.n):
                 # Own params per sequence (the engine finds a failed draw by them); seeded choices differ.
                 seed = None if params.seed is None else (params.seed + j) % 2**64
-                ps = dataclasses.replace(params, seed=seed)
+                ps = dataclasses.replace(params, seed=seed, lora_name=lora)
                 index = p * req.n + j
                 streams.append(state.engine.add(rid if len(prompts) * req.n == 1 else f"{rid}-{index}", ids, ps))
                 text = texts[p] if isinstance(texts[p], str) else None

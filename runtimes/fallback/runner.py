@@ -14,8 +14,10 @@ from .sequence import Sequence
 
 
 class ModelRunner:
-    def __init__(self, model: torch.nn.Module, kv: KVCache, ops: Ops, device: str = "cpu", batch_invariant: bool = False):
+    def __init__(self, model: torch.nn.Module, kv: KVCache, ops: Ops, device: str = "cpu", batch_invariant: bool = False,
+                 lora=None):
         self.model = model
+        self.lora = lora  # lora.manager.LoraManager: the adapter slots, or None
         self.kv = kv
         self.ops = ops
         self.device = device
@@ -94,8 +96,28 @@ class ModelRunner:
             prefill=tuple(segments),
             logits_rows=torch.tensor(logits_rows + extra_rows, dtype=torch.long, device=dev),
             row_groups=groups,
+            lora=self._lora_batch(step, len(ids), groups),
         )
         return batch, samplers
+
+    def _lora_batch(self, step: ScheduledStep, num_rows: int, groups):
+        """Each row's adapter slot (rows in ``prepare``'s order), or None when no row has one."""
+        seqs = list(step.decode) + [c.seq for c in step.prefill]
+        if self.lora is None or all(s.lora is None for s in seqs):
+            return None
+        from .lora.slots import LoraBatch, onehot_for, segments_for
+
+        slot_of = self.lora.activate([s.lora for s in seqs if s.lora is not None])
+        rows = [-1 if s.lora is None else slot_of[s.lora.uid] for s in step.decode]
+        for c in step.prefill:
+            rows += [-1 if c.seq.lora is None else slot_of[c.seq.lora.uid]] * c.length
+        assert len(rows) == num_rows
+        w = self.lora.slots
+        if groups is not None:  # batch-invariant: one call per sequence
+            return LoraBatch(w, segments_for(rows, groups, self.device))
+        if str(self.device).startswith("cuda"):  # Punica-style BGMV kernels (lora/triton_bgmv.py)
+            return LoraBatch(w, (), row_slots=torch.tensor(rows, dtype=torch.int32, device=self.device))
+        return LoraBatch(w, (), onehot_for(rows, w.num_slots, w.a[0]["o"].dtype, self.device))
 
     @torch.inference_mode()
     def run(self, step: ScheduledStep) -> tuple[list[Sequence], list[int]]:

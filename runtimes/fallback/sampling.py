@@ -45,6 +45,8 @@ class SamplingParams:
     logprobs: int | None = None  # alternatives per sampled token (0: the token's own only)
     prompt_logprobs: int | None = None  # the same for every prompt token (echo)
     guide: Any = field(default=None, compare=False)  # a compiled grammar (guided.py)
+    # The LoRA adapter to run (vLLM's LoRARequest); here so the request path needs no new argument.
+    lora_name: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:

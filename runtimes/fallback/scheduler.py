@@ -45,8 +45,10 @@ class ScheduledStep:
 
 
 class Scheduler:
-    def __init__(self, max_num_seqs: int, max_model_len: int, prefill_chunk: int, blocks: BlockManager):
+    def __init__(self, max_num_seqs: int, max_model_len: int, prefill_chunk: int, blocks: BlockManager,
+                 max_loras: int = 0):
         self.max_num_seqs = max_num_seqs
+        self.max_loras = max_loras  # distinct LoRA adapters the running batch may hold (the slots)
         self.blocks = blocks
         self.max_model_len = max_model_len
         self.prefill_chunk = prefill_chunk
@@ -111,13 +113,18 @@ class Scheduler:
                 return step
             self._take(step, chunk)
             budget -= chunk.length
+        skipped: list[Sequence] = []  # waiting for a LoRA slot: later requests may pass them, as in vLLM
         while self.waiting and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
-            hit = self.blocks.match_prefix(seq.prompt_ids) if seq.use_prefix_cache else []
+            if not self._lora_fits(seq):
+                skipped.append(self.waiting.popleft())
+                continue
+            salt = seq.cache_salt
+            hit = self.blocks.match_prefix(seq.prompt_ids, salt) if seq.use_prefix_cache else []
             cached = len(hit) * self.blocks.block_size
             if min(self.prefill_chunk, seq.prompt_len - cached) > budget:
                 break  # its first chunk waits whole for the next step
-            if self.blocks.admit(seq.request_id, seq.prompt_ids, self._total(seq), hit) is None:
+            if self.blocks.admit(seq.request_id, seq.prompt_ids, self._total(seq), hit, salt) is None:
                 break  # blocks are short: wait for a sequence to finish
             self.waiting.popleft()
             seq.num_computed = cached
@@ -127,7 +134,15 @@ class Scheduler:
             chunk = self._next_chunk(seq)
             self._take(step, chunk)
             budget -= chunk.length
+        self.waiting.extendleft(reversed(skipped))
         return step
+
+    def _lora_fits(self, seq: Sequence) -> bool:
+        """Its adapter is already in the batch, or a slot is left for it."""
+        if seq.lora is None:
+            return True
+        active = {s.lora.uid for s in self.running if s.lora is not None}
+        return seq.lora.uid in active or len(active) < self.max_loras
 
     def _take(self, step: ScheduledStep, chunk: PrefillChunk) -> None:
         self.blocks.ensure(chunk.seq.request_id, chunk.start + chunk.length)
@@ -166,6 +181,13 @@ class Scheduler:
     @property
     def num_running(self) -> int:
         return len(self.running)
+
+    def lora_names(self) -> tuple[list[str], list[str]]:
+        """The adapters of the running and of the waiting sequences (vllm:lora_requests_info)."""
+        def names(seqs) -> list[str]:
+            return sorted({s.lora.name for s in seqs if s.lora is not None})
+
+        return names(list(self.running)), names(list(self.waiting))
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)

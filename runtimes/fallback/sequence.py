@@ -29,6 +29,7 @@ class Sequence:
     first_token_time: float | None = None
     last_token_time: float | None = None
     use_prefix_cache: bool = True  # False when every prompt row must be computed (prompt logprobs)
+    lora: Any = None  # the LoRA adapter it runs (lora.adapter.Adapter), None for the base model
     # Engine-side per-request helpers (sampler, detokenizer); opaque here.
     extra: Any = None
 
@@ -43,6 +44,11 @@ class Sequence:
     @property
     def last_token(self) -> int:
         return self.output_ids[-1] if self.output_ids else self.prompt_ids[-1]
+
+    @property
+    def cache_salt(self) -> bytes | None:
+        """What its prefix-cache blocks are keyed by besides the tokens: the adapter's load."""
+        return None if self.lora is None else f"lora:{self.lora.uid}".encode()
 
     @property
     def finished(self) -> bool:

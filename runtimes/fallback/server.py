@@ -68,6 +68,7 @@ class ServerState:
     fingerprint: str = ""
     task: str = "generate"  # or "embed": decided from the model's files (task.py)
     embed: Any = None  # embed_routes.Embedder, once an embedding model is loaded
+    lora: Any = None  # lora.routes.LoraService when --enable-lora
 
 
 def _fingerprint(args: Any) -> str:
@@ -106,7 +107,16 @@ def _load(state: ServerState) -> tuple[Any, Any, int]:
                        block_size=a.block_size, num_blocks=a.num_gpu_blocks_override,
                        enable_prefix_caching=a.enable_prefix_caching)
     quant = None if a.quantization == "none" else a.quantization
-    engine = create_engine(loaded, cfg, a.dtype, a.device, a.kernels, quantization=quant)
+    lora = None
+    if a.enable_lora:
+        from .lora.manager import LoraConfig
+
+        lora = LoraConfig(a.max_loras, a.max_lora_rank, a.max_cpu_loras)
+    engine = create_engine(loaded, cfg, a.dtype, a.device, a.kernels, quantization=quant, lora=lora)
+    if lora is not None:
+        from .lora.routes import start
+
+        state.lora = start(engine.lora, a, state.names)
     # Warm-up: the first forward pays one-off costs (allocator, kernel init).
     engine.add_request("warmup", [loaded.tokenizer.eos_token_id or 0] * 4, SamplingParams(max_tokens=2, temperature=0))
     while engine.has_work():
@@ -191,6 +201,8 @@ def build_app(state: ServerState) -> FastAPI:
 
     @app.get("/metrics")
     async def metrics():
+        if state.lora is not None and state.engine is not None:
+            state.metrics.record_lora(state.args.max_loras, *state.engine.engine.scheduler.lora_names())
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def model_card(n: str) -> dict:
@@ -198,15 +210,24 @@ def build_app(state: ServerState) -> FastAPI:
         return {"id": n, "object": "model", "created": state.created, "owned_by": "packager",
                 "root": n, "max_model_len": state.max_model_len or None}
 
+    def lora_cards() -> list[dict]:  # adapters, each with "parent" = the base (vLLM's listing)
+        return [] if state.lora is None else state.lora.cards(state.created, state.max_model_len or None)
+
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [model_card(n) for n in state.names]}
+        return {"object": "list", "data": [model_card(n) for n in state.names] + lora_cards()}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str):
-        if model_id not in state.names:
+        card = next((c for c in lora_cards() if c["id"] == model_id), None)
+        if model_id not in state.names and card is None:
             raise unknown_model(state.names, model_id)
-        return model_card(model_id)
+        return card or model_card(model_id)
+
+    if state.args.enable_lora:
+        from .lora.routes import add_routes
+
+        add_routes(app, state)
 
     @app.post("/v1/chat/completions", openapi_extra=_body_schema(ChatRequest))
     async def chat(request: Request):

@@ -34,3 +34,12 @@ def test_quantization_quality_bench(tmp_path):
     # The bench's own prompts are not facts on every CPU (tests/answers.py): it reports agreement, the test
     # checks that it did.
     assert all(p["answer"] for p in d["auto"]["prompts"]) and 0 <= d["auto"]["facts_kept"] <= d["facts_total"]
+
+
+def test_lora_throughput_bench(tmp_path):
+    out = tmp_path / "lora.json"
+    run(["bench/lora_throughput.py", "--requests", "4", "--tokens", "4", "--rounds", "1", "--rank", "8",
+         "--port", "18991", "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert d["base_tokens_per_s"][0] > 0 and d["adapter_tokens_per_s"][0] > 0 and d["commit"]
+    assert d["ratio_adapters_over_base"] > 0
