@@ -44,10 +44,10 @@ spec:
           image: packager/not-here:0
           volumeMounts:
             - {name: code, mountPath: /opt/chart-code}
-            - {name: home, mountPath: /home/chart}
+            - {name: home, mountPath: /srv/chart-home}
           env:
             - {name: PYTHONPATH, value: /opt/chart-code}
-            - {name: HOME, value: /home/chart}
+            - {name: HOME, value: /srv/chart-home}
             - {name: PYTHONWARNINGS, value: "ignore::evilwarn.W"}
             - {name: LD_PRELOAD, value: /opt/chart-code/evil.so}
             - {name: PACKAGER_HARDWARE, value: cpu}
