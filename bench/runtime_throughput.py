@@ -169,6 +169,25 @@ def bodies(n_req: int, new_tokens: int) -> list[dict]:
             for m in prompts(n_req)]
 
 
+def planner_vs_bench(runs: list[dict], new_tokens: int) -> dict:
+    """The planner's CPU decode estimate for SmolLM2 on this machine's catalog row, beside what ours
+    measured (goal: within 25 %); the same arithmetic as packager/planner/calibration.py's rows."""
+    from packager.planner.calibration import checks
+
+    out = {}
+    for r in runs:
+        row = {"id": f"bench-b{r['concurrency']}", "kind": "decode", "role": "bench", "runtime": "cpu",
+               "model": "smollm2-135m", "accelerator": "cpu", "cpu_cores": os.cpu_count() or 1, "tp": 1,
+               "precision": "fp32", "batch": r["concurrency"], "context": 64 + new_tokens // 2,
+               "measured": {"tokens_per_s_per_sequence": r["tokens_per_s"] / r["concurrency"]}}
+        ch = checks(row)[0]
+        out[str(r["concurrency"])] = {"planner_tokens_per_s": round(ch.planned * r["concurrency"], 1),
+                                      "planner_over_measured": round(ch.ratio, 2)}
+        print(f"planner at {r['concurrency']:>2}: {ch.planned * r['concurrency']:.1f} tok/s, "
+              f"{ch.ratio:.2f} x measured (goal within 25 %)", flush=True)
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=16)
@@ -231,6 +250,7 @@ def main(argv: list[str] | None = None) -> None:
                                "cmake": cmake},
         "server_args": argv[argv.index("--max-num-seqs"):],
         "runs": runs,
+        "planner_estimate": planner_vs_bench(runs, a.new_tokens),
         "requests": a.requests,
         "new_tokens": a.new_tokens,
         "client": "streaming chat completions, ignore_eos, temperature 0; TTFT and inter-chunk gaps per request",
