@@ -34,19 +34,7 @@ def rows() -> list[tuple[str, str, str]]:
     cli = _load("cli_latency")
     out.append(("`packager profiles` on the default",
                 f"{cli['profiles_table_s'] * 1000:.0f} ms ({cli['ratio_table']:.1f} x `python -c pass`)", "cli_latency"))
-    tp = _load("runtime_throughput")
-    runs = {r["concurrency"]: r for r in tp["runs"]}
-    peer = tp.get("llamacpp_tokens_per_s", {})
-    for c in (1, 16):
-        r = runs.get(c)
-        if r is None:
-            continue
-        text = (f"{r['tokens_per_s']:.0f} tok/s: {r['ratio']:.2f} x HF `generate` one after another, "
-                f"{r['ratio_to_static_batch']:.2f} x HF static batch of {tp['requests']}")
-        if str(c) in peer:
-            text += f", {r['ratio_to_llamacpp']:.2f} x llama.cpp's server ({peer[str(c)]:.0f} tok/s)"
-        what = "fallback server, 1 request at a time" if c == 1 else f"fallback server, {c} concurrent greedy requests"
-        out.append((f"{what} x {tp['new_tokens']} tokens", text + f" (at {_at(tp)})", "runtime_throughput"))
+    out += _throughput_rows(_load("runtime_throughput"))
     pc = _load("prefix_cache")
     out.append((f"prefix caching, {pc['requests']} requests sharing a {pc['prompt_tokens']}-token prompt",
                 f"time to first token {pc['ttft_with_cache_s'] * 1000:.0f} ms vs {pc['ttft_without_cache_s'] * 1000:.0f} ms "
@@ -103,6 +91,46 @@ def rows() -> list[tuple[str, str, str]]:
                     f"{ad:.0f} vs {base:.0f} tok/s: {lo['ratio_adapters_over_base']:.2f} x the base (goal >= "
                     f"{lo['goal']}; load {lo['load_average_before']} before) (at {_at(lo)})", "lora_throughput"))
     return out
+
+
+def _throughput_rows(tp: dict) -> list[tuple[str, str, str]]:
+    """Ours against HF and llama.cpp's own server (--parallel c), then both servers' latency."""
+    out = []
+    runs = {r["concurrency"]: r for r in tp["runs"]}
+    peer = tp.get("llama_server_tokens_per_s", {})
+    plan = tp.get("planner_estimate", {})
+    load = (("CONTENDED: " if tp.get("contended") else "")
+            + f"load {tp['load_average_before']:.1f} before, {tp['load_average_after']:.1f} after on {tp['cores']} cores")
+    for c in (1, 16):
+        r = runs.get(c)
+        if r is None:
+            continue
+        text = (f"{r['tokens_per_s']:.0f} tok/s: {r['ratio']:.2f} x HF `generate` one after another, "
+                f"{r['ratio_to_static_batch']:.2f} x HF static batch of {tp['requests']}")
+        if str(c) in peer:
+            text += f", {r['ratio_to_llama_server']:.2f} x `llama-server --parallel {c}` ({peer[str(c)]:.0f} tok/s)"
+        if str(c) in plan:
+            text += f"; planner estimate {plan[str(c)]['planner_over_measured']:.2f} x measured"
+        what = "fallback server, 1 request at a time" if c == 1 else f"fallback server, {c} concurrent greedy requests"
+        out.append((f"{what} x {tp['new_tokens']} tokens", text + f" (at {_at(tp)}; {load})", "runtime_throughput"))
+    lat = tp.get("llama_server_latency", {})
+    bits = []
+    for c in (1, 16):
+        r = runs.get(c)
+        if r is None or "ttft_ms" not in r:
+            continue
+        ours = f"ours {_lat(r)}"
+        theirs = f"llama-server {_lat(lat[str(c)])}" if str(c) in lat else ""
+        bits.append(f"{c} concurrent: " + "; ".join(b for b in (ours, theirs) if b))
+    if bits:
+        out.append(("time to first token / inter-token latency, p50/p99 (streamed)", " — ".join(bits) + f" (at {_at(tp)}; {load})",
+                    "runtime_throughput"))
+    return out
+
+
+def _lat(m: dict) -> str:
+    return (f"TTFT {m['ttft_ms']['p50']:.0f}/{m['ttft_ms']['p99']:.0f} ms, "
+            f"ITL {m['itl_ms']['p50']:.1f}/{m['itl_ms']['p99']:.1f} ms")
 
 
 def _stalls(sf: dict) -> str:

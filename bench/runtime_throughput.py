@@ -1,18 +1,18 @@
-"""Throughput of the fallback runtime against HF transformers and llama.cpp, in one run.
+"""Throughput and latency of the fallback runtime against HF transformers and llama.cpp's own server, in one run.
 
-    python bench/runtime_throughput.py [--requests 16] [--new-tokens 128] [--llamacpp-python PY]
+    python bench/runtime_throughput.py [--requests 16] [--new-tokens 128] [--llama-server BIN]
 
 1. baseline: HF ``generate`` answering the requests one after another;
 2. static batch: HF ``generate`` on all requests as one left-padded batch;
-3. peer: llama-cpp-python's OpenAI server on the same GGUF (a subprocess of
-   ``--llamacpp-python``, a venv with ``llama-cpp-python[server]`` built here
-   with this CPU's flags) at 1 and 16 concurrent requests;
+3. peer: llama.cpp's ``llama-server`` on the same GGUF, ``--parallel 1`` for the
+   one-request row and ``--parallel 16 --cont-batching`` for sixteen; built
+   here from the llama-cpp-python sdist when missing (bench/llama_server.py);
 4. our server (its real entry point, in this process's main thread, driven
    over HTTP from a client thread) at 1, 4 and 16 concurrent requests.
-Every request is greedy and generates exactly --new-tokens tokens (HF:
-min_new_tokens; ours: the ``ignore_eos`` extension; llama.cpp: a -100 logit
-bias on the end-of-turn token). Writes bench/results/runtime_throughput.json
-and prints the ratios.
+Both servers get the same streamed greedy requests from the same client
+(bench/stream_client.py): exactly --new-tokens tokens each (``ignore_eos``),
+throughput plus time to first token and inter-token latency p50/p99. Writes
+bench/results/runtime_throughput.json and prints the ratios.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import platform
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import subprocess
@@ -36,7 +35,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchinfo import machine_record  # noqa: E402
-from packager.cachedir import cache_dir  # noqa: E402
+from llama_server import VERSION as LLAMA_VERSION, ensure_built  # noqa: E402
+from stream_client import measure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -119,7 +119,7 @@ def serve_and_measure(argv: list[str], base: str, work) -> None:
         raise SystemExit(f"server exited with {code}")
 
 
-# -- llama.cpp, the peer a CPU user would pick --------------------------------
+# -- llama.cpp's own server, the peer a CPU user would pick ------------------
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -134,99 +134,132 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     raise TimeoutError(url)
 
 
-def llamacpp_runs(python: str, port: int, levels: list[int], n_req: int, new_tokens: int) -> dict[str, float]:
-    """llama-cpp-python's server has no --parallel (that is the C++
-    llama-server's): it answers one request at a time, which this measures."""
-    from transformers import AutoTokenizer
+def llama_server_argv(binary: str, port: int, slots: int, threads: int) -> list[str]:
+    """Same GGUF, loopback only, ``slots`` sequences decoded together (continuous batching);
+    1024 context tokens a slot (llama-server splits -c across slots) holds any prompt here plus 128 new."""
+    return [binary, "-m", str(model_dir() / GGUF), "--host", "127.0.0.1", "--port", str(port),
+            "-t", str(threads), "--parallel", str(slots), "--cont-batching", "-c", str(1024 * slots)]
 
-    eos = AutoTokenizer.from_pretrained(model_dir(), gguf_file=GGUF).convert_tokens_to_ids("<|im_end|>")
-    argv = [python, "-m", "llama_cpp.server", "--model", str(model_dir() / GGUF), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", "4096", "--n_threads", str(os.cpu_count() or 1)]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+
+def llama_server_runs(binary: str, port: int, levels: list[int], bodies: list[dict], new_tokens: int) -> tuple[dict, dict]:
+    """One llama-server per level, started with ``--parallel level`` (``-np 1`` for one request)."""
+    out, args = {}, {}
+    for c in levels:
+        argv = llama_server_argv(binary, port, c, torch.get_num_threads())
+        args[str(c)] = argv[1:]
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/health", proc)
+            out[str(c)] = measure(f"http://127.0.0.1:{port}", c, bodies, new_tokens)
+            print(f"llama-server --parallel {c:>2}, {c:>2} concurrent: {_line(out[str(c)])}", flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return out, args
+
+
+def _line(m: dict) -> str:
+    return (f"{m['tokens_per_s']:.1f} tok/s, TTFT p50/p99 {m['ttft_ms']['p50']:.0f}/{m['ttft_ms']['p99']:.0f} ms, "
+            f"ITL p50/p99 {m['itl_ms']['p50']:.1f}/{m['itl_ms']['p99']:.1f} ms")
+
+
+def bodies(n_req: int, new_tokens: int) -> list[dict]:
+    """The same greedy requests for both servers; ``ignore_eos`` (both honour it) makes each exactly new_tokens long."""
+    return [{"model": NAME, "messages": m, "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True}
+            for m in prompts(n_req)]
+
+
+def planner_vs_bench(runs: list[dict], new_tokens: int) -> dict:
+    """The planner's CPU decode estimate for SmolLM2 on this machine's catalog row, beside what ours
+    measured (goal: within 25 %); the same arithmetic as packager/planner/calibration.py's rows."""
+    from packager.planner.calibration import checks
+
     out = {}
-    try:
-        wait_ready(base + "/v1/models", proc)
-        for c in levels:
-            tps = ours(base, c, n_req, new_tokens, extra={"logit_bias": {str(eos): -100}})
-            out[str(c)] = round(tps, 2)
-            print(f"llama.cpp (llama-cpp-python server), {c:>2} concurrent: {tps:.1f} tok/s", flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    for r in runs:
+        row = {"id": f"bench-b{r['concurrency']}", "kind": "decode", "role": "bench", "runtime": "cpu",
+               "model": "smollm2-135m", "accelerator": "cpu", "cpu_cores": os.cpu_count() or 1, "tp": 1,
+               "precision": "fp32", "batch": r["concurrency"], "context": 64 + new_tokens // 2,
+               "measured": {"tokens_per_s_per_sequence": r["tokens_per_s"] / r["concurrency"]}}
+        ch = checks(row)[0]
+        out[str(r["concurrency"])] = {"planner_tokens_per_s": round(ch.planned * r["concurrency"], 1),
+                                      "planner_over_measured": round(ch.ratio, 2)}
+        print(f"planner at {r['concurrency']:>2}: {ch.planned * r['concurrency']:.1f} tok/s, "
+              f"{ch.ratio:.2f} x measured (goal within 25 %)", flush=True)
     return out
 
 
-def ours(base: str, concurrency: int, n_req: int, new_tokens: int, extra: dict | None = None) -> float:
-    body = extra if extra is not None else {"ignore_eos": True}
-
-    def one(messages):
-        r = httpx.post(base + "/v1/chat/completions", timeout=600, json={
-            "model": NAME, "messages": messages, "max_tokens": new_tokens, "temperature": 0, **body})
-        r.raise_for_status()
-        return r.json()["usage"]["completion_tokens"]
-
-    one(prompts(1)[0])  # warm
-    t = time.perf_counter()
-    with ThreadPoolExecutor(concurrency) as pool:
-        counts = list(pool.map(one, prompts(n_req)))
-    dt = time.perf_counter() - t
-    assert all(c == new_tokens for c in counts), counts
-    return sum(counts) / dt
-
-
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--port", type=int, default=18765)
     ap.add_argument("--out", default=str(ROOT / "bench/results/runtime_throughput.json"))
-    ap.add_argument("--llamacpp-python", default=os.environ.get("LLAMACPP_PYTHON", str(cache_dir("llamacpp", "venv", "bin", "python"))),
-                    help="a Python with llama-cpp-python[server] (the peer)")
+    ap.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER"),
+                    help="a llama-server binary (default: build it from the llama-cpp-python sdist when missing)")
     ap.add_argument("--extra-args", default="", help="more server flags for ours, e.g. '--quantization none'")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    try:
+        a.levels = [int(c) for c in a.concurrency.split(",")]
+    except ValueError:
+        ap.error(f"--concurrency {a.concurrency!r}: give comma-separated integers, e.g. 1,4,16")
+    if min(a.levels) < 1 or a.requests < max(a.levels) or a.new_tokens < 2:
+        ap.error("--concurrency levels must be >= 1 and <= --requests, and --new-tokens >= 2 (one gap to time)")
+    return a
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
     info = machine_record()
+    if a.llama_server:
+        binary, llama_commit, cmake = a.llama_server, "unknown (given with --llama-server)", []
+    else:
+        binary, llama_commit, cmake = ensure_built()
+    reqs = bodies(a.requests, a.new_tokens)
 
     baseline, static = hf_runs(a.requests, a.new_tokens)
-    levels = [int(c) for c in a.concurrency.split(",")]
-    peer = llamacpp_runs(a.llamacpp_python, a.port + 1, [1, max(levels)], a.requests, a.new_tokens)
+    peer, peer_args = llama_server_runs(str(binary), a.port + 1, sorted({1, max(a.levels)}), reqs, a.new_tokens)
     argv = ["--model", str(model_dir() / GGUF), "--served-model-name", NAME, "--port", str(a.port),
-            "--max-num-seqs", str(max(levels)), "--max-model-len", "2048", "--log-level", "warning",
+            "--max-num-seqs", str(max(a.levels)), "--max-model-len", "2048", "--log-level", "warning",
             *a.extra_args.split()]
     runs = []
     base = f"http://127.0.0.1:{a.port}"
 
     def work():
-        for c in levels:
-            tps = ours(base, c, a.requests, a.new_tokens)
-            run = {"concurrency": c, "tokens_per_s": round(tps, 2), "ratio": round(tps / baseline, 2),
-                   "ratio_to_static_batch": round(tps / static, 2)}
+        for c in a.levels:
+            m = measure(base, c, reqs, a.new_tokens)
+            tps = m["tokens_per_s"]
+            run = {"concurrency": c, **m, "ratio": round(tps / baseline, 2), "ratio_to_static_batch": round(tps / static, 2)}
             if str(c) in peer:
-                run["ratio_to_llamacpp"] = round(tps / peer[str(c)], 2)
+                run["ratio_to_llama_server"] = round(tps / peer[str(c)]["tokens_per_s"], 2)
             runs.append(run)
-            print(f"ours, {c:>2} concurrent: {tps:.1f} tok/s  ratio {tps / baseline:.2f}  "
-                  f"vs static batch {tps / static:.2f}"
-                  + (f"  vs llama.cpp {run['ratio_to_llamacpp']:.2f}" if "ratio_to_llamacpp" in run else ""), flush=True)
+            print(f"ours, {c:>2} concurrent: {_line(m)}  ratio {tps / baseline:.2f}  vs static batch {tps / static:.2f}"
+                  + (f"  vs llama-server {run['ratio_to_llama_server']:.2f}" if "ratio_to_llama_server" in run else ""),
+                  flush=True)
 
     serve_and_measure(argv, base, work)
     result = {
         "model": NAME,
         "baseline_tokens_per_s": round(baseline, 2),
         "static_batch_tokens_per_s": round(static, 2),
-        "llamacpp_tokens_per_s": peer,
-        "llamacpp": "llama-cpp-python[server] built from PyPI source with GGML_NATIVE=ON; "
-                    "its server answers one request at a time (no --parallel)",
+        "llama_server_tokens_per_s": {c: m["tokens_per_s"] for c, m in peer.items()},
+        "llama_server_latency": {c: {"ttft_ms": m["ttft_ms"], "itl_ms": m["itl_ms"]} for c, m in peer.items()},
+        "llama_server_args": peer_args,
+        "llama_server_build": {"llama_cpp_commit": llama_commit, "from": f"llama-cpp-python {LLAMA_VERSION} sdist",
+                               "cmake": cmake},
         "server_args": argv[argv.index("--max-num-seqs"):],
         "runs": runs,
+        "planner_estimate": planner_vs_bench(runs, a.new_tokens),
         "requests": a.requests,
         "new_tokens": a.new_tokens,
-        "dtype": "float32",
+        "client": "streaming chat completions, ignore_eos, temperature 0; TTFT and inter-chunk gaps per request",
         **info,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
         "load_average_after": round(os.getloadavg()[0], 2),
     }
+    # Other work on the cores moves every number here: say so in the file itself.
+    result["contended"] = max(result["load_average_before"], result["load_average_after"]) > 0.5 * (os.cpu_count() or 1)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

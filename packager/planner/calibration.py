@@ -51,7 +51,8 @@ def calibration() -> dict:
 def _model(key: str) -> ModelFacts:
     a = calibration()["models"][key]
     return ModelFacts(
-        name=key, api_name=key, license=None, source={}, format="safetensors", family=a["family"],
+        name=key, api_name=key, license=None, source={"file": a["file"]} if "file" in a else {},
+        format=a.get("format", "safetensors"), family=a["family"],
         parameters=a["parameters"], layers=a["layers"], hidden_size=a["hidden_size"],
         attention_heads=a["attention_heads"], kv_heads=a["kv_heads"], head_dim=a["head_dim"],
         intermediate_size=a["intermediate_size"], vocab_size=a["vocab_size"], max_positions=a["max_positions"],

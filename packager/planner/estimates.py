@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from packager.facts import ModelFacts
 from packager.planner.rules import rules
@@ -140,17 +141,39 @@ def _comm_seconds_per_step(model: ModelFacts, c: Candidate) -> float:
     return t
 
 
+def cpu_weights_read(model: ModelFacts) -> int:
+    """Weight bytes one decode step of the CPU runtime reads: it multiplies int4 (groups of 32, bf16
+    scale and zero: 0.625 B/param) where the checkpoint is already 4-bit in such groups (a Q4_0/Q4_1
+    GGUF), else int8 per output row, and its LM head is int8 (runtimes/fallback/linear.py). The fp32
+    copies it also keeps for prefill are memory, not decode traffic."""
+    per = rules()["cpu"]["decode_bytes_per_param"]
+    file = str((model.source or {}).get("file", ""))
+    body = per["int4"] if model.format == "gguf" and re.search(r"\.Q4_[01]\.gguf$", file, re.I) else per["int8"]
+    head = model.vocab_size * model.hidden_size
+    return int((model.parameters - head * (1 if model.tie_word_embeddings else 2)) * body + head * per["int8"])
+
+
+def cpu_overhead_seconds(model: ModelFacts, batch: int) -> float:
+    """The CPU runtime's time a step spends off the rooflines (small ops, Python, per-sequence attention
+    bookkeeping), per layer: rules.yaml cpu.step_overhead_ms, fitted in calibration.yaml."""
+    o = rules()["cpu"]["step_overhead_ms"]
+    return model.layers * (o["per_layer"] + o["per_layer_per_sequence"] * batch) * 1e-3
+
+
 def step_seconds(model: ModelFacts, c: Candidate, *, batch: int, context: int, weights_per_device: int,
                  kv_bytes_per_token_per_device: int) -> float:
     """One decode step at `batch` sequences of `context` tokens: the bandwidth and compute rooflines
     at the device's efficiency, plus tp/pp communication. Batch 1 walks the pp stages one after another;
-    a full batch keeps them all busy with micro-batches."""
+    a full batch keeps them all busy with micro-batches. The CPU runtime reads its int4/int8 weights,
+    not the fp32 it holds for prefill, and pays a measured per-step overhead."""
     r = rules()
+    cpu = c.runtime == "cpu"
+    weights = cpu_weights_read(model) if cpu else weights_per_device
     bw = _bandwidth_bytes_s(c) * efficiency(c)
-    read = weights_per_device * touched_fraction(model, batch) + batch * context * kv_bytes_per_token_per_device
+    read = weights * touched_fraction(model, batch) + batch * context * kv_bytes_per_token_per_device
     t_mem = read / bw * (c.pp if batch == 1 else 1)
     t_compute = 2 * model.active_parameters * batch / (c.devices * _peak_flops(c) * r["compute_utilisation"])
-    return max(t_mem, t_compute) + _comm_seconds_per_step(model, c)
+    return max(t_mem, t_compute) + _comm_seconds_per_step(model, c) + (cpu_overhead_seconds(model, batch) if cpu else 0.0)
 
 
 def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seqs: int,
