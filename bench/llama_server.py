@@ -7,7 +7,7 @@ binary is cached under ${XDG_CACHE_HOME:-~/.cache}/packager/llama-server/<versio
 Why not GGML_NATIVE=ON: on an Intel Xeon whose OS does not grant AMX state it
 emits ``ldtilecfg`` and dies with a general protection fault. So the build is
 portable-off-native: each x86 SIMD level this CPU's /proc/cpuinfo names, AMX
-always off (see /work/shared/ENVIRONMENT.md, "llama.cpp's own server").
+always off (see ../shared/ENVIRONMENT.md, "llama.cpp's own server").
 """
 
 from __future__ import annotations

@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         "static_batch_tokens_per_s": round(static, 2),
         "llama_server_tokens_per_s": {c: m["tokens_per_s"] for c, m in peer.items()},
         "llama_server_latency": {c: {"ttft_ms": m["ttft_ms"], "itl_ms": m["itl_ms"]} for c, m in peer.items()},
-        "llama_server_args": peer_args,
+        # the GGUF by its file name: a result file names no path of the machine it ran on
+        "llama_server_args": {k: [Path(x).name if x.endswith(".gguf") else x for x in v] for k, v in peer_args.items()},
         "llama_server_build": {"llama_cpp_commit": llama_commit, "from": f"llama-cpp-python {LLAMA_VERSION} sdist",
                                "cmake": cmake},
         "server_args": argv[argv.index("--max-num-seqs"):],
