@@ -87,11 +87,10 @@ def serve(state: Any, http: threading.Thread, started: float) -> int:
     log.info("model loaded in %.1f s", time.monotonic() - t0)
     if state.stopping:
         return 0
-    while not (state.loop_ready.is_set() and state.server.started):
-        if not http.is_alive():
-            log.error("the HTTP server did not start")
-            return 1
-        time.sleep(0.05)
+    from .server import http_listening  # server.py imports this module lazily: no cycle
+
+    if not http_listening(state, http):
+        return 1
     engine.on_step = record(state.metrics)
     engine.attach(state.loop)
     state.engine, state.embed = engine, emb

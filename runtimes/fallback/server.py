@@ -310,6 +310,17 @@ def main(argv: list[str]) -> int:
             state.preparer.close()  # the grammar worker
 
 
+def http_listening(state: Any, http: threading.Thread) -> bool:
+    """Wait for the socket: uvicorn sets ``started`` once it listens, and its thread ends early
+    if it cannot (port in use). False (logged) when it never listens."""
+    while not (state.loop_ready.is_set() and state.server.started):
+        if not http.is_alive():
+            log.error("the HTTP server did not start")
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _serve_engine(state: ServerState, http: threading.Thread) -> int:
     if state.task == tasks.EMBED:
         from .embed_serve import serve as serve_embeddings
@@ -323,13 +334,8 @@ def _serve_engine(state: ServerState, http: threading.Thread) -> int:
         return 1
     if state.stopping:
         return 0
-    # Wait for the socket: uvicorn sets ``started`` once it listens, and its
-    # thread ends early if it cannot (port in use).
-    while not (state.loop_ready.is_set() and state.server.started):
-        if not http.is_alive():
-            log.error("the HTTP server did not start")
-            return 1
-        time.sleep(0.05)
+    if not http_listening(state, http):
+        return 1
     state.metrics.record_cache_config(engine.cfg.block_size, engine.cfg.kv_blocks, state.args.kv_cache_dtype,
                                       engine.cfg.enable_prefix_caching)
     state.engine = AsyncEngine(engine, state.args.max_queue_len, on_step=state.metrics.record_step,
