@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from packager.commands import OBJECTIVE_HELP, build, chart, check_objective, kserve, models, rehearse, report, supply
+from packager.commands import OBJECTIVE_HELP, adapter_option, build, chart, check_objective, kserve, models, rehearse, report, supply
 from packager.errors import UserError
 
 STARTED = time.time()  # `packager serve` counts "ready in N s" from here
@@ -76,8 +76,7 @@ def profiles(
     objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1, help="Override the manifest's context length."),
     as_json: bool = typer.Option(False, "--json", help="Print the plan (plan.json) instead of the table."),
-    adapter: list[str] = typer.Option([], "--adapter", help="Plan a LoRA adapter too: NAME=DIR or NAME=REPO@REVISION "
-                                                             "(repeatable; a remote one needs rank and modules in the manifest)."),
+    adapter: list[str] = adapter_option("Plan"),
 ) -> None:
     """Plan: every candidate profile, compatible or not, with the reasons and estimates."""
     from packager.planner import plan_files
@@ -99,8 +98,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port", min=1, max=65535),
     max_model_len: Optional[int] = typer.Option(None, "--max-model-len", min=1),
-    adapter: list[str] = typer.Option([], "--adapter", help="Serve a LoRA adapter too: NAME=DIR (repeatable); "
-                                                             "clients pick it with model=NAME."),
+    adapter: list[str] = adapter_option("Serve"),
 ) -> None:
     """Plan, then run the best fallback-runtime profile here (OpenAI-compatible server)."""
     from packager.extras import require

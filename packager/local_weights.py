@@ -25,6 +25,8 @@ class Weights:
     root: Path  # a file (gguf) or a directory (safetensors + tokenizer)
     files: tuple[tuple[str, str], ...]  # (path relative to the image's model dir, sha256)
     prefix: str = ""  # where under the model dir the files go: "variants/NAME/" for a quantized variant
+    # LoRA adapters' files, also in `files` (at "adapters/<digest of name>/FILE"): (rel, path here)
+    extra: tuple[tuple[str, Path], ...] = ()
 
     @property
     def is_file(self) -> bool:
@@ -32,6 +34,9 @@ class Weights:
 
     def local(self, rel: str) -> Path:
         """This machine's copy of the image path `rel`."""
+        for r, path in self.extra:
+            if r == rel:
+                return path
         base = self.root.parent if self.is_file else self.root
         return base / rel[len(self.prefix):]
 
@@ -40,8 +45,10 @@ class Weights:
         return sum(self.local(rel).stat().st_size for rel, _ in self.files)
 
     def relative_files(self) -> dict[str, str]:
-        """{path relative to the weights' own directory: sha256}, as the launcher checks them."""
-        return {rel[len(self.prefix):]: digest for rel, digest in self.files}
+        """{path relative to the weights' own directory: sha256}, as the launcher checks them (the
+        adapters' files are checked per adapter: image.json's `adapters`)."""
+        extra = {r for r, _ in self.extra}
+        return {rel[len(self.prefix):]: digest for rel, digest in self.files if rel not in extra}
 
 
 
@@ -139,7 +146,14 @@ def place(weights: Weights, dest: Path) -> None:
     for rel, _ in weights.files:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        src = weights.local(rel)
+        if not src.stat().st_mode & 0o004:
+            # The image's user (UID 1000) must read it, and COPY keeps the mode (safetensors writes 0600):
+            # a readable copy, never a chmod of the user's own file.
+            shutil.copyfile(src, target)
+            target.chmod(0o644)
+            continue
         try:
-            os.link(weights.local(rel), target)
+            os.link(src, target)
         except OSError:
-            shutil.copy2(weights.local(rel), target)
+            shutil.copy2(src, target)

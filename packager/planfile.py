@@ -123,6 +123,9 @@ def portable_plan(plan: dict[str, Any]) -> dict[str, Any]:
         model["local_path"] = None
     if isinstance(model.get("source"), dict):
         model["source"] = {k: v for k, v in model["source"].items() if k != "path"}
+    if model.get("adapters"):  # LoRA adapters: their directories here, likewise
+        model["adapters"] = [{**a, "local_path": None, "source": {k: v for k, v in a.get("source", {}).items()
+                                                                  if k != "path"}} for a in model["adapters"]]
     serving = model.get("serving")
     if isinstance(serving, dict) and serving.get("quantized_variants"):
         model["serving"] = {**serving, "quantized_variants": [

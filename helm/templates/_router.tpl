@@ -37,10 +37,11 @@ llm-d.ai/engine-type: {{ .Values.router.engineType | quote }}
 llm-d.ai/inference-serving: "true"
 {{- end }}
 
-{{/* Hook for LoRA: the lora-affinity-scorer joins the profile when router.loraAffinity is set or the
-chart serves adapters (`adapters:` values, when the chart has them). */}}
+{{/* LoRA: the lora-affinity-scorer joins the profile when router.loraAffinity is set or the plan
+serves adapters (model.adapters of the plan the ConfigMap carries: `plan:` values, else plan.json). */}}
 {{- define "packager.router.loraAffinity" -}}
-{{- if or .Values.router.loraAffinity .Values.adapters }}true{{ end }}
+{{- $plan := .Values.plan | default (.Files.Get "plan.json" | default "{}" | fromJson) }}
+{{- if or .Values.router.loraAffinity (($plan.model | default dict).adapters) }}true{{ end }}
 {{- end }}
 
 {{- define "packager.router.eppImage" -}}

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from packager.commands import OBJECTIVE_HELP, PROFILE_HELP
+from packager.commands import OBJECTIVE_HELP, PROFILE_HELP, adapter_option, no_adapters_with_plan
 
 
 def build(
@@ -23,14 +23,17 @@ def build(
     plan: Optional[Path] = typer.Option(None, "--plan", help="Build from this plan.json instead of planning."),
     objective: Optional[str] = typer.Option(None, "--objective", help=OBJECTIVE_HELP),
     profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
+    adapter: list[str] = adapter_option(),
 ) -> None:
     """Render a build context (Dockerfile, wheelhouse, weights, wheel, plan) and build the image offline."""
     # Imported here: `packager --help` must not pay for the build modules.
     from packager.image import BuildRequest, parse_opts, report, run_build
 
+    no_adapters_with_plan(adapter, plan)
+
     req = BuildRequest(model=model, out=out, hardware=hardware, objective=objective, plan_file=plan, tag=tag,
                        base_image=base_image, no_image=no_image, push=push, weights=weights,
-                       opts=parse_opts(list(opt)), profile=profile)
+                       opts=parse_opts(list(opt)), profile=profile, adapters=tuple(adapter))
     result = run_build(req)
     typer.echo(report(result))
 

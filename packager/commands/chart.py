@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from packager.commands import OBJECTIVE_HELP, PROFILE_HELP
+from packager.commands import OBJECTIVE_HELP, PROFILE_HELP, adapter_option, no_adapters_with_plan
 
 from packager.errors import UserError
 
@@ -15,10 +15,12 @@ _VALUES_HELP = "Merge a values YAML file (repeatable; later files win; --set win
 
 
 def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional[str],
-              plan_file: Optional[Path], profile: Optional[str] = None) -> dict[str, Any]:
-    """A plan.json file when given, else the planner's plan for MODEL on HW; `profile` pins one."""
+              plan_file: Optional[Path], profile: Optional[str] = None, adapters: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A plan.json file when given, else the planner's plan for MODEL on HW (with ``--adapter`` values);
+    `profile` pins one."""
     from packager.planfile import pin_profile, read_validated_plan
 
+    no_adapters_with_plan(adapters, plan_file)
     if plan_file is not None:
         plan = read_validated_plan(plan_file)
     elif model is None:
@@ -28,7 +30,7 @@ def load_plan(model: Optional[str], hardware: Optional[str], objective: Optional
         # Imported here: `packager --help` must not pay for the planner.
         from packager.planner import plan_for_image
 
-        plan = plan_for_image(model, hardware, objective).to_dict()
+        plan = plan_for_image(model, hardware, objective, adapters).to_dict()
     return pin_profile(plan, profile) if profile else plan
 
 
@@ -42,11 +44,12 @@ def chart(
     values: list[Path] = typer.Option([], "-f", "--values", help=_VALUES_HELP),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
     profile: Optional[str] = typer.Option(None, "--profile", help=PROFILE_HELP),
+    adapter: list[str] = adapter_option(),
 ) -> None:
     """Write a Helm chart for MODEL on HW: the packager's chart with values from the plan."""
     from packager.chart import write_chart
 
-    path = write_chart(load_plan(model, hardware, objective, plan, profile), out, image=image,
+    path = write_chart(load_plan(model, hardware, objective, plan, profile, tuple(adapter)), out, image=image,
                        sets=set_, values_files=values)
     typer.echo(str(path))
 

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from packager.commands import PROFILE_HELP
+from packager.commands import PROFILE_HELP, adapter_option
 
 
 def kserve(
@@ -25,12 +25,13 @@ def kserve(
     image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); default: the plan's."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the YAML here instead of stdout."),
+    adapter: list[str] = adapter_option(),
 ) -> None:
     """KServe objects for MODEL on HW: ServingRuntime + InferenceService (Standard), or an LLMInferenceService."""
     from packager.commands.chart import load_plan
     from packager.platforms.kserve import KServeRequest, objects, to_yaml
 
-    text = to_yaml(objects(KServeRequest(load_plan(model, hardware, None, plan, profile), weights=weights, kind=kind,
+    text = to_yaml(objects(KServeRequest(load_plan(model, hardware, None, plan, profile, tuple(adapter)), weights=weights, kind=kind,
                                          image=image, pvc=pvc, router=router, gateway=gateway)))
     if out is None:
         typer.echo(text, nl=False)

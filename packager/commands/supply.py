@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from packager.commands import adapter_option
+
 keys_app = typer.Typer(no_args_is_help=True, help="Signing keys for bundles (weights, image, chart).")
 
 
@@ -29,12 +31,13 @@ def bundle(
     base_image: Optional[str] = typer.Option(None, "--base-image", help="FROM image of the build."),
     registry: str = typer.Option("127.0.0.1:5000", "--registry", help="Working registry the parts are pushed to and signed in."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Image tag (default: the build's, with -oci)."),
+    adapter: list[str] = adapter_option(),
 ) -> None:
     """Build, sign and pack image, weights artifact, chart, plan, SBOM and signatures into one OCI layout tar."""
     from packager.image.release import BundleRequest, bundle as run
 
     run(BundleRequest(model=model, hardware=hardware, keys=keys, out=out, base_image=base_image,
-                      registry=registry, tag=tag), log=_log)
+                      registry=registry, tag=tag, adapters=tuple(adapter)), log=_log)
 
 
 _EXPECT_VERSION = "Refuse a release of any other version (its tag), e.g. an older one, however validly signed."

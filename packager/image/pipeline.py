@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packager import __version__ as PACKAGER_VERSION
-from packager import local_weights as weights_mod
+from packager import adapter_files, local_weights as weights_mod
 from packager.image import docker, projectwheel, wheelhouse
 from packager.image.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
                                     VENV, ImageContext, startup_budget_s)
@@ -49,6 +49,7 @@ class BuildRequest:
     weights: str = "baked"
     opts: tuple[tuple[str, str], ...] = ()
     profile: str | None = None  # pin one of the plan's compatible profiles (--profile)
+    adapters: tuple[str, ...] = ()  # --adapter NAME=SOURCE
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def load_plan(req: BuildRequest, log) -> tuple[dict, Path | None]:
         plan = read_validated_plan(req.plan_file)
         return (pin_profile(plan, req.profile) if req.profile else plan), None
     model = req.model or str(default_model_manifest())
-    first = plan_files(model, req.hardware, objective=req.objective)
+    first = plan_files(model, req.hardware, objective=req.objective, adapters=req.adapters)
     draft = first.to_dict()
     if req.profile:
         draft = pin_profile(draft, req.profile)
@@ -173,6 +174,10 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     if req.weights in ("baked", "oci") or source.get("kind") != "huggingface":
         w = weights_mod.checksum(weights_root or weights_mod.locate(source), recorded, prefix=prefix)
         log(f"weights: {w.root} ({w.size_bytes / 2**20:.0f} MiB), sha256 {w.files[0][1][:12]}...")
+    if req.weights == "volume":
+        adapter_files.check_volume_mode(plan)
+    elif w is not None:  # LoRA adapters travel with the weights: same layer or artifact, same digest checks
+        w = adapter_files.with_adapters(w, plan)
     model_dir = ctx_dir / "model"
     if req.weights == "baked":
         weights_mod.place(w, model_dir)
@@ -254,6 +259,7 @@ def launcher_config(plan: dict, family: Family, mode: str, w, port: int) -> dict
     full = local_source(plan["model"], selected)
     source = {k: v for k, v in full.items() if k in ("kind", "repo", "revision", "file", "url")}
     files = w.relative_files() if w else dict(full.get("sha256") or {})
+    adapters = adapter_files.launcher_entries(plan, w)
     return {
         "schema_version": 1,
         "packager_version": PACKAGER_VERSION,
@@ -264,6 +270,7 @@ def launcher_config(plan: dict, family: Family, mode: str, w, port: int) -> dict
                     "source": source},
         "cache_dir": CACHE_DIR,
         "port": port,
+        **({"adapters": adapters} if adapters else {}),  # each checked, or downloaded beside the weights
     }
 
 

@@ -33,6 +33,7 @@ class BundleRequest:
     registry: str = "127.0.0.1:5000"  # the working registry the parts are pushed to and signed in
     weights: str = "oci"
     tag: str | None = None  # the image tag (default: the build's default with an -oci suffix)
+    adapters: tuple[str, ...] = ()  # --adapter NAME=SOURCE
 
 
 
@@ -59,7 +60,8 @@ def build_release(req: BundleRequest, build_out: Path, log) -> Release:
 
     mode = req.weights
     result = run_build(BuildRequest(model=req.model, out=build_out, hardware=req.hardware, tag=req.tag or default_tag(req),
-                                    base_image=req.base_image, weights=mode), log=lambda m: log(m))
+                                    base_image=req.base_image, weights=mode, adapters=req.adapters),
+                       log=lambda m: log(m))
     plan = json.loads(result.plan_path.read_text())
     pushed_weights = push_weights(plan, req.registry, result.tag, log)
     image_ref = push_image(result.tag, req.registry)

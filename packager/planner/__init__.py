@@ -83,11 +83,12 @@ def model_path_in_image(source: dict) -> str:
     return f"{MODEL_DIR}/{name}" if name else MODEL_DIR
 
 
-def plan_for_image(model_path: str, hardware: str | None = None, objective: str | None = None) -> Plan:
-    """The plan as an image runs it: engine argv with in-image weight paths, never this machine's."""
+def plan_for_image(model_path: str, hardware: str | None = None, objective: str | None = None,
+                   adapters: tuple[str, ...] = ()) -> Plan:
+    """The plan as an image runs it: engine argv with in-image weight (and adapter) paths, never this machine's."""
     from dataclasses import replace
 
-    first = plan_files(model_path, hardware, objective)
+    first = plan_files(model_path, hardware, objective, adapters=adapters)
     return make_plan(replace(first.request, model_ref=model_path_in_image(first.request.model.source)))
 
 

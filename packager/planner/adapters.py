@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from packager.errors import UserError
 from packager.facts import ModelFacts
 from packager.planner.types import Candidate
 from packager.vllm.serve_argv import LoraSpec, lora_rank_for
@@ -51,14 +50,8 @@ def adapter_plan(model: ModelFacts, c: Candidate, dtype_bytes: int) -> AdapterPl
 
 
 def lora_modules(model: ModelFacts, in_image: bool) -> tuple[tuple[str, str], ...]:
-    """(name, where the engine reads it): the image's adapter directory, else this machine's copy or the Hub repo."""
-    if in_image and model.adapters:
-        # Their place in an image (adapter_dir) is named, but nothing puts them there yet: refuse
-        # rather than build an image whose engine looks for adapters that are not in it.
-        raise UserError(f"LoRA adapters ({', '.join(a.name for a in model.adapters)}) are not packaged into "
-                        "images or charts yet", field="adapters",
-                        hint="serve them here with `packager serve MODEL --adapter NAME=DIR`, or mount them and "
-                             "use the fallback runtime's --lora-dir (PACKAGER_LORA_DIR)")
+    """(name, where the engine reads it): the image's adapter directory (packager.adapter_files puts them
+    there: baked, in the weights artifact, or downloaded into the claim), else this machine's copy or the Hub repo."""
     out = []
     for a in model.adapters:
         s = a.source

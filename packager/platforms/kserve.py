@@ -14,7 +14,7 @@ from packager.errors import UserError
 from packager.families import slug
 from packager.image.context import LAUNCHER
 from runtimes.layout import (CACHE_DIR, ENV_MODEL_DIR, ENV_PLAN, ENV_PROFILE, ENV_WEIGHTS_MODE, PLAN_MOUNT_DIR,
-                             PLAN_MOUNT_PATH)
+                             PLAN_MOUNT_PATH, adapter_dir)
 
 GROUP = "serving.kserve.io"
 MODEL_FORMAT = "packager"  # ServingRuntime and InferenceService agree on it; the runtime is also named
@@ -64,6 +64,7 @@ def objects(req: KServeRequest) -> list[dict[str, Any]]:
                         hint="use --kind llminferenceservice, or the chart's router.enabled for an InferencePool")
     values = chart_values(req.plan, image=req.image)
     ctx = _Ctx(req, profile, values, _name(req.plan), _storage_uri(req), PORTS[kind])
+    lora = _lora(ctx)  # checked for both kinds: a local adapter needs the image's copy
     if kind == "inferenceservice":
         return [_plan_config_map(ctx), _serving_runtime(ctx), _inference_service(ctx)]
     return [_plan_config_map(ctx), _llm_inference_service(ctx)]
@@ -230,7 +231,34 @@ def _pod(ctx: _Ctx, role: str) -> dict:
     return pod
 
 
+def _lora(ctx: _Ctx) -> dict | None:
+    """spec.model.lora: the adapters (hf://REPO:REVISION; file:// in the image for a baked local one, which
+    KServe never fetches: the storage initializer is off) and vLLM's limits as the plan set them."""
+    adapters = ctx.req.plan["model"].get("adapters") or []
+    if not adapters:
+        return None
+    out = []
+    for i, a in enumerate(adapters):
+        src = a.get("source") or {}
+        if src.get("repo"):
+            uri = f"hf://{src['repo']}" + (f":{src['revision']}" if src.get("revision") else "")
+        elif ctx.uri is None:
+            uri = f"file://{adapter_dir(a['name'])}"
+        else:
+            raise UserError(f"adapter {a['name']!r} is not on the Hub, so KServe cannot fetch it beside the "
+                            "weights", field=f"adapters[{i}].source",
+                            hint="use --weights baked (the image holds it: packager build --adapter), "
+                                 "or give a Hub adapter: --adapter NAME=REPO@REVISION")
+        out.append({"name": a["name"], "uri": uri})
+    argv = list(ctx.profile.get("engine_argv") or [])
+    limits = {key: int(argv[argv.index(flag) + 1]) for key, flag in (
+        ("maxAdapters", "--max-loras"), ("maxRank", "--max-lora-rank"), ("maxCpuAdapters", "--max-cpu-loras"))
+        if flag in argv}
+    return {"adapters": out, **limits}
+
+
 def _llm_inference_service(ctx: _Ctx) -> dict:
+    lora = _lora(ctx)
     p = ctx.profile
     source = ctx.req.plan["model"].get("source") or {}
     uri = ctx.uri or (f"hf://{source['repo']}" + (f":{source['revision']}" if source.get("revision") else "")
@@ -242,6 +270,8 @@ def _llm_inference_service(ctx: _Ctx) -> dict:
                         "pipeline": int(p.get("pipeline_parallel_size", 1))},
         "template": _pod(ctx, "leader"),
     }
+    if lora:
+        spec["model"]["lora"] = lora
     if ctx.uri is None:
         spec["storageInitializer"] = {"enabled": False}  # baked: the image holds the weights; uri names them
     if int(p.get("nodes", 1)) > 1:

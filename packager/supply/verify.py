@@ -172,6 +172,19 @@ def check_weights(lay: L.Layout, manifest: dict, keys: KeySet, tmp: Path, rep: R
         rep.add(False, "weights signature", f"model-signing: {exc}")
         return
     rep.add(True, "weights signature", f"model-signing, key {keys.model[:19]}...: {', '.join(r for _, r in files)}")
+    check_adapters(manifest, rep)
+
+
+def check_adapters(manifest: dict, rep: Report) -> None:
+    """Each LoRA adapter the statement lists: its files are layers of the signed weights artifact at the
+    digests it gives (model-signing above covered their bytes)."""
+    layers = {ly.get("annotations", {}).get(modelpack.FILEPATH): ly["digest"] for ly in manifest["layers"]}
+    for a in rep.statement.model.get("adapters") or []:
+        files = a.get("sha256") or {}
+        bad = sorted(f for f, d in files.items() if layers.get(f"{a.get('dir')}/{f}") != f"sha256:{d}")
+        rep.add(bool(files) and not bad, f"adapter {a.get('name')}",
+                f"files not in the weights artifact at the signed digests: {', '.join(bad)}" if bad or not files
+                else f"{', '.join(sorted(files))} in the weights artifact, signed")
 
 
 def check_image(lay: L.Layout, keys: KeySet, rep: Report) -> None:

@@ -136,6 +136,8 @@ def launch(env: Mapping[str, str], execvp, rec: dict | None, dry_tmp: str | None
                 rec["problems"].append(f"weights: the image lacks {found['missing'] or 'its weights'} under {target}")
         else:
             weights.ensure(spec, target, env, log=say)
+            for aspec, aenv in weights.adapter_specs(config, env):  # LoRA adapters beside the weights, same checks
+                weights.ensure(aspec, weights.target_dir(aspec, base), aenv, log=say)
         engine = list(decision.argv)
         argv, prelude = engine, []
         if settings.role == "worker":

@@ -148,7 +148,12 @@ def decide(plan: dict, config: dict, hardware, settings: Settings, replan: Repla
 
 
 def relocate_model(argv: list[str], model_dir: str) -> None:
-    """Weights mounted or downloaded elsewhere than the image's model dir: the same relative path there."""
+    """Weights mounted or downloaded elsewhere than the image's model dir: the same relative path there
+    (the LoRA adapters' directories, in --lora-modules, too: they sit beside the weights)."""
+    adapters = MODEL_DIR + "/adapters/"
+    for i, arg in enumerate(argv):
+        if adapters in arg:
+            argv[i] = arg.replace(adapters, model_dir.rstrip("/") + "/adapters/")
     ref = model_path(argv)
     if not ref or not (ref == MODEL_DIR or ref.startswith(MODEL_DIR + "/")):
         return

@@ -58,6 +58,20 @@ def spec_for(profile: dict | None, plan: dict, config: dict, env: Mapping[str, s
     return WeightsSpec(mode, want, dict(full.get("sha256") or {}), {k: v for k, v in full.items() if k in SOURCE_KEYS})
 
 
+def adapter_specs(config: dict, env: Mapping[str, str]) -> list[tuple[WeightsSpec, dict]]:
+    """Each LoRA adapter (image.json's ``adapters``) as a checkpoint of its own, with the environment
+    its download uses: a plain mirror (PACKAGER_WEIGHTS_URL) holds it at its place under the model dir."""
+    mode = weights_mode(config, env)
+    out = []
+    for a in config.get("adapters") or []:
+        spec = WeightsSpec(mode, a["dir"], dict(a.get("files") or {}), dict(a.get("source") or {}))
+        aenv = dict(env)
+        if env.get("PACKAGER_WEIGHTS_URL", "").strip():
+            aenv["PACKAGER_WEIGHTS_URL"] = env["PACKAGER_WEIGHTS_URL"].strip().rstrip("/") + a["dir"][len(MODEL_DIR):]
+        out.append((spec, aenv))
+    return out
+
+
 def base_dir(config: dict, env: Mapping[str, str]) -> str:
     """Where MODEL_DIR's contents are on this start: the image (baked), the weights volume
     (PACKAGER_MODEL_DIR, or a writable / filled MODEL_DIR), else the cache (a bare `docker run`)."""

@@ -151,13 +151,15 @@ def test_vllm_lora_argv_passes_vllms_real_parser(run_cli, adapters_dir, tmp_path
     assert real and all(ln.startswith("ok") for ln in real), r.stdout + r.stderr
 
 
-def test_build_and_chart_refuse_adapters_until_they_are_packaged(run_cli, adapters_dir, tmp_path):
-    """No image may name adapters it does not hold: exit 2 naming `adapters`, nothing written."""
-    m = manifest(adapters_dir, [{"name": "sql", "source": {"path": "sql"}}])
+def test_build_refuses_an_adapter_it_cannot_put_in_the_image(run_cli, tmp_path):
+    """Adapters are packaged (tests/image/test_image_lora.py); an OCI adapter artifact is not pulled at
+    build time: exit 2 naming its field, nothing written."""
+    m = manifest(tmp_path, [{"name": "sql", "source": {"oci": "127.0.0.1:5000/lora/sql@sha256:" + "a" * 64},
+                             "rank": 8, "target_modules": ["q_proj", "v_proj"]}])
     out = tmp_path / "out"
-    code, _, err = run_cli("chart", str(m), "--hardware", "cpu", "--out", str(out))
-    assert code == 2 and "adapters" in err and "not packaged" in err and "Traceback" not in err, err
-    assert not out.exists() or not any(out.rglob("*.yaml"))
+    code, _, err = run_cli("build", str(m), "--hardware", "cpu", "--no-image", "--out", str(out))
+    assert code == 2 and "adapters[0].source.oci" in err and "oras pull" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_adapter_flag_adds_to_the_manifest_and_bad_ones_exit_2(run_cli, adapters_dir):
