@@ -114,6 +114,27 @@ def check_shapes(shapes: Mapping[str, list[int]], r: int, dims: Mapping[str, tup
     return pairs
 
 
+def adapted_modules(shapes: Mapping[str, list[int]], r: int) -> list[str]:
+    """The modules an adapter's tensors adapt (in MODULES order), read without the base model: every
+    tensor a LoRA A [r, in] or B [out, r] of a decoder layer's linear, in complete pairs."""
+    pairs: dict[tuple[int, str], set[str]] = {}
+    for key, shape in shapes.items():
+        m = _KEY.search(key)
+        if m is None or m.group(2) not in MODULES:
+            raise AdapterError(key, f"tensor {key} is not a LoRA weight of a decoder layer's linear "
+                                    f"({', '.join(MODULES)})")
+        rank = shape[0] if m.group(3) == "A" else shape[-1]
+        if len(shape) != 2 or rank != r:
+            raise AdapterError(key, f"tensor {key} has shape {list(shape)}, not rank r={r}")
+        pairs.setdefault((int(m.group(1)), m.group(2)), set()).add(m.group(3))
+    if not pairs:
+        raise AdapterError("lora_path", "the adapter holds no LoRA weights")
+    for (layer, module), ab in pairs.items():
+        if ab != {"A", "B"}:
+            raise AdapterError(module, f"layer {layer} {module} has no {'lora_B' if 'A' in ab else 'lora_A'} weight")
+    return [m for m in MODULES if any(mod == m for _, mod in pairs)]
+
+
 def safetensors_shapes(path: Path) -> dict[str, list[int]]:
     """Tensor name -> shape from a safetensors file's header (8-byte length, then JSON)."""
     try:

@@ -80,12 +80,13 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print the list as
 
 
 def init(
-    source: str = typer.Argument(..., help="A Hugging Face model directory, a .gguf file, or a Hub repo id ORG/NAME[@REV]."),
+    source: str = typer.Argument(..., help="A Hugging Face model directory, a .gguf file, a Hub repo id ORG/NAME[@REV], "
+                                 "or a PEFT adapter directory (writes its `adapters:` entry)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the manifest here (default: stdout)."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision (branch, tag or commit); pinned to its commit."),
     force: bool = typer.Option(False, "--force", help="Overwrite --out when it exists."),
     served_name: Optional[str] = typer.Option(None, "--served-name", help="The name clients send as `model` "
-                                              "(default: the Hub repo id the model's metadata names)."),
+                                              "(default: the Hub repo id the model's metadata names; an adapter's: its directory name)."),
 ) -> None:
     """Write a model manifest from the model's files: architecture, parameters, sha256, license."""
     from packager.init import init_manifest

@@ -1,6 +1,7 @@
 """`packager init SOURCE`: a model manifest drafted from the model's own files (facts, not a template).
 
-SOURCE is a Hugging Face model directory, a .gguf file, or a Hub repo id ORG/NAME[@REVISION].
+SOURCE is a Hugging Face model directory, a .gguf file, or a Hub repo id ORG/NAME[@REVISION]; on a PEFT
+LoRA adapter directory it drafts the model manifest's `adapters:` entry instead.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ def init_manifest(source: str, revision: str | None = None, out: Path | None = N
         raise UserError("--revision is for Hub repos; a local source is read as it is", field="--revision",
                         hint="drop --revision, or pass ORG/NAME to read the repo on the Hub")
     if path.is_dir():
+        from packager.init.adapter import from_adapter_directory, is_adapter_dir
+        if is_adapter_dir(path):  # a PEFT LoRA adapter: its `adapters:` entry, not a model manifest
+            return from_adapter_directory(path, out, served_name)
         from packager.init.local import from_directory
         draft = from_directory(path, out)
     elif path.is_file():

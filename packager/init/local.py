@@ -125,7 +125,8 @@ def from_directory(d: Path, out: Path | None) -> Draft:
     cfg_file = d / "config.json"
     if not cfg_file.is_file():
         raise UserError("no config.json here: not a Hugging Face model directory", file=str(d), field="SOURCE",
-                        hint="pass a directory saved with save_pretrained, a .gguf file, or a Hub repo id ORG/NAME")
+                        hint="pass a directory saved with save_pretrained, a .gguf file, a Hub repo id ORG/NAME, "
+                             "or a PEFT adapter directory (adapter_config.json)")
     try:
         cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
