@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from packager.errors import UserError
+from packager.manifests.packages import PackageMissing, package_file
 from runtimes.digests import sha256_file
 from runtimes.layout import MODEL_DIR
 from runtimes.model_archive import is_archive, unpacked
@@ -82,12 +82,11 @@ def _locate(source: dict) -> Path:
     if kind == "python_package":
         pkg, name = source.get("package"), source.get("file")
         try:
-            dist = metadata.distribution(pkg)
-        except metadata.PackageNotFoundError:
+            found = package_file(pkg, lambda f: f.name == name)
+        except PackageMissing:
             raise missing_weights(source, field="model.source.package") from None
-        for f in dist.files or ():
-            if Path(str(f)).name == name:
-                return Path(dist.locate_file(f))
+        if found is not None:
+            return found
         raise UserError(f"package {pkg!r} has no file {name!r}", field="model.source.file")
     if kind == "huggingface":
         return _hf_snapshot(source)

@@ -6,12 +6,12 @@ The adapter rules themselves (what PEFT config is served, which tensors fit whic
 ``runtimes/lora_config.py``'s, shared with the fallback runtime."""
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
 
 from packager.errors import UserError
 from packager.facts import AdapterFacts
 from packager.manifests.model_schema import Adapter, ModelManifest
+from packager.manifests.packages import PackageMissing, package_file
 from packager.yamlsource import YamlDoc
 from runtimes.digests import sha256_file
 from runtimes.lora_config import (CONFIG, MAX_RANK, MODULES, WEIGHTS, AdapterError, check_shapes, module_dims,
@@ -48,12 +48,12 @@ def _locate(a: Adapter, doc: YamlDoc, i: int) -> Path | None:
         return p.resolve()
     if src.package:
         try:
-            dist = metadata.distribution(src.package)
-        except metadata.PackageNotFoundError:
+            found = package_file(src.package, lambda f: f.name == CONFIG
+                                 and f.parent.as_posix().endswith(src.file.strip("/")))
+        except PackageMissing:
             return None
-        for f in dist.files or ():
-            if f.name == CONFIG and f.parent.as_posix().endswith(src.file.strip("/")):
-                return Path(dist.locate_file(f)).parent.resolve()
+        if found is not None:
+            return found.parent.resolve()
         raise UserError(f"package {src.package!r} has no adapter directory {src.file!r}", file=doc.file,
                         line=doc.line_of(("adapters", i, "source", "file")), field=f"adapters[{i}].source.file",
                         hint=f"list its files with `pip show -f {src.package}`")

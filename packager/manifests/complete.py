@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from importlib import metadata
+from packager.manifests.packages import PackageMissing, package_file
 from pathlib import Path
 
 from packager.errors import UserError
@@ -42,12 +42,11 @@ def locate_weights(manifest: ModelManifest, doc: YamlDoc) -> str | None:
         return str(p.resolve())
     if src.package:
         try:
-            dist = metadata.distribution(src.package)
-        except metadata.PackageNotFoundError:
+            found = package_file(src.package, lambda f: f.name == src.file)
+        except PackageMissing:
             return None
-        for f in dist.files or ():
-            if f.name == src.file:
-                return str(Path(dist.locate_file(f)).resolve())
+        if found is not None:
+            return str(found.resolve())
         raise UserError(f"package {src.package!r} has no file {src.file!r}", file=doc.file,
                         line=doc.line_of(("source", "file")), field="source.file",
                         hint=f"list its files with `pip show -f {src.package}`")
@@ -116,6 +115,12 @@ def complete(manifest: ModelManifest, doc: YamlDoc) -> ModelFacts:
     arch = {k: v for k, v in manifest.architecture.model_dump().items() if v is not None}
     local = locate_weights(manifest, doc)
     task = encoder_facts.task_of(manifest, doc, local)
+    if task == "embed" and manifest.adapters:  # LoRA adapts a generative model's decoder; pooling serves none
+        raise UserError(f"an embedding model (task: embed) serves no LoRA adapters "
+                        f"({', '.join(a.name for a in manifest.adapters)})", file=doc.file,
+                        line=doc.line_of(("adapters",)), field="adapters",
+                        hint="drop `adapters:` and --adapter, or serve them with the generative model they were "
+                             "trained on")
     if local and any(k not in arch for k in (*REQUIRED, "parameters", "kv_heads", "head_dim", "intermediate_size")):
         try:
             found = facts_from_files(local, manifest.source.format)

@@ -47,6 +47,7 @@ class AsyncEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._pending = 0  # adds sent to the thread but not yet scheduled there
+        self._pending_lora: dict[str, int] = {}  # their adapters (name -> count): they wait too
         self._lock = threading.Lock()
 
     # -- lifecycle ----------------------------------------------------------
@@ -72,10 +73,19 @@ class AsyncEngine:
             if queued >= self.max_queue_len:
                 raise QueueFull()
             self._pending += 1
+            if params.lora_name is not None:
+                self._pending_lora[params.lora_name] = self._pending_lora.get(params.lora_name, 0) + 1
         q: asyncio.Queue = asyncio.Queue()
         self._streams[request_id] = q
         self._commands.put(("add", (request_id, prompt_ids, params, time.monotonic())))
         return RequestStream(self, request_id, q)
+
+    def lora_names(self) -> tuple[list[str], list[str]]:
+        """vllm:lora_requests_info's running and waiting adapters: waiting counts the requests still on
+        their way to the engine thread (queued here, not yet in the scheduler) as vLLM counts its queue."""
+        with self._lock:
+            running, waiting = self.engine.scheduler.lora_names()
+            return running, sorted(set(waiting) | set(self._pending_lora))
 
     def _close(self, request_id: str, finished: bool) -> None:
         self._streams.pop(request_id, None)
@@ -109,6 +119,10 @@ class AsyncEngine:
             # engine's waiting count together.
             with self._lock:
                 self._pending -= 1
+                if params.lora_name is not None:
+                    left = self._pending_lora.pop(params.lora_name) - 1
+                    if left:
+                        self._pending_lora[params.lora_name] = left
                 try:
                     self.engine.add_request(request_id, prompt_ids, params, arrival)
                     self._params[request_id] = id(params)

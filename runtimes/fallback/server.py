@@ -202,7 +202,7 @@ def build_app(state: ServerState) -> FastAPI:
     @app.get("/metrics")
     async def metrics():
         if state.lora is not None and state.engine is not None:
-            state.metrics.record_lora(state.args.max_loras, *state.engine.engine.scheduler.lora_names())
+            state.metrics.record_lora(state.args.max_loras, *state.engine.lora_names())
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     def model_card(n: str) -> dict:

@@ -170,3 +170,8 @@ def test_adapter_flag_adds_to_the_manifest_and_bad_ones_exit_2(run_cli, adapters
     assert code == 2 and "--adapter" in err and "NAME=SOURCE" in err and "Traceback" not in err
     code, _, err = run_cli("profiles", "smollm2-135m-instruct", "--hardware", "cpu", "--adapter", "x=org/lora")
     assert code == 2 and "REPO@REVISION" in err
+
+
+def test_an_embedding_model_refuses_adapters(run_cli, adapters_dir):
+    code, _, err = run_cli("profiles", "all-minilm-l6-v2", "--hardware", "cpu", "--adapter", f"sql={adapters_dir / 'sql'}")
+    assert code == 2 and "adapters" in err and "embed" in err and "Traceback" not in err, err

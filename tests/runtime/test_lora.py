@@ -192,3 +192,32 @@ def test_the_shapes_servers_tests_write_adapters_for_are_smollm2s(smol):
     from tests.lora_adapters import SMOL
 
     assert {k: getattr(smol.config, k) for k in vars(SMOL)} == vars(SMOL)
+
+
+def test_waiting_lora_adapters_count_requests_not_yet_in_the_scheduler(smol, adapters):
+    """vllm:lora_requests_info's waiting_lora_adapters: a request the HTTP side queued for the engine
+    thread waits for its adapter already, before the scheduler holds it; it leaves once finished."""
+    import asyncio
+    import threading
+    import time
+
+    from runtimes.fallback.async_engine import AsyncEngine
+
+    eng = engine(smol, {"attn4": adapters["attn4"]})
+    ae = AsyncEngine(eng, max_queue_len=8)
+    loop = asyncio.new_event_loop()
+    ae.attach(loop)
+    ae.add("r1", prompt(smol), SamplingParams(max_tokens=2, temperature=0, lora_name="attn4"))
+    assert eng.scheduler.lora_names() == ([], [])  # the engine thread has not taken it yet
+    assert ae.lora_names() == ([], ["attn4"])
+    worker = threading.Thread(target=ae.run, daemon=True)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (ae.lora_names() != ([], []) or eng.has_work()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ae.lora_names() == ([], [])  # taken, run, finished: no longer waiting anywhere
+    finally:
+        ae.stop()
+        worker.join(timeout=30)
+        loop.close()
