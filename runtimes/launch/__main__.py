@@ -134,6 +134,13 @@ def launch(env: Mapping[str, str], execvp, rec: dict | None, dry_tmp: str | None
                                        "no source to download them from (PACKAGER_WEIGHTS_URL or a Hub repo)")
             if not found["present"] and spec.mode == "baked" and in_image:
                 rec["problems"].append(f"weights: the image lacks {found['missing'] or 'its weights'} under {target}")
+            for aspec, aenv in weights.adapter_specs(config, env):  # each LoRA adapter, as a start would fetch it
+                atarget = weights.target_dir(aspec, base)
+                got = weights.inspect(aspec, atarget, aenv)
+                if not got["present"] and (aspec.mode == "baked" and in_image
+                                           or aspec.mode != "baked" and not got["would_download_from"]):
+                    rec["problems"].append(f"adapter: {atarget} lacks {got['missing'] or 'the adapter'} and there is "
+                                           "no source to download it from (a Hub adapter)")
         else:
             weights.ensure(spec, target, env, log=say)
             for aspec, aenv in weights.adapter_specs(config, env):  # LoRA adapters beside the weights, same checks

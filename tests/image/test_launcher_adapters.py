@@ -100,3 +100,40 @@ def test_lora_modules_follow_weights_that_live_elsewhere(tmp_path):
                 f"sql={adapter_dir('sql')}"]
     relocate_model(fallback, claim)
     assert fallback[4] == f"{claim}/m.gguf" and fallback[-1] == f"sql={claim}/{ADIR}"
+
+
+def test_the_dry_run_names_an_adapter_a_start_could_not_find(tmp_path):
+    """PACKAGER_DRY_RUN=1 (what `packager rehearse` reads): a volume-mode start whose claim lacks a local
+    adapter is a problem named in the record; a Hub adapter would be downloaded, so it is none."""
+    import subprocess
+    import sys
+
+    from packager.planner import plan_files
+    from tests.lora_adapters import SMOL, write_adapter
+
+    root = Path(__file__).resolve().parents[2]
+    write_adapter(tmp_path / "sql", SMOL, 1, rank=4)
+    gguf = f"{MODEL_DIR}/SmolLM2-135M-Instruct.Q4_1.gguf"
+    plan = plan_files(str(root / "manifests" / "models" / "smollm2-135m-instruct.yaml"), "cpu", model_ref=gguf,
+                      adapters=(f"sql={tmp_path / 'sql'}",)).to_dict()
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    (claim / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"stand-in")
+
+    def problems(source: dict) -> list[str]:
+        cfg = {"family": "cpu", "runtimes": ["cpu"], "port": 8000,
+               "weights": {"mode": "volume", "dir": MODEL_DIR, "files": {"SmolLM2-135M-Instruct.Q4_1.gguf": ""}},
+               "adapters": [{"name": "sql", "dir": adapter_dir("sql"), "files": {}, "source": source}]}
+        (tmp_path / "image.json").write_text(json.dumps(cfg))
+        env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "PACKAGER_DRY_RUN": "1", "HOME": "/nonexistent",
+               "PACKAGER_PLAN": str(tmp_path / "plan.json"), "PACKAGER_IMAGE_CONFIG": str(tmp_path / "image.json"),
+               "PACKAGER_MODEL_DIR": str(claim), "PACKAGER_CACHE_DIR": str(tmp_path / "cache")}
+        proc = subprocess.run([sys.executable, "-m", "runtimes.launcher"], capture_output=True, text=True, timeout=120,
+                              env=env, cwd=root)
+        rec = json.loads(proc.stdout)
+        assert f"sql={claim}/{ADIR}" in rec["argv"], rec["argv"]  # the engine reads it from the claim
+        return [p for p in rec["problems"] if p.startswith("adapter")]
+
+    assert problems({}) and f"{claim}/{ADIR}" in problems({})[0]
+    assert problems({"kind": "huggingface", "repo": "org/sql", "revision": "d" * 40}) == []
