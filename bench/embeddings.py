@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchinfo import machine_record  # noqa: E402
+from benchinfo import load_record, machine_record  # noqa: E402
 from runtime_throughput import wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,7 +151,7 @@ def main() -> None:
             "best_round_ratio_bfloat16": round(best["bfloat16"] / best["sentence_transformers"], 2),
             "min_cosine_to_sentence_transformers": {k: round(float((v * st).sum(1).min()), 6) for k, v in vectors.items()},
             "round_seconds": {k: [round(x, 3) for x in v] for k, v in times.items()},
-            "load_average_after": round(os.getloadavg()[0], 2),
+            **load_record(),
         }
     finally:
         child.kill()

@@ -26,7 +26,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "bench"), str(ROOT)]
-from benchinfo import machine_record  # noqa: E402
+from benchinfo import load_record, machine_record  # noqa: E402
 from runtime_throughput import GGUF, NAME, TOPICS, model_dir, wait_ready  # noqa: E402
 from tests.lora_adapters import SMOL, write_adapter  # noqa: E402
 
@@ -77,7 +77,7 @@ def main() -> int:
         proc.wait(60)
     base_tps, lora_tps = statistics.median(rows["base"]), statistics.median(rows["adapters"])
     ratio = lora_tps / base_tps
-    result = {**record, "load_average_after": round(__import__("os").getloadavg()[0], 2),
+    result = {**record, **load_record(),
               "requests": a.requests, "tokens_each": a.tokens, "rounds": a.rounds, "adapters": len(ADAPTERS),
               "rank": a.rank, "base_tokens_per_s": [round(x, 1) for x in rows["base"]],
               "adapter_tokens_per_s": [round(x, 1) for x in rows["adapters"]],

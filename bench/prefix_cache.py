@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchinfo import machine_record  # noqa: E402
+from benchinfo import load_record, machine_record  # noqa: E402
 from runtime_throughput import GGUF, NAME, TOPICS, model_dir, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +97,7 @@ def main() -> None:
         "ttft_median_without_s": round(statistics.median(cold), 4),
         "ttft_median_with_s": round(statistics.median(warm), 4),
         "prefix_cache": counters,
-        "load_average_after": round(__import__("os").getloadavg()[0], 2),
+        **load_record(),
     }
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"TTFT without prefix caching {mean_cold * 1000:.0f} ms, with {mean_warm * 1000:.0f} ms: "

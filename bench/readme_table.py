@@ -72,7 +72,7 @@ def rows() -> list[tuple[str, str, str]]:
                     f"{em['ratio_float32']:.2f} x / {em['ratio_bfloat16']:.2f} x sentence-transformers' `encode` in-process "
                     f"({per['sentence_transformers']:.0f} / s); best rounds {em['best_round_ratio_float32']:.2f} x / "
                     f"{em['best_round_ratio_bfloat16']:.2f} x; min cosine to it "
-                    f"{min(em['min_cosine_to_sentence_transformers'].values()):.5f}; load {em['load_average_before']:g} "
+                    f"{min(em['min_cosine_to_sentence_transformers'].values()):.5f}; {_load_note(em)} "
                     f"(at {_at(em)})", "embeddings"))
     sf = _load("server_faults")
     c64, st, dc, lp = sf["concurrent_64"], sf["sigterm_16"], sf["disconnects_20"], sf["live_probe_4mb"]
@@ -89,8 +89,16 @@ def rows() -> list[tuple[str, str, str]]:
         out.append((f"LoRA: {lo['requests']} concurrent requests over {lo['adapters']} adapters (rank {lo['rank']}) "
                     f"vs {lo['requests']} on the base, x {lo['tokens_each']} tokens",
                     f"{ad:.0f} vs {base:.0f} tok/s: {lo['ratio_adapters_over_base']:.2f} x the base (goal >= "
-                    f"{lo['goal']}; load {lo['load_average_before']} before) (at {_at(lo)})", "lora_throughput"))
+                    f"{lo['goal']}; {_load_note(lo)}) (at {_at(lo)})", "lora_throughput"))
     return out
+
+
+def _load_note(r: dict) -> str:
+    """What else ran: other processes' share of the CPU when the file has it, else the load average."""
+    head = "CONTENDED: " if r.get("contended") else ""
+    if "other_processes_cpu_share" in r:
+        return head + f"other processes used {r['other_processes_cpu_share']:.0%} of the {r['cores']} cores"
+    return head + f"load {r['load_average_before']:.1f} before, {r['load_average_after']:.1f} after on {r['cores']} cores"
 
 
 def _throughput_rows(tp: dict) -> list[tuple[str, str, str]]:
@@ -99,8 +107,7 @@ def _throughput_rows(tp: dict) -> list[tuple[str, str, str]]:
     runs = {r["concurrency"]: r for r in tp["runs"]}
     peer = tp.get("llama_server_tokens_per_s", {})
     plan = tp.get("planner_estimate", {})
-    load = (("CONTENDED: " if tp.get("contended") else "")
-            + f"load {tp['load_average_before']:.1f} before, {tp['load_average_after']:.1f} after on {tp['cores']} cores")
+    load = _load_note(tp)
     for c in (1, 16):
         r = runs.get(c)
         if r is None:

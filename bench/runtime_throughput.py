@@ -34,7 +34,7 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchinfo import machine_record  # noqa: E402
+from benchinfo import load_record, machine_record  # noqa: E402
 from llama_server import VERSION as LLAMA_VERSION, ensure_built  # noqa: E402
 from stream_client import measure  # noqa: E402
 
@@ -257,10 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         "client": "streaming chat completions, ignore_eos, temperature 0; TTFT and inter-chunk gaps per request",
         **info,
         "machine": f"{platform.machine()} {os.cpu_count()} cores, torch {torch.__version__}",
-        "load_average_after": round(os.getloadavg()[0], 2),
+        **load_record(),  # other work on the cores moves every number here: the file says how much
     }
-    # Other work on the cores moves every number here: say so in the file itself.
-    result["contended"] = max(result["load_average_before"], result["load_average_after"]) > 0.5 * (os.cpu_count() or 1)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -280,6 +280,15 @@ name: {{ include "packager.fullname" . }}
 {{- end }}
 
 {{/* The Secret holding the API key, or empty when the API is open. */}}
+{{/* One rule for every object that takes the API beyond the cluster: a key, or open on purpose.
+Call with (list $ "what it is" "the value that turns it on"). */}}
+{{- define "packager.requireKey" -}}
+{{- $root := index . 0 }}
+{{- if not (or (include "packager.authSecret" $root) $root.Values.auth.allowUnauthenticated) }}
+{{- fail (printf "%s: %s would serve the model's API with no key to anyone who reaches it; set auth.existingSecret (a Secret holding the key) or auth.apiKey, or set auth.allowUnauthenticated=true to expose it open on purpose" (index . 2) (index . 1)) }}
+{{- end }}
+{{- end }}
+
 {{- define "packager.authSecret" -}}
 {{- if .Values.auth.existingSecret }}{{ .Values.auth.existingSecret }}
 {{- else if .Values.auth.apiKey }}{{ include "packager.fullname" . }}-auth

@@ -222,7 +222,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     (ctx_dir / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
 
     tag = req.tag or image_ref(plan)
-    chart = _write_chart(plan, out, tag, log, _oci_chart_sets(req, plan, w, tag))
+    chart = _write_chart(plan, out, tag, log, _weights_chart_sets(req, plan, w, tag))
     _commit(out, final)
     ctx_dir = final / "context"
     chart = final / chart.relative_to(out) if chart else None
@@ -347,8 +347,12 @@ def _write_chart(plan: dict, out: Path, tag: str, log, sets: tuple[str, ...] = (
     return Path(write_chart(plan, out / "chart", image=tag, sets=sets))
 
 
-def _oci_chart_sets(req: BuildRequest, plan: dict, w, tag: str) -> tuple[str, ...]:
-    """--weights oci --push: the chart mounts the artifact the push puts in the registry, by digest."""
+def _weights_chart_sets(req: BuildRequest, plan: dict, w, tag: str) -> tuple[str, ...]:
+    """The chart beside the image expects its weights where the image does: volume mode downloads into
+    the claim (a chart left at baked would look in an image that has none); --weights oci --push
+    mounts the artifact the push puts in the registry, by digest."""
+    if req.weights == "volume":
+        return ("weights.mode=volume",)
     if req.weights != "oci" or not req.push:
         return ()
     from packager.supply.ociweights import chart_sets, weights_ref

@@ -70,7 +70,9 @@ def vllm_argv(argv: list[str]) -> Check | None:
     from packager.vllm import contract
 
     try:
-        problems = contract.real_check([argv])[0]
+        from packager.vllm.real_parser import real_check  # imports vllm: ImportError where it is absent
+
+        problems = real_check([argv])[0]
         how = "vLLM's parser"
     except (ImportError, RuntimeError):
         problems = contract.check_argv(argv)

@@ -4,7 +4,7 @@ Two checks:
 - `check_argv(argv)`: against `data/serve_args-0.33.0.json`, a snapshot of
   vLLM's real parser (tools/snapshot_vllm_args.py). No vllm import; fast; used
   by tests and by the planner.
-- `real_check(argvs)`: vLLM's real parser plus `validate_parsed_serve_args`,
+- `real_parser.real_check(argvs)`: vLLM's real parser plus `validate_parsed_serve_args`,
   only inside a venv that has vllm==0.33.0 installed:
       VLLM_TARGET_DEVICE=cpu PYTHONPATH=. VENV/bin/python -m packager.vllm.contract --real FILE.json
 
@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from packager.vllm.serve_argv import VLLM_VERSION, _load
 
@@ -321,63 +321,6 @@ def _serve_rules(values: dict[str, list[str]], bools: dict[str, bool]) -> list[s
     return out
 
 
-# --- the real parser (only inside the vLLM venv) -----------------------------
-
-def _real_parser():
-    # Imported here so that packager never imports vllm at import time.
-    from vllm.entrypoints.cli.serve import ServeSubcommand
-    from vllm.utils.argparse_utils import FlexibleArgumentParser
-
-    top = FlexibleArgumentParser(prog="vllm")
-    subparsers = top.add_subparsers(required=False, dest="subparser")
-    cmd = ServeSubcommand()
-    cmd.subparser_init(subparsers)
-    return top, cmd
-
-
-def real_check(argvs: Iterable[list[str]]) -> list[list[str]]:
-    """Problems per argv from vLLM's real parser + validate_parsed_serve_args."""
-    import contextlib
-    import importlib.metadata
-    import io
-
-    installed = importlib.metadata.version("vllm")
-    if installed != VLLM_VERSION:
-        raise RuntimeError(f"vllm {installed} is installed; the contract is for {VLLM_VERSION}")
-    top, cmd = _real_parser()
-    results: list[list[str]] = []
-    for argv in argvs:
-        if list(argv[:2]) != ["vllm", "serve"]:
-            results.append([f"argv must start with ['vllm', 'serve'], got {list(argv[:2])}"])
-            continue
-        err = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(err):
-                ns = top.parse_args(list(argv[1:]))
-                cmd.validate(ns)
-            if getattr(ns, "model_tag", None) is None:
-                results.append(["no model: vllm serve needs the model as its first positional argument"])
-            else:
-                results.append([])
-        except SystemExit as e:  # argparse errors exit(2) after printing usage
-            lines = [ln for ln in err.getvalue().splitlines() if "error:" in ln]
-            results.append(lines or [f"parser exited with {e.code}"])
-        except (ValueError, TypeError) as e:
-            results.append([f"{type(e).__name__}: {e}"])
-    return results
-
-
-def snapshot_drift() -> list[str]:
-    """Differences between the stored snapshot and the installed vLLM's parser."""
-    top, _cmd = _real_parser()
-    serve = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices["serve"]
-    live = set(serve._option_string_actions)
-    stored = set(load_snapshot().by_string)
-    out = [f"flag in vLLM but not in the snapshot: {s}" for s in sorted(live - stored)]
-    out += [f"flag in the snapshot but not in vLLM: {s}" for s in sorted(stored - live)]
-    return out
-
-
 # --- command line --------------------------------------------------------------
 
 def read_cases(path: str | Path) -> list[dict[str, Any]]:
@@ -405,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     cases = [c for f in a.files for c in read_cases(f)]
     snap_results = [check_argv(c["argv"]) for c in cases]
+    if a.real:
+        from packager.vllm.real_parser import real_check, snapshot_drift
     real_results = real_check([c["argv"] for c in cases]) if a.real else None
     failures = 0
     for n, c in enumerate(cases):

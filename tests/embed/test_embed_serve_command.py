@@ -6,12 +6,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
-from runtime.conftest import free_port
+from runtime.conftest import free_port, wait_ready
 
 from .conftest import EMBED_NAME, TEXTS
 
@@ -29,16 +27,7 @@ def test_packager_serve_the_embedding_model(tmp_path, ref_vectors):
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=fh,
                                 env={"PACKAGER_CACHE_DIR": str(tmp_path / "cache"), **_env()})
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, err.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, err.read_text()[-3000:]
-            time.sleep(0.25)
+        wait_ready(proc, f"http://127.0.0.1:{port}", lambda: err.read_text()[-3000:])
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
         got = client.embeddings.create(model=EMBED_NAME, input=TEXTS)
         cos = torch.nn.functional.cosine_similarity(torch.tensor([d.embedding for d in got.data]), ref_vectors, dim=-1)

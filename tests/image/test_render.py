@@ -166,3 +166,20 @@ def test_the_printed_run_line_reaches_the_profiles_devices(vendor, flags):
     volume = run_command("img:1", "volume", None, 8000, hub)
     assert " -e HF_TOKEN " in volume and "-v /path/to/weights:/opt/packager/model:ro" in volume
     assert "HF_TOKEN=" not in volume  # passed by name: the host's value is never printed
+
+
+def test_a_volume_build_writes_a_chart_that_downloads_into_the_claim(tmp_path):
+    """build --weights volume: the image has no weights, so its chart must not say baked."""
+    import yaml
+
+    from packager.image.pipeline import BuildRequest, run_build
+
+    root = Path(__file__).resolve().parents[2]
+    model = str(root / "manifests" / "models" / "smollm2-135m-instruct.yaml")
+    modes = {}
+    for weights in ("baked", "volume"):
+        req = BuildRequest(model=model, hardware="cpu", out=tmp_path / weights, no_image=True, weights=weights)
+        result = run_build(req, log=lambda m: None)
+        modes[weights] = yaml.safe_load((result.chart / "values.yaml").read_text())["weights"]["mode"]
+        assert json.loads((result.context / "image.json").read_text())["weights"]["mode"] == weights
+    assert modes == {"baked": "baked", "volume": "volume"}

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import pytest
@@ -45,6 +46,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_ready(proc: subprocess.Popen, base: str, log: Callable[[], str], timeout: float = 180.0) -> list[int]:
+    """Poll `base`'s readiness while `proc` lives; the status codes seen (503s, then 200). On a
+    death or a timeout the failure carries `log()` (the server's side)."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log()}")
+        try:
+            code = httpx.get(base + "/v1/health/ready", timeout=5).status_code
+            seen.append(code)
+            if code == 200:
+                return seen
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise TimeoutError(f"server not ready after {timeout} s:\n{log()}")
+
+
 class ServerProcess:
     """``python -m runtimes.fallback`` as a child process."""
 
@@ -66,20 +86,7 @@ class ServerProcess:
 
     def wait_ready(self, timeout: float = 180.0) -> list[int]:
         """Poll readiness; returns the status codes seen (503s, then 200)."""
-        seen: list[int] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.read_log()}")
-            try:
-                code = httpx.get(self.base + "/v1/health/ready", timeout=5).status_code
-                seen.append(code)
-                if code == 200:
-                    return seen
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise TimeoutError(f"server not ready after {timeout} s:\n{self.read_log()}")
+        return wait_ready(self.proc, self.base, self.read_log, timeout)
 
     def read_log(self) -> str:
         self.log.flush()

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import MODEL_NAME, free_port
+from .conftest import MODEL_NAME, free_port, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +23,7 @@ def test_serve_the_default_prints_one_ready_screen(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "packager.cli", "serve", "smollm2-135m-instruct", "--port", str(port)],
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=fh)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, err.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/health/ready", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, err.read_text()[-3000:]
-            time.sleep(0.25)
+        wait_ready(proc, f"http://127.0.0.1:{port}", lambda: err.read_text()[-3000:])
         assert [m["id"] for m in httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]] == [MODEL_NAME]
         for _ in range(40):  # the screen follows the readiness flip by a moment
             text = err.read_text()
