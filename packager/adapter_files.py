@@ -36,7 +36,11 @@ def _root(a: dict, i: int) -> Path:
     if a.get("local_path"):
         return Path(a["local_path"])
     if src.get("repo"):  # downloaded here, as baked weights are: the image build itself has no network
-        return locate({"kind": "huggingface", "repo": src["repo"], "revision": src.get("revision")})
+        try:
+            return locate({"kind": "huggingface", "repo": src["repo"], "revision": src.get("revision")})
+        except UserError as e:  # the weights' message, about this adapter
+            raise UserError(f"adapter {a['name']!r}: {e.message}", field=f"{field}.repo",
+                            hint="set HF_TOKEN for a gated repo, or download the adapter and pass --adapter NAME=DIR") from None
     if src.get("oci"):
         raise UserError(f"adapter {a['name']!r} is an OCI artifact ({src['oci']}); packager does not pull "
                         "adapter artifacts at build time", field=f"{field}.oci",

@@ -145,7 +145,9 @@ def place(weights: Weights, dest: Path) -> None:
     for rel, _ in weights.files:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        src = weights.local(rel)
+        # A Hub snapshot's files are symlinks into its blob store: link the file itself, never the symlink
+        # (os.link does not follow it here, and a relative symlink in the context dangles).
+        src = weights.local(rel).resolve()
         if not src.stat().st_mode & 0o004:
             # The image's user (UID 1000) must read it, and COPY keeps the mode (safetensors writes 0600):
             # a readable copy, never a chmod of the user's own file.

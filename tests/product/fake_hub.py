@@ -59,6 +59,11 @@ class FakeHub:
     def answer(self, h: BaseHTTPRequestHandler, body: bool) -> None:
         path = unquote(urlparse(h.path).path)
         self.requests.append(path)
+        m = re.fullmatch(r"/api/models/(.+?)/tree/([^/]+)", path)
+        if m and m[1] == self.repo and m[2] in self.revisions:  # snapshot_download's file listing
+            return self.send(h, 200, [{"type": "file", "path": x["rfilename"], "size": x["size"], "oid": x["blobId"],
+                                       **({"lfs": {"oid": x["lfs"]["sha256"], "size": x["size"], "pointerSize": 134}}
+                                          if "lfs" in x else {})} for x in self.info()["siblings"]], body)
         m = re.fullmatch(r"/api/models/(.+?)(?:/revision/([^/]+))?", path)
         if m:
             if m[1] != self.repo:
