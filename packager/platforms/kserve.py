@@ -232,23 +232,23 @@ def _pod(ctx: _Ctx, role: str) -> dict:
 
 
 def _lora(ctx: _Ctx) -> dict | None:
-    """spec.model.lora: the adapters (hf://REPO:REVISION; file:// in the image for a baked local one, which
-    KServe never fetches: the storage initializer is off) and vLLM's limits as the plan set them."""
+    """spec.model.lora: the adapters (hf://REPO:REVISION, or file:// in the image for a local one; baked, so
+    KServe fetches neither: the storage initializer is off) and vLLM's limits as the plan set them."""
     adapters = ctx.req.plan["model"].get("adapters") or []
     if not adapters:
         return None
+    if ctx.uri is not None:
+        # KServe's storage initializer would put them where the launcher's argv does not look (it reads
+        # them at adapter_dir under the weights, and cannot write into KServe's read-only model mount).
+        raise UserError(f"adapters ({', '.join(a['name'] for a in adapters)}) are served from the image; KServe "
+                        "fetching the weights (--weights volume) would not put them there", field="adapters[0].source",
+                        hint="use --weights baked: `packager build --adapter NAME=SOURCE` bakes them into the image")
     out = []
-    for i, a in enumerate(adapters):
+    for a in adapters:
         src = a.get("source") or {}
-        if src.get("repo"):
-            uri = f"hf://{src['repo']}" + (f":{src['revision']}" if src.get("revision") else "")
-        elif ctx.uri is None:
-            uri = f"file://{adapter_dir(a['name'])}"
-        else:
-            raise UserError(f"adapter {a['name']!r} is not on the Hub, so KServe cannot fetch it beside the "
-                            "weights", field=f"adapters[{i}].source",
-                            hint="use --weights baked (the image holds it: packager build --adapter), "
-                                 "or give a Hub adapter: --adapter NAME=REPO@REVISION")
+        # where it came from (the Hub at its pinned revision) or, a local one, where the image holds it
+        uri = (f"hf://{src['repo']}" + (f":{src['revision']}" if src.get("revision") else "") if src.get("repo")
+               else f"file://{adapter_dir(a['name'])}")
         out.append({"name": a["name"], "uri": uri})
     argv = list(ctx.profile.get("engine_argv") or [])
     limits = {key: int(argv[argv.index(flag) + 1]) for key, flag in (

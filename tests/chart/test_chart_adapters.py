@@ -102,10 +102,10 @@ def test_llm_inference_service_gets_spec_model_lora(run_cli, tmp_path, adapters)
 
 
 def test_refusals_name_the_field(run_cli, tmp_path, adapters):
-    # KServe fetches volume-mode weights itself; a local adapter is not where it can fetch from
+    # KServe fetching the weights (volume) would not put adapters where the launcher reads them: baked only
     code, out, err = run_cli("kserve", "smollm2-135m-instruct", "--hardware", "nvidia-l4", "--pvc", "models/smol",
                              "--adapter", f"sql={adapters / 'sql'}")
-    assert code == 2 and "adapters[0].source" in err and "Traceback" not in err
+    assert code == 2 and "adapters[0].source" in err and "--weights baked" in err and "Traceback" not in err
     # volume-mode images hold no adapter files, and the launcher downloads Hub adapters only
     code, out, err = run_cli("build", "smollm2-135m-instruct", "--hardware", "cpu", "--weights", "volume", "--no-image",
                              "--out", str(tmp_path / "vol"), "--adapter", f"sql={adapters / 'sql'}")
