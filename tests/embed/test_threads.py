@@ -28,7 +28,9 @@ def test_user_choice_llm_and_unreadable_models_are_left_alone(tmp_path):
 
     env = {"OMP_WAIT_POLICY": "ACTIVE"}
     assert prefer_passive_wait(["--model", str(model_zip())], env) is False and env == {"OMP_WAIT_POLICY": "ACTIVE"}
-    for argv in (["--model", str(gguf_path())], ["--model", str(tmp_path / "missing")], ["--port", "1"], []):
+    (tmp_path / "bad.zip").write_text("not a zip")
+    for argv in (["--model", str(gguf_path())], ["--model", str(tmp_path / "missing")],
+                 ["--model", str(tmp_path / "bad.zip")], ["--port", "1"], []):
         env = {}
         assert prefer_passive_wait(argv, env) is False and env == {}, argv
 
