@@ -22,7 +22,9 @@ def encoder_reasons(model: ModelFacts, c: Candidate) -> list[str]:
     if c.runtime == "triton":
         return ["the fallback runtime embeds on CPU only; on GPUs embedding models are served by vLLM"]
     out = [x for x in runtime_reasons(model, c) if not x.startswith("the fallback runtime implements")]
-    out += precision_reasons(model, c)
+    out += [x for x in precision_reasons(model, c) if not (c.runtime == "cpu" and x.startswith("the CPU runtime"))]
+    if c.runtime == "cpu":
+        out += cpu_precision_reasons(c)
     if c.runtime == "cpu" and model.family not in r["families"]:
         out.append(f"the fallback runtime embeds with {', '.join(r['families'])} encoders, not {model.family}")
     if c.kv_cache_dtype != "auto":
@@ -33,6 +35,26 @@ def encoder_reasons(model: ModelFacts, c: Candidate) -> list[str]:
     if c.variant is not None or c.precision not in r["precisions"]:
         out.append(f"embedding profiles compute in {', '.join(r['precisions'])}, not {c.precision}")
     return out
+
+
+def cpu_precision_reasons(c: Candidate) -> list[str]:
+    """Our encoder computes in fp32, or with bf16 matmuls (`--dtype bfloat16`), which pay only on a CPU
+    with native bf16: the hardware manifest says so by giving its CPU a bf16_tflops."""
+    if c.precision == "fp32":
+        return []
+    if c.precision != "bf16":
+        return [f"the CPU encoder computes in fp32 or bf16, not {c.precision}"]
+    if not c.pool.accelerator.bf16_tflops:
+        return ["bf16 matmuls on a CPU pay only with AVX512-BF16 or AMX: give the pool's accelerator "
+                "bf16_tflops in the hardware manifest to plan them"]
+    return []
+
+
+def _peak(c: Candidate) -> float:
+    acc = c.pool.accelerator
+    if not acc.is_gpu and c.precision == "bf16" and acc.bf16_tflops:
+        return acc.bf16_tflops * 1e12  # the manifest's figure for the pool's CPU
+    return _peak_flops(c)
 
 
 def activation_bytes(model: ModelFacts, c: Candidate, tokens: int, context: int) -> int:
@@ -65,10 +87,10 @@ def estimate(model: ModelFacts, c: Candidate, *, context: int, max_num_seqs: int
     # a small encoder on a GPU.
     bw = c.pool.accelerator.bandwidth_gbs * 1e9 * efficiency(c)
     fixed = r["encoder"]["step_overhead_ms"][c.runtime] / 1e3
-    t1 = max(weights / bw, flops_per_sequence(model, n) / (_peak_flops(c) * util)) + fixed
+    t1 = max(weights / bw, flops_per_sequence(model, n) / (_peak(c) * util)) + fixed
     # vLLM schedules at most max_num_seqs sequences a step; our engine fills a step by tokens alone
     full = max(1, tokens // n if c.runtime == "cpu" else min(max_num_seqs, tokens // n))
-    per_s = full / (full * flops_per_sequence(model, n) / (_peak_flops(c) * util) + fixed)
+    per_s = full / (full * flops_per_sequence(model, n) / (_peak(c) * util) + fixed)
     return Estimates(
         weights_bytes_per_device=weights, kv_cache_bytes_per_token=0, kv_cache_bytes_per_token_per_device=0,
         activation_bytes_per_device=act, memory_budget_bytes_per_device=budget, kv_cache_tokens=0,
@@ -115,5 +137,14 @@ def evaluate_encoder(req: PlanRequest, c: Candidate) -> Profile | Rejection:
     return Profile(candidate=c, max_model_len=context, max_num_seqs=seqs, gpu_memory_utilization=util,
                    estimates=est, engine=engine_for(c), engine_argv=tuple(argv),
                    notes=(f"embedding model ({model.pooling} pooling{', normalised' if model.normalize else ''}): "
-                          f"~{est.sequences_per_s:g} sequences/s of {min(context, rules()['encoder']['typical_tokens'])} tokens",),
+                          f"~{est.sequences_per_s:g} sequences/s of {min(context, rules()['encoder']['typical_tokens'])} tokens",
+                          *_bf16_note(c)),
                    max_num_batched_tokens=tokens)
+
+
+def _bf16_note(c: Candidate) -> tuple[str, ...]:
+    if c.runtime != "cpu" or c.precision != "bf16":
+        return ()
+    r = rules()["encoder"]["cpu_bf16"]
+    return (f"bf16 matmuls (LayerNorms, residuals, pooling in fp32): min cosine {r['min_cosine']} to the fp32 "
+            f"reference, about {r['speedup']}x fp32's embeddings/s ({r['source']})",)

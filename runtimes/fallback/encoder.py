@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from runtimes import st_config
 
-from .linear import Linear, choose_backend
+from .linear import Linear, choose_backend, onednn_bf16_available
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -108,7 +108,9 @@ class BertEncoder:
         if compute != torch.float32:
             if quant:
                 raise ValueError("--quantization applies to fp32 encoders; use --dtype float32 with it")
-            backend = "onednn" if backend == "onednn" else "torch"  # oneDNN prepacks bf16 weights too
+            # oneDNN prepacks bf16 weights where the CPU has the instructions; elsewhere plain torch runs
+            # them (correct, slower than float32: such a CPU has no native bf16 to gain from)
+            backend = "onednn" if backend == "onednn" and onednn_bf16_available() else "torch"
         return cls(EncoderConfig.from_dir(d), weights, backend, compute)
 
     @torch.inference_mode()

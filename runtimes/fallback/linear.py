@@ -58,6 +58,19 @@ def onednn_available(device: str, dtype: torch.dtype) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def onednn_bf16_available() -> bool:
+    """Whether oneDNN prepacks bf16 weights here: it refuses (RuntimeError) on a CPU without AVX512-BW/VL/DQ
+    or AVX-NE-CONVERT, or one held below them by ONEDNN_MAX_CPU_ISA. Tried once on a tiny matrix."""
+    if not onednn_available("cpu", torch.float32):
+        return False
+    try:
+        torch.ops.mkldnn._reorder_linear_weight(torch.zeros(8, 8, dtype=torch.bfloat16), _ROWS_HINT)
+    except RuntimeError:
+        return False
+    return True
+
+
 def int8_available(device: str, dtype: torch.dtype) -> bool:
     return (
         onednn_available(device, dtype)

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from runtimes.st_config import is_encoder, reader
 
-from .protocol import APIError
-
 GENERATE, EMBED = "generate", "embed"
 
 
@@ -22,6 +20,8 @@ def model_task(model: str) -> str:
 
 def refuse_other_task(state, wanted: str, api: str) -> None:
     """A generate route on an embedding model, or an embedding route on an LLM: a 404 naming why."""
+    from .protocol import APIError  # here, not above: model_task runs before torch is imported (threads.py)
+
     task = getattr(state, "task", GENERATE)
     if task != wanted:
         raise APIError(404, f"The model does not support the {api}: it is served for `{task}`.", "model",

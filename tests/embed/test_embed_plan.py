@@ -100,6 +100,28 @@ def test_cpu_plan_serves_the_zip_with_the_fallback(run_cli):
     assert sel["engine_argv"][sel["engine_argv"].index("--max-num-batched-tokens") + 1] == "4096"
 
 
+def test_cpu_bf16_is_planned_only_where_the_hardware_says_the_cpu_has_it(run_cli, tmp_path):
+    """bf16 matmuls (the faster, slightly less exact mode) come from the manifests, never by surprise: the
+    generic `cpu` keeps fp32 and says why; a CPU declared with bf16_tflops gets --dtype bfloat16 and a note
+    with its measured cosine."""
+    code, out, err = run_cli("profiles", "all-minilm-l6-v2", "--hardware", "cpu", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["selected"]["precision"] == "fp32"
+    why = {r["name"]: " ".join(r["reasons"]) for r in plan["rejected"]}
+    assert "bf16_tflops" in why["cpu-bf16-tp1-pp1-throughput"] and "fp32 or bf16" in why["cpu-fp16-tp1-pp1-throughput"]
+    hw = tmp_path / "cpu-bf16.yaml"
+    hw.write_text("name: cpu-bf16\npools:\n  - name: cpu\n    accelerator:\n      name: AMD EPYC (AVX512-BF16)\n"
+                  "      vendor: cpu\n      memory_gib: 24\n      bandwidth_gbs: 40\n      bf16_tflops: 0.38\n"
+                  "      runtimes: [cpu]\n    cpu_cores: 2\n")
+    code, out, err = run_cli("profiles", "all-minilm-l6-v2", "--hardware", str(hw), "--json")
+    assert code == 0, err
+    sel = json.loads(out)["selected"]
+    argv = sel["engine_argv"]
+    assert sel["precision"] == "bf16" and argv[argv.index("--dtype") + 1] == "bfloat16"
+    assert any("min cosine 0.99997" in n for n in sel["notes"]), sel["notes"]
+
+
 def test_vllm_real_parser_accepts_the_pooling_argv(run_cli, tmp_path):
     """vLLM's own parser and validate (PoolerConfig included: a pooling type it lacks is refused)."""
     python = VENV / "bin" / "python"

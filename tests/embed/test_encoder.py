@@ -12,8 +12,7 @@ from .conftest import TEXTS, model_zip, reference
 pytestmark = [pytest.mark.slow, pytest.mark.model_output]
 
 
-@pytest.fixture(scope="module")
-def engine(embed_dir):
+def _engine(embed_dir, dtype: str = "float32"):
     from tokenizers import Tokenizer
 
     from runtimes.fallback.embed_engine import EmbedEngine
@@ -23,7 +22,17 @@ def engine(embed_dir):
     tok = Tokenizer.from_file(str(embed_dir / "tokenizer.json"))
     tok.no_padding()
     tok.no_truncation()
-    return EmbedEngine(BertEncoder.load(embed_dir), PoolingConfig.from_dir(embed_dir), 4096, 4), tok
+    return EmbedEngine(BertEncoder.load(embed_dir, dtype=dtype), PoolingConfig.from_dir(embed_dir), 4096, 4), tok
+
+
+@pytest.fixture(scope="module")
+def engine(embed_dir):
+    return _engine(embed_dir)
+
+
+@pytest.fixture(scope="module")
+def bf16_engine(embed_dir):
+    return _engine(embed_dir, "bfloat16")
 
 
 def test_packed_batch_matches_reference_per_input(engine, ref_vectors):
@@ -91,3 +100,25 @@ def test_archive_unpacks_once_and_refuses_escaping_names(tmp_path):
     with pytest.raises(ValueError, match="unsafe"):
         unpacked(bad, tmp_path / "c")
     assert not (tmp_path / "evil.txt").exists()
+
+
+@pytest.mark.parametrize("which", ["engine", "bf16_engine"])
+def test_packed_batches_of_any_shape_match_reference(which, request, embed_dir, ref_vectors):
+    """Both dtypes the server offers (fp32, the plan's default; bf16 matmuls, bench/embeddings.py's faster
+    mode), on the packed path's edge cases: lengths 3 to 122 in one batch, widely different lengths in
+    either order, a batch of one, and a batch of one length (no padding, no key mask)."""
+    eng, tok = request.getfixturevalue(which)
+    seqs = [e.ids for e in tok.encode_batch(TEXTS)]
+    ours = eng.embed_now(seqs)
+    assert (ours * ref_vectors).sum(-1).min().item() >= 0.999
+    longest, shortest = seqs[5], seqs[3]
+    for order in ([longest, shortest], [shortest, longest, shortest]):
+        got = eng.embed_now(order)
+        want = [ours[5] if s is longest else ours[3] for s in order]
+        assert all((g @ w).item() >= 0.99999 for g, w in zip(got, want))
+    assert (eng.embed_now([seqs[0]])[0] @ ref_vectors[0]).item() >= 0.999  # a batch of one
+    same = [tok.encode(t).ids for t in ("A cat sits on the mat.", "A dog lies on the rug.", "A cow eats in the barn.")]
+    assert len({len(s) for s in same}) == 1
+    cos = (eng.embed_now(same) * reference(embed_dir, ["A cat sits on the mat.", "A dog lies on the rug.",
+                                                       "A cow eats in the barn."])).sum(-1)
+    assert cos.min().item() >= 0.999, cos.tolist()
