@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packager.catalog import catalog
-from packager.detect.cpu import cpu_model, host_cores, host_memory_gib
+from packager.detect.cpu import NATIVE_BF16_FLAGS, cpu_model, host_cores, host_memory_gib, native_bf16
 from packager.detect.describe import DETECTED, describe_hardware
 from packager.detect.identify import identify
 from packager.detect.kfd import KFD_NODES, read_kfd
@@ -38,10 +38,17 @@ def measure_gpus(sources: Sources) -> list[MeasuredGpu]:
     return read_nvidia(nvml) or read_kfd(sources.kfd_root)  # type: ignore[arg-type]
 
 
-def cpu_pool() -> Pool:
+def cpu_pool(cpuinfo: str = "/proc/cpuinfo") -> Pool:
     """This host's CPU as a pool: what serves when no GPU does (detection, and a CPU image on a GPU node)."""
-    return Pool(name="local", accelerator=catalog()["cpu"], count=1, nodes=1, memory_gib=host_memory_gib(),
-                cpu_cores=host_cores(), cloud="onprem", resource_key=None)
+    acc, cores = catalog()["cpu"], host_cores()
+    if native_bf16(cpuinfo) and acc.fp32_tflops_per_core:
+        # Twice the fp32 rate: vdpbf16ps does two bf16 products per fp32 lane (bench/embeddings' profile
+        # here: oneDNN matmuls at ~211 GFLOP/s per core in bf16, ~108 in fp32).
+        acc = replace(acc, bf16_tflops=round(2 * acc.fp32_tflops_per_core * cores, 3),
+                      source=acc.source + "; bf16_tflops: native bf16 (" + "/".join(NATIVE_BF16_FLAGS)
+                      + " in /proc/cpuinfo), twice the fp32 rate per core")
+    return Pool(name="local", accelerator=acc, count=1, nodes=1, memory_gib=host_memory_gib(),
+                cpu_cores=cores, cloud="onprem", resource_key=None)
 
 
 def detect_hardware(sources: Sources | None = None) -> Hardware:

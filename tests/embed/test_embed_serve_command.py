@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from packager.detect.cpu import native_bf16
 from runtime.conftest import free_port, wait_ready
 
 from .conftest import EMBED_NAME, TEXTS
@@ -34,7 +35,9 @@ def test_packager_serve_the_embedding_model(tmp_path, ref_vectors):
         assert cos.min().item() >= 0.999, cos.tolist()
         assert (tmp_path / "cache" / "unpacked").is_dir()  # the zip was unpacked where it was told
         text = err.read_text()
-        assert "profile   cpu-fp32-tp1-pp1-throughput" in text[text.index("ready in "):]
+        # bf16 matmuls where this CPU has native bf16 (packager.detect.cpu.native_bf16), else fp32
+        precision = "bf16" if native_bf16() else "fp32"
+        assert f"profile   cpu-{precision}-tp1-pp1-throughput" in text[text.index("ready in "):]
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(60)

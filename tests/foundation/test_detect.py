@@ -146,6 +146,24 @@ def test_no_driver_means_the_cpu():
     assert pool.accelerator.key == "cpu" and pool.count == 1 and pool.memory_gib > 0
 
 
+@pytest.mark.parametrize("flags,bf16", [("fpu avx2 avx512f", False), ("fpu avx2 avx512f avx512_bf16", True),
+                                        ("fpu avx2 amx_tile amx_bf16", True)], ids=["avx512", "avx512_bf16", "amx"])
+def test_a_cpu_with_native_bf16_gets_bf16_tflops(tmp_path, flags, bf16):
+    """Only native bf16 (AVX512-BF16, AMX) makes bf16 matmuls pay: the detected CPU says so, at twice
+    its fp32 rate; the encoder planner plans bf16 only then (test_embed_plan)."""
+    from packager.detect import cpu_pool
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n")
+    acc = cpu_pool(str(info)).accelerator
+    assert acc.key == "cpu"
+    if bf16:
+        assert acc.bf16_tflops == round(2 * acc.fp32_tflops_per_core * cpu_pool(str(info)).cpu_cores, 3)
+        assert "native bf16" in acc.source
+    else:
+        assert acc.bf16_tflops is None
+
+
 def test_the_real_pynvml_runs_through_the_same_reader():
     """This machine has nvidia-ml-py and no NVIDIA driver: the real module answers through read_nvidia."""
     real = system_nvml()
