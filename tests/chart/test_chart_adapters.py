@@ -5,20 +5,17 @@ spec.model.lora, checked against the KServe CRD; what cannot work is refused (ex
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from chart_checks import REPO, by_kind, render, validate
+from chart_checks import by_kind, render, validate
 
-from packager.cachedir import cache_dir
 from runtimes.layout import adapter_dir
 from tests.lora_adapters import SMOL, write_adapter
+from tests.vllm_real import real_check
 
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
-VENV = Path(os.environ.get("VLLM_VENV") or cache_dir("venv-vllm"))  # .ci/vllm_contract.sh makes it
 
 
 @pytest.fixture(scope="module")
@@ -51,13 +48,7 @@ def test_vllm_chart_passes_the_image_adapter_dirs_and_vllm_accepts_them(run_cli,
             argv[argv.index("--max-cpu-loras") + 1]) == ("2", "16", "2")
     assert str(adapters) not in (chart / "plan.json").read_text()  # no build-host path in the chart
     assert check_argv(argv) == []
-    cases = tmp_path / "cases.json"
-    cases.write_text(json.dumps([{"name": "chart-lora", "argv": argv}]))
-    python = VENV / "bin" / "python"
-    assert python.exists(), f"the vLLM venv is missing ({VENV}); .ci/vllm_contract.sh makes it"
-    r = subprocess.run([str(python), "-m", "packager.vllm.contract", str(cases), "--real"], cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO), "VLLM_TARGET_DEVICE": "cpu"},
-                       capture_output=True, text=True, timeout=600)
+    r = real_check([{"name": "chart-lora", "argv": argv}], tmp_path)
     real = [ln for ln in r.stdout.splitlines() if "[vllm]" in ln]
     assert real and all(ln.startswith("ok") for ln in real), r.stdout + r.stderr
 

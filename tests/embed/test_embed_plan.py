@@ -4,19 +4,17 @@ stage sizes it without a KV cache, and the vLLM pooling argv passes vLLM 0.33.0'
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from packager.cachedir import cache_dir
+
+from tests.vllm_real import real_check
 
 from .conftest import model_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "manifests" / "models" / "all-minilm-l6-v2.yaml"
-VENV = Path(os.environ.get("VLLM_VENV") or cache_dir("venv-vllm"))  # .ci/vllm_contract.sh makes it
 
 
 def _manifest(tmp_path: Path, body: str) -> str:
@@ -124,17 +122,11 @@ def test_cpu_bf16_is_planned_only_where_the_hardware_says_the_cpu_has_it(run_cli
 
 def test_vllm_real_parser_accepts_the_pooling_argv(run_cli, tmp_path):
     """vLLM's own parser and validate (PoolerConfig included: a pooling type it lacks is refused)."""
-    python = VENV / "bin" / "python"
-    assert python.exists(), f"no vLLM venv at {VENV}: run .ci/vllm_contract.sh"
     code, out, err = run_cli("profiles", "all-minilm-l6-v2", "--hardware", "nvidia-l4:1", "--json")
     cases = [{"name": p["name"], "argv": p["engine_argv"]} for p in json.loads(out)["candidates"]]
     bad = [a.replace("MEAN", "AVERAGE") for a in cases[0]["argv"]]
     cases.append({"name": "unknown-pooling", "argv": bad, "expect_valid": True, "expect_valid_real": False})
-    f = tmp_path / "cases.json"
-    f.write_text(json.dumps({"cases": cases}))
-    r = subprocess.run([str(python), "-m", "packager.vllm.contract", "--real", str(f)], cwd=ROOT, text=True,
-                       capture_output=True, env={**os.environ, "VLLM_TARGET_DEVICE": "cpu", "PYTHONPATH": str(ROOT)},
-                       timeout=300)
+    r = real_check(cases, tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "ok   unknown-pooling [vllm]: " in r.stdout and "PoolerConfig" in r.stdout
     assert r.stdout.count("[vllm]") == len(cases)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from packager.cachedir import cache_dir
 from runtimes.api_keys import OPEN_PATHS
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV = Path(os.environ.get("VLLM_VENV") or cache_dir("venv-vllm"))  # .ci/vllm_contract.sh makes it
+from tests.vllm_real import VENV
 
 SCRIPT = r'''
 import json, os, re, sys

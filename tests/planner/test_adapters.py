@@ -6,18 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from packager.cachedir import cache_dir
-from tests.conftest import MODELS, ROOT
+from tests.conftest import MODELS
 from tests.lora_adapters import SMOL, tensors, write_adapter
+from tests.vllm_real import real_check
 
-VENV = Path(os.environ.get("VLLM_VENV") or cache_dir("venv-vllm"))  # .ci/vllm_contract.sh makes it
 BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
@@ -138,15 +135,9 @@ def test_vllm_lora_argv_passes_vllms_real_parser(run_cli, adapters_dir, tmp_path
                     {"name": "chat", "path": str(adapters_dir / "chat"), "base_model_name": BASE}]
     assert first[first.index("--max-lora-rank") + 1] == "32"
     assert all(check_argv(a) == [] for a in argvs)
-    cases = tmp_path / "cases.json"
     bad = [*first[:first.index("--max-lora-rank") + 1], "24", *first[first.index("--max-lora-rank") + 2:]]
-    cases.write_text(json.dumps([{"name": f"plan-{i}", "argv": a} for i, a in enumerate(argvs)]
-                                + [{"name": "rank-24", "argv": bad, "expect_valid": False}]))
-    python = VENV / "bin" / "python"
-    assert python.exists(), f"the vLLM venv is missing ({VENV}); .ci/vllm_contract.sh makes it"
-    r = subprocess.run([str(python), "-m", "packager.vllm.contract", str(cases), "--real"], cwd=ROOT,
-                       env={**os.environ, "PYTHONPATH": str(ROOT), "VLLM_TARGET_DEVICE": "cpu"},
-                       capture_output=True, text=True, timeout=600)
+    r = real_check([{"name": f"plan-{i}", "argv": a} for i, a in enumerate(argvs)]
+                   + [{"name": "rank-24", "argv": bad, "expect_valid": False}], tmp_path)
     real = [ln for ln in r.stdout.splitlines() if "[vllm]" in ln]
     assert real and all(ln.startswith("ok") for ln in real), r.stdout + r.stderr
 
