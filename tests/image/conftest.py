@@ -5,6 +5,7 @@ Without an engine these tests skip on a developer machine and FAIL under CI=true
 (CI must run .ci/docker.sh first)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -74,27 +75,34 @@ def built_image(tmp_path_factory):
     subprocess.run([cli, "image", "rm", "-f", tag], capture_output=True)
 
 
-@pytest.fixture(scope="session")
-def container(built_image):
-    cli, port = built_image["cli"], free_port()
-    name = f"packager-test-{os.getpid()}"
+@contextlib.contextmanager
+def running(cli: str, tag: str, name: str, timeout: float = 600):
+    """The image as a container on the host network (loopback, a free port), ready; removed after.
+    Yields {name, port, cli, logs}; a container that exits or never gets ready fails with its logs."""
+    port = free_port()
     run = subprocess.run([cli, "run", "-d", "--name", name, "--network", "host", "-e", "PACKAGER_HOST=127.0.0.1",
-                          "-e", f"PACKAGER_PORT={port}", built_image["tag"]], capture_output=True, text=True)
+                          "-e", f"PACKAGER_PORT={port}", tag], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+    def logs() -> str:
+        got = subprocess.run([cli, "logs", name], capture_output=True, text=True)
+        return got.stdout[-3000:] + got.stderr[-3000:]
+
     try:
-        deadline = time.monotonic() + 600
-        while True:
-            if docker.probe_ready(port):
-                break
+        deadline = time.monotonic() + timeout
+        while not docker.probe_ready(port):
             state = json.loads(subprocess.run([cli, "inspect", name], capture_output=True, text=True).stdout)[0]
-            logs = lambda: subprocess.run([cli, "logs", name], capture_output=True, text=True)  # noqa: E731
             if not state["State"]["Running"]:
-                l = logs()
-                pytest.fail(f"container exited ({state['State']['ExitCode']}):\n{l.stdout[-3000:]}{l.stderr[-3000:]}")
+                pytest.fail(f"container exited ({state['State']['ExitCode']}):\n{logs()}")
             if time.monotonic() > deadline:
-                l = logs()
-                pytest.fail(f"not ready after 600 s:\n{l.stdout[-3000:]}{l.stderr[-3000:]}")
+                pytest.fail(f"not ready after {timeout} s:\n{logs()}")
             time.sleep(1)
-        yield {"name": name, "port": port, "cli": cli}
+        yield {"name": name, "port": port, "cli": cli, "logs": logs}
     finally:
         subprocess.run([cli, "rm", "-f", name], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def container(built_image):
+    with running(built_image["cli"], built_image["tag"], f"packager-test-{os.getpid()}") as c:
+        yield c

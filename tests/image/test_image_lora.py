@@ -8,13 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
-from packager.image import docker
-from tests.image.conftest import ROOT, free_port, packager_cli, require_engine
+from tests.image.conftest import ROOT, free_port, packager_cli, require_engine, running
+from tests.runtime.conftest import wait_ready
 from tests.lora_adapters import SMOL, write_adapter
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -38,37 +37,10 @@ def lora_image(tmp_path_factory):
         subprocess.run([cli, "image", "rm", "-f", tag], capture_output=True)
 
 
-def _wait_ready(port: int, alive, logs, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while not docker.probe_ready(port):
-        if not alive():
-            pytest.fail(f"server exited:\n{logs()[-4000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"not ready after {timeout} s:\n{logs()[-4000:]}")
-        time.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def lora_container(lora_image):
-    cli, port = lora_image["cli"], free_port()
-    name = f"packager-test-lora-{os.getpid()}"
-    run = subprocess.run([cli, "run", "-d", "--name", name, "--network", "host", "-e", "PACKAGER_HOST=127.0.0.1",
-                          "-e", f"PACKAGER_PORT={port}", lora_image["tag"]], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-
-    def logs() -> str:
-        got = subprocess.run([cli, "logs", name], capture_output=True, text=True)
-        return got.stdout + got.stderr
-
-    def alive() -> bool:
-        state = json.loads(subprocess.run([cli, "inspect", name], capture_output=True, text=True).stdout)[0]
-        return state["State"]["Running"]
-
-    try:
-        _wait_ready(port, alive, logs)
-        yield {"port": port, "name": name, "logs": logs}
-    finally:
-        subprocess.run([cli, "rm", "-f", name], capture_output=True)
+    with running(lora_image["cli"], lora_image["tag"], f"packager-test-lora-{os.getpid()}") as c:
+        yield c
 
 
 def greedy(port: int, model: str, logprobs: bool = False) -> list:
@@ -110,7 +82,8 @@ def test_the_container_answers_as_packager_serve_does(lora_image, lora_container
                              "--port", str(port), "--adapter", f"sql={lora_image['adapter']}"],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
-        _wait_ready(port, lambda: proc.poll() is None, lambda: (tmp_path / "serve.log").read_text(errors="replace"))
+        wait_ready(proc, f"http://127.0.0.1:{port}", lambda: (tmp_path / "serve.log").read_text(errors="replace")[-4000:],
+                   timeout=600)
         here = greedy(port, "sql")
     finally:
         proc.terminate()
