@@ -90,6 +90,9 @@ def decode_attention(
     seq_lens [B] = valid positions (current token included, >= 1).
     Query head h reads kv head h // (Hq // Hkv), as HF's repeat_kv does.
     Softmax in fp32; returns [B, Hq, D] in q.dtype.
+    Positions past a sequence's length that its table reaches must hold finite
+    values (the runtime zeros blocks when it hands them out, and pads tables
+    with a sequence's own blocks): they get zero weight, and 0 * finite is 0.
     ``max_seq_len`` (optional) is max(seq_lens) if the caller already knows it
     (must be >= it); passing it avoids a device->host sync, so on a GPU the op
     then has none and can be captured in a CUDA graph.
@@ -102,33 +105,42 @@ def decode_attention(
     n = min(int(max_seq_len), block_tables.shape[1] * bs)
     nb = -(-n // bs)
     k = v = None
-    view = False
     if b == 1 and q.device.type == "cpu":  # .tolist() is free on CPU, a sync on GPU
         ids = block_tables[0, :nb].tolist()
         if ids == list(range(ids[0], ids[0] + nb)):
-            # Consecutive blocks (a lone request usually has them): a view, no copy.
-            k = k_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)[:, :n]
-            v = v_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)[:, :n]
-            view = True
+            # Consecutive blocks (the block manager hands them out so): a view, no copy.
+            k = k_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv * d)
+            v = v_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv * d)
     if k is None:
-        # One gather of every sequence's used blocks: [B, nb * bs, Hkv, D].
+        # One gather of every sequence's used blocks: [B, nb * bs, Hkv * D].
         t = block_tables[:, :nb]
-        k = k_cache[t].view(b, nb * bs, hkv, d)[:, :n]
-        v = v_cache[t].view(b, nb * bs, hkv, d)[:, :n]
-    qf = q.float().reshape(b, hkv, g, d)  # GQA by reshape: group g shares kv head
-    kf = k.float().permute(0, 2, 1, 3)  # [B, Hkv, n, D]
-    vf = v.float().permute(0, 2, 1, 3)
-    scores = torch.matmul(qf, kf.transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, n]
-    if not (view and n == int(seq_lens[0])):  # a contiguous lone sequence at full length needs no mask
+        k = k_cache[t].view(b, nb * bs, hkv * d)
+        v = v_cache[t].view(b, nb * bs, hkv * d)
+    k, v = k[:, :n].float(), v[:, :n].float()  # no-ops for an fp32 cache
+    if not (n == int(seq_lens[0]) and b == 1):  # a lone sequence at full length needs no mask
         pad = torch.arange(n, device=q.device).view(1, n) >= seq_lens.view(b, 1)  # [B, n]
-        scores.masked_fill_(pad.view(b, 1, 1, n), float("-inf"))
-        # Zero V past each length too: 0 * NaN from stale cache rows would
-        # otherwise poison the output. The view is the cache itself: copy.
-        vpad = pad.view(b, 1, n, 1)
-        vf = vf.masked_fill(vpad, 0.0) if view else vf.masked_fill_(vpad, 0.0)
-    probs = torch.softmax(scores, dim=-1)
-    out = torch.matmul(probs, vf)  # [B, Hkv, G, D]
-    return out.reshape(b, hq, d).to(q.dtype)
+    else:
+        pad = None
+    if b == 1:
+        # One sequence: GQA by reshape, K/V as strided views (no copy at this size).
+        qf = q.float().view(hkv, g, d)
+        scores = torch.matmul(qf, k.view(n, hkv, d).permute(1, 2, 0)).mul_(scale)  # [Hkv, G, n]
+        if pad is not None:
+            scores.masked_fill_(pad.view(1, 1, n), float("-inf"))
+        out = torch.matmul(torch.softmax(scores, dim=-1), v.view(n, hkv, d).transpose(0, 1))  # [Hkv, G, D]
+        return out.reshape(1, hq, d).to(q.dtype)
+    # A batch: GQA without permuting the gathered cache. Each query head meets
+    # all Hkv heads' features, with zeros outside its own group's head (a
+    # block-diagonal q), so K and V are read in the cache's [positions, Hkv * D]
+    # layout; the Hkv-fold extra multiply-adds (of zeros) cost less than the copy.
+    eye = torch.eye(hkv, dtype=torch.float32, device=q.device).view(1, hkv, 1, hkv, 1)
+    qx = (q.float().view(b, hkv, g, 1, d) * eye).view(b, hq, hkv * d)
+    scores = torch.bmm(qx, k.transpose(1, 2)).mul_(scale)  # [B, Hq, n]
+    if pad is not None:
+        scores.masked_fill_(pad.view(b, 1, n), float("-inf"))
+    wide = torch.bmm(torch.softmax(scores, dim=-1), v).view(b, hkv, g, hkv, d)  # [B, Hq, Hkv * D]
+    out = torch.diagonal(wide, dim1=1, dim2=3)  # [B, G, D, Hkv]: each head's own group
+    return out.permute(0, 3, 1, 2).reshape(b, hq, d).to(q.dtype)
 
 
 def rope_tables(
