@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
+_FUSED_RMS_NORM = hasattr(F, "rms_norm")
+
 
 def rms_norm(
     x: torch.Tensor,
@@ -34,6 +36,8 @@ def rms_norm(
         h = x + residual
     else:
         h = x
+    if h.dtype == torch.float32 and _FUSED_RMS_NORM:
+        return F.rms_norm(h, h.shape[-1:], weight, eps), h  # one kernel, the same fp32 math
     hf = h.float()
     var = hf.pow(2).mean(-1, keepdim=True)
     y = hf * torch.rsqrt(var + eps) * weight.float()
@@ -64,6 +68,17 @@ def rotary(
     c = cos.index_select(0, positions).unsqueeze(1)  # [T, 1, D/2]
     s = sin.index_select(0, positions).unsqueeze(1)
     return _rotate(q, c, s), _rotate(k, c, s)
+
+
+def rope_rows(positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """This step's cos/sin rows [T, 1, D/2], gathered once for every layer (``rotate``)."""
+    return cos.index_select(0, positions).unsqueeze(1), sin.index_select(0, positions).unsqueeze(1)
+
+
+def rotate(x: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``rotary`` on q and k heads side by side ([T, Hq + Hkv, D], a view of the
+    fused qkv output) with ``rope_rows``: one chain of ops instead of two."""
+    return _rotate(x, *rows)
 
 
 def _rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -123,7 +138,7 @@ def decode_attention(
         pad = None
     if b == 1:
         # One sequence: GQA by reshape, K/V as strided views (no copy at this size).
-        qf = q.float().view(hkv, g, d)
+        qf = q.float().reshape(hkv, g, d)
         scores = torch.matmul(qf, k.view(n, hkv, d).permute(1, 2, 0)).mul_(scale)  # [Hkv, G, n]
         if pad is not None:
             scores.masked_fill_(pad.view(1, 1, n), float("-inf"))
@@ -134,7 +149,7 @@ def decode_attention(
     # block-diagonal q), so K and V are read in the cache's [positions, Hkv * D]
     # layout; the Hkv-fold extra multiply-adds (of zeros) cost less than the copy.
     eye = torch.eye(hkv, dtype=torch.float32, device=q.device).view(1, hkv, 1, hkv, 1)
-    qx = (q.float().view(b, hkv, g, 1, d) * eye).view(b, hq, hkv * d)
+    qx = (q.float().reshape(b, hkv, g, 1, d) * eye).view(b, hq, hkv * d)
     scores = torch.bmm(qx, k.transpose(1, 2)).mul_(scale)  # [B, Hq, n]
     if pad is not None:
         scores.masked_fill_(pad.view(b, 1, n), float("-inf"))
