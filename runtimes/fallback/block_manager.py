@@ -61,6 +61,10 @@ class BlockManager:
         # Prefix-cache counters in tokens, as vLLM's prefix_cache_queries/hits.
         self.queries = 0
         self.hits = 0
+        # Blocks handed out since the last ``pop_fresh``: the runner zeros
+        # them, so a sequence's unwritten positions hold zeros, never stale
+        # (possibly non-finite) K/V, and decode attention needs no V mask.
+        self._fresh: list[int] = []
 
     # -- sizes --------------------------------------------------------------
     def blocks_for(self, num_tokens: int) -> int:
@@ -132,18 +136,33 @@ class BlockManager:
                 raise RuntimeError(f"{seq_id} outgrew its reservation")
             alloc.reserved -= 1
             self._reserved -= 1
-            alloc.table.append(self._take())
+            alloc.table.append(self._take(alloc.table[-1] + 1 if alloc.table else None))
         return alloc.table
 
-    def _take(self) -> int:
-        bid, _ = self._free.popitem(last=False)  # least recently freed
+    def _take(self, after: int | None = None) -> int:
+        """A free block: ``after`` (the block following the table's last one)
+        when it is free and holds no cached prefix, so a sequence's table
+        stays consecutive and a lone decode reads its K/V as a view; else the
+        least recently freed one."""
+        blk = self.blocks[after] if after is not None and after < self.num_blocks else None
+        if blk is not None and blk.ref_count == 0 and blk.hash is None and after in self._free:
+            del self._free[after]
+            bid = after
+        else:
+            bid, _ = self._free.popitem(last=False)  # least recently freed
         blk = self.blocks[bid]
         if blk.hash is not None:  # evict: its content is about to be overwritten
             if self._cached.get(blk.hash) == bid:
                 del self._cached[blk.hash]
             blk.hash = None
         blk.ref_count = 1
+        self._fresh.append(bid)
         return bid
+
+    def pop_fresh(self) -> list[int]:
+        """Blocks handed out since the last call (to be zeroed before they are read)."""
+        fresh, self._fresh = self._fresh, []
+        return fresh
 
     # -- after a step -------------------------------------------------------
     def register(self, seq_id: str, tokens: list[int], num_computed: int) -> None:

@@ -118,6 +118,7 @@ class LLMEngine:
         q0, h0 = self.blocks.queries, self.blocks.hits
         step = self.scheduler.schedule()
         self.last_stats = StepStats(prefix_queries=self.blocks.queries - q0, prefix_hits=self.blocks.hits - h0)
+        self.runner.kv.zero_blocks(self.blocks.pop_fresh())
         if step.empty:
             return []
         seqs, tokens = self.runner.run(step)

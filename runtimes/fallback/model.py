@@ -19,6 +19,7 @@ from .attention import attention
 from .batch import ForwardBatch
 from .config import ModelConfig
 from .kernels import Ops, rope_tables
+from .kernels.reference import rope_rows, rotate
 from .kv_cache import KVCache
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,14 @@ class DecoderLayer(nn.Module):
             lora.apply(layer_idx, "qkv", h, qkv)
         t = qkv.shape[0]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
-        q = q.view(t, cfg.num_heads, cfg.head_dim)
-        k = k.view(t, cfg.num_kv_heads, cfg.head_dim)
         v = v.view(t, cfg.num_kv_heads, cfg.head_dim)
-        q, k = ops.rotary(q, k, batch.positions, rope[0], rope[1])
+        if len(rope) == 3:  # torch ops: q and k heads rotated together, with this step's rows
+            qk = rotate(qkv[:, : self.q_size + self.kv_size].view(t, -1, cfg.head_dim), rope[2])
+            q, k = qk[:, : cfg.num_heads], qk[:, cfg.num_heads :]
+        else:
+            q = q.view(t, cfg.num_heads, cfg.head_dim)
+            k = k.view(t, cfg.num_kv_heads, cfg.head_dim)
+            q, k = ops.rotary(q, k, batch.positions, rope[0], rope[1])
         k_cache, v_cache = kv.layer(layer_idx)
         a = attention(batch, q, k, v, k_cache, v_cache, cfg.head_dim**-0.5, ops)
         a = a.view(t, self.q_size)
@@ -94,6 +99,8 @@ class DecoderLM(nn.Module):
         x = F.embedding(batch.input_ids, self.embed)
         residual = None
         rope = (self.rope_cos, self.rope_sin)
+        if ops.name == "torch":  # the rows every layer's rotary reads: gathered once per step
+            rope += (rope_rows(batch.positions, *rope),)
         for i, layer in enumerate(self.layers):
             x, residual = layer(x, residual, batch, i, kv, rope, ops)
         # Only rows that sample need the norm and the (large) vocab matmul.

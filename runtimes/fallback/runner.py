@@ -84,7 +84,9 @@ class ModelRunner:
             groups += tuple((seg.row, seg.row + seg.length, True) for seg in segments)
         lens = [s.num_computed + 1 for s in step.decode]
         width = max((len(s.block_table) for s in step.decode), default=0)
-        tables = [s.block_table + [0] * (width - len(s.block_table)) for s in step.decode]
+        # Padded with each sequence's own last block: attention reads (and
+        # masks out) only the sequence's own, finite K/V.
+        tables = [s.block_table + s.block_table[-1:] * (width - len(s.block_table)) for s in step.decode]
         batch = ForwardBatch(
             input_ids=torch.tensor(ids, dtype=torch.long, device=dev),
             positions=torch.tensor(pos, dtype=torch.long, device=dev),

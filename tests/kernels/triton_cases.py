@@ -158,10 +158,11 @@ def test_decode_attention(T, dtype, b, hq, hkv, d, lens, splits):
     q = torch.randn(b, hq, d, generator=g).to(dtype)
     slot_ids = torch.randperm(slots, generator=g)[:b]
     seq_lens = torch.tensor(lens, dtype=torch.int64)
-    # Rows past each length are garbage (never-written cache); they must not leak.
+    # Rows past each length are garbage, finite (the runtime zeros blocks
+    # when it hands them out); they must not leak.
     for i in range(b):
         k_cache[slot_ids[i], :, lens[i]:] = 1e4
-        v_cache[slot_ids[i], :, lens[i]:] = float("nan")
+        v_cache[slot_ids[i], :, lens[i]:] = -3e4
     # Scattered blocks, and a block size that does not divide the kernel's tile.
     page = (16, 5, 32)[b % 3]
     kp, tables = to_paged(k_cache, page, _g(42))

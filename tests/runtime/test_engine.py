@@ -207,6 +207,20 @@ def test_greedy_outputs_do_not_depend_on_the_batch(make_engine):
     assert all(len(alone[r]["ids"]) == params[r].max_tokens and alone[r]["reason"] == "length" for r in alone)
 
 
+def test_garbage_in_the_kv_cache_never_reaches_an_answer(make_engine):
+    """Blocks are zeroed when handed out and tables padded with a sequence's own
+    blocks, so attention needs no V mask: a cache full of NaN (what a model
+    that overflowed once would leave) changes no answer, alone or batched."""
+    params = {rid: SamplingParams(max_tokens=6 + i, temperature=0) for i, rid in enumerate(prompts())}
+    want = run_all(make_engine(batch_invariant=False), {r: (ids, params[r]) for r, ids in prompts().items()})
+    for requests in ({"r1": (prompts()["r1"], params["r1"])}, {r: (ids, params[r]) for r, ids in prompts().items()}):
+        eng = make_engine(batch_invariant=False)
+        eng.runner.kv.k.fill_(float("nan"))
+        eng.runner.kv.v.fill_(float("nan"))
+        got = run_all(eng, requests)
+        assert got == {r: want[r] for r in requests}
+
+
 def test_requests_join_and_leave_between_steps(make_engine):
     eng = make_engine(max_num_seqs=2, prefill_chunk=8)
     ids = prompts()

@@ -48,6 +48,20 @@ def test_block_manager_reserves_shares_and_evicts_least_recently_freed():
     assert m.queries == 9 + 9 + 20 and m.hits == 8
 
 
+def test_tables_stay_consecutive_where_the_next_block_is_free_and_fresh_blocks_are_reported():
+    m = BlockManager(num_blocks=5, block_size=4, enable_prefix_caching=False)
+    for sid in "abcd":
+        m.admit(sid, [1, 2], 4)
+        m.ensure(sid, 2)
+    assert m.pop_fresh() == [0, 1, 2, 3] and m.pop_fresh() == []
+    for sid in "bad":
+        m.free(sid)  # least recently freed first: 3, 0, 1, 4
+    m.admit("e", [5] * 12, 12)
+    # Least recently freed 3, then 4 (after 3, free) rather than 0, then 0.
+    assert m.ensure("e", 12) == [3, 4, 0]
+    assert m.pop_fresh() == [3, 4, 0], "every block handed out is reported, to be zeroed"
+
+
 def test_without_caching_nothing_is_shared():
     m = BlockManager(num_blocks=4, block_size=4, enable_prefix_caching=False)
     m.admit("a", [1] * 9, 9)

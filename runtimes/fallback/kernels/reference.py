@@ -17,6 +17,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
+_FUSED_RMS_NORM = hasattr(F, "rms_norm")
+
 
 def rms_norm(
     x: torch.Tensor,
@@ -34,6 +36,8 @@ def rms_norm(
         h = x + residual
     else:
         h = x
+    if h.dtype == torch.float32 and _FUSED_RMS_NORM:
+        return F.rms_norm(h, h.shape[-1:], weight, eps), h  # one kernel, the same fp32 math
     hf = h.float()
     var = hf.pow(2).mean(-1, keepdim=True)
     y = hf * torch.rsqrt(var + eps) * weight.float()
@@ -66,6 +70,17 @@ def rotary(
     return _rotate(q, c, s), _rotate(k, c, s)
 
 
+def rope_rows(positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """This step's cos/sin rows [T, 1, D/2], gathered once for every layer (``rotate``)."""
+    return cos.index_select(0, positions).unsqueeze(1), sin.index_select(0, positions).unsqueeze(1)
+
+
+def rotate(x: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``rotary`` on q and k heads side by side ([T, Hq + Hkv, D], a view of the
+    fused qkv output) with ``rope_rows``: one chain of ops instead of two."""
+    return _rotate(x, *rows)
+
+
 def _rotate(x: torch.Tensor, c: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     xf = x.float()
@@ -90,6 +105,9 @@ def decode_attention(
     seq_lens [B] = valid positions (current token included, >= 1).
     Query head h reads kv head h // (Hq // Hkv), as HF's repeat_kv does.
     Softmax in fp32; returns [B, Hq, D] in q.dtype.
+    Positions past a sequence's length that its table reaches must hold finite
+    values (the runtime zeros blocks when it hands them out, and pads tables
+    with a sequence's own blocks): they get zero weight, and 0 * finite is 0.
     ``max_seq_len`` (optional) is max(seq_lens) if the caller already knows it
     (must be >= it); passing it avoids a device->host sync, so on a GPU the op
     then has none and can be captured in a CUDA graph.
@@ -102,33 +120,42 @@ def decode_attention(
     n = min(int(max_seq_len), block_tables.shape[1] * bs)
     nb = -(-n // bs)
     k = v = None
-    view = False
     if b == 1 and q.device.type == "cpu":  # .tolist() is free on CPU, a sync on GPU
         ids = block_tables[0, :nb].tolist()
         if ids == list(range(ids[0], ids[0] + nb)):
-            # Consecutive blocks (a lone request usually has them): a view, no copy.
-            k = k_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)[:, :n]
-            v = v_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)[:, :n]
-            view = True
+            # Consecutive blocks (the block manager hands them out so): a view, no copy.
+            k = k_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv * d)
+            v = v_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv * d)
     if k is None:
-        # One gather of every sequence's used blocks: [B, nb * bs, Hkv, D].
+        # One gather of every sequence's used blocks: [B, nb * bs, Hkv * D].
         t = block_tables[:, :nb]
-        k = k_cache[t].view(b, nb * bs, hkv, d)[:, :n]
-        v = v_cache[t].view(b, nb * bs, hkv, d)[:, :n]
-    qf = q.float().reshape(b, hkv, g, d)  # GQA by reshape: group g shares kv head
-    kf = k.float().permute(0, 2, 1, 3)  # [B, Hkv, n, D]
-    vf = v.float().permute(0, 2, 1, 3)
-    scores = torch.matmul(qf, kf.transpose(-1, -2)).mul_(scale)  # [B, Hkv, G, n]
-    if not (view and n == int(seq_lens[0])):  # a contiguous lone sequence at full length needs no mask
+        k = k_cache[t].view(b, nb * bs, hkv * d)
+        v = v_cache[t].view(b, nb * bs, hkv * d)
+    k, v = k[:, :n].float(), v[:, :n].float()  # no-ops for an fp32 cache
+    if not (n == int(seq_lens[0]) and b == 1):  # a lone sequence at full length needs no mask
         pad = torch.arange(n, device=q.device).view(1, n) >= seq_lens.view(b, 1)  # [B, n]
-        scores.masked_fill_(pad.view(b, 1, 1, n), float("-inf"))
-        # Zero V past each length too: 0 * NaN from stale cache rows would
-        # otherwise poison the output. The view is the cache itself: copy.
-        vpad = pad.view(b, 1, n, 1)
-        vf = vf.masked_fill(vpad, 0.0) if view else vf.masked_fill_(vpad, 0.0)
-    probs = torch.softmax(scores, dim=-1)
-    out = torch.matmul(probs, vf)  # [B, Hkv, G, D]
-    return out.reshape(b, hq, d).to(q.dtype)
+    else:
+        pad = None
+    if b == 1:
+        # One sequence: GQA by reshape, K/V as strided views (no copy at this size).
+        qf = q.float().reshape(hkv, g, d)
+        scores = torch.matmul(qf, k.view(n, hkv, d).permute(1, 2, 0)).mul_(scale)  # [Hkv, G, n]
+        if pad is not None:
+            scores.masked_fill_(pad.view(1, 1, n), float("-inf"))
+        out = torch.matmul(torch.softmax(scores, dim=-1), v.view(n, hkv, d).transpose(0, 1))  # [Hkv, G, D]
+        return out.reshape(1, hq, d).to(q.dtype)
+    # A batch: GQA without permuting the gathered cache. Each query head meets
+    # all Hkv heads' features, with zeros outside its own group's head (a
+    # block-diagonal q), so K and V are read in the cache's [positions, Hkv * D]
+    # layout; the Hkv-fold extra multiply-adds (of zeros) cost less than the copy.
+    eye = torch.eye(hkv, dtype=torch.float32, device=q.device).view(1, hkv, 1, hkv, 1)
+    qx = (q.float().reshape(b, hkv, g, 1, d) * eye).view(b, hq, hkv * d)
+    scores = torch.bmm(qx, k.transpose(1, 2)).mul_(scale)  # [B, Hq, n]
+    if pad is not None:
+        scores.masked_fill_(pad.view(b, 1, n), float("-inf"))
+    wide = torch.bmm(torch.softmax(scores, dim=-1), v).view(b, hkv, g, hkv, d)  # [B, Hq, Hkv * D]
+    out = torch.diagonal(wide, dim1=1, dim2=3)  # [B, G, D, Hkv]: each head's own group
+    return out.permute(0, 3, 1, 2).reshape(b, hq, d).to(q.dtype)
 
 
 def rope_tables(
