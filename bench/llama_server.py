@@ -63,8 +63,10 @@ def source_tree() -> Path:
     root.mkdir(parents=True, exist_ok=True)
     sdist = root / f"llama_cpp_python-{VERSION}.tar.gz"
     if not sdist.is_file():
+        # pip reads the sdist's metadata through its build backend (scikit-build-core): in an isolated
+        # build env from the same registry, so a fresh machine needs nothing installed first.
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                        "--no-build-isolation", f"llama-cpp-python=={VERSION}", "-d", str(root)], check=True)
+                        f"llama-cpp-python=={VERSION}", "-d", str(root)], check=True)
     with tarfile.open(sdist) as tar:
         tar.extractall(root, filter="data")
     return src
