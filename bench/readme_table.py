@@ -83,6 +83,13 @@ def rows() -> list[tuple[str, str, str]]:
                 f"in {st['seconds_to_exit']} s; {dc['clients']} disconnects: idle in {dc['seconds_to_idle']} s; "
                 f"live probe p99 {lp['live_p99_ms']:.0f} ms under {lp['clients']} x 4 MB prompts{_stalls(sf)} "
                 f"(at {_at(sf)})", "server_faults"))
+    if (RESULTS / "decode_profile.json").exists():
+        dp = _load("decode_profile")
+        for r in dp["runs"]:
+            top = ", ".join(f"{k} {v:.1f}" for k, v in list(r["by_bucket_ms"].items())[:4])
+            out.append((f"where a decode step's time goes, {r['sequences']} sequence{'s' if r['sequences'] > 1 else ''}",
+                        f"{r['step_wall_ms']:.1f} ms a step: {top} ms; outside torch's ops {r['outside_ops_ms']:.1f} ms "
+                        f"({_load_note(dp)}) (at {_at(dp)})", "decode_profile"))
     if (RESULTS / "lora_throughput.json").exists():
         lo = _load("lora_throughput")
         base, ad = statistics.median(lo["base_tokens_per_s"]), statistics.median(lo["adapter_tokens_per_s"])

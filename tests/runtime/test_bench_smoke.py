@@ -43,3 +43,13 @@ def test_lora_throughput_bench(tmp_path):
     d = json.loads(out.read_text())
     assert d["base_tokens_per_s"][0] > 0 and d["adapter_tokens_per_s"][0] > 0 and d["commit"]
     assert d["ratio_adapters_over_base"] > 0
+
+
+def test_decode_profile_bench(tmp_path):
+    out = tmp_path / "profile.json"
+    run(["bench/decode_profile.py", "--steps", "2", "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert [r["sequences"] for r in d["runs"]] == [1, 16] and d["commit"]
+    one, sixteen = d["runs"]
+    assert one["step_wall_ms"] > 0 and one["by_bucket_ms"]["int4 matmuls (the layers' weights, up to 8 rows)"] > 0
+    assert "fp32 matmuls (oneDNN, past 8 rows)" in sixteen["by_bucket_ms"]  # past 8 rows the layers run in fp32
