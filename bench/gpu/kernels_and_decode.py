@@ -237,8 +237,8 @@ def check_kernels(run: Run, torch, T, Rf, rope_tables, device, dtypes, smoke: bo
             kc = rnd(slots, hkv, cap, d, dtype=dtype)
             vc = rnd(slots, hkv, cap, d, dtype=dtype)
             slot_ids = torch.randperm(slots, generator=gen)[:b]
-            for i in range(b):  # never-written rows: must not leak into the output
-                vc[int(slot_ids[i]), :, int(lens_t[i]):] = float("nan")
+            for i in range(b):  # rows past each length: finite garbage (the runtime zeros blocks it hands
+                vc[int(slot_ids[i]), :, int(lens_t[i]):] = -3e4  # out, so no NaN), must not leak into the output
             kc, vc = to_pages(kc), to_pages(vc)
             q = rnd(b, hq, d, dtype=dtype)
             bt, lens_d = tables_for(torch, slot_ids.to(device), cap), lens_t.to(device)
