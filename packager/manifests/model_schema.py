@@ -15,6 +15,21 @@ SLUG = r"^[a-z0-9]([a-z0-9.-]{0,61}[a-z0-9])?$"
 SERVED_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,255}$"  # e.g. org/model-name, as on the Hub
 
 
+
+def _check_source(src, kinds: tuple[str, ...], package_file: str) -> None:
+    """The rules a weights source and an adapter source share: one kind, a pinned revision for a
+    Hub repo, a file inside a package, digests of 64 hex digits."""
+    if len([k for k in kinds if getattr(src, k)]) != 1:
+        names = [f"`{k}`" for k in kinds]
+        raise ValueError(f"give exactly one of {', '.join(names[:-1])} or {names[-1]}")
+    if src.repo and not src.revision:
+        raise ValueError("a Hugging Face `repo` needs a pinned `revision` (commit sha or tag) so builds are reproducible")
+    if src.package and not src.file:
+        raise ValueError(f"a `package` source needs `file`: {package_file}")
+    for name, digest in src.sha256.items():
+        if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
+            raise ValueError(f"sha256 of {name!r} must be 64 hex digits")
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -32,16 +47,7 @@ class Source(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "Source":
-        kinds = [k for k in ("path", "repo", "package") if getattr(self, k)]
-        if len(kinds) != 1:
-            raise ValueError("give exactly one of `path`, `repo` or `package`")
-        if self.repo and not self.revision:
-            raise ValueError("a Hugging Face `repo` needs a pinned `revision` (commit sha or tag) so builds are reproducible")
-        if self.package and not self.file:
-            raise ValueError("a `package` source needs `file`: the weights file inside the package")
-        for name, digest in self.sha256.items():
-            if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
-                raise ValueError(f"sha256 of {name!r} must be 64 hex digits")
+        _check_source(self, ("path", "repo", "package"), "the weights file inside the package")
         return self
 
     @property
@@ -99,18 +105,9 @@ class AdapterSource(Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> "AdapterSource":
-        kinds = [k for k in ("path", "repo", "package", "oci") if getattr(self, k)]
-        if len(kinds) != 1:
-            raise ValueError("give exactly one of `path`, `repo`, `package` or `oci`")
-        if self.repo and not self.revision:
-            raise ValueError("a Hugging Face `repo` needs a pinned `revision` (commit sha or tag) so builds are reproducible")
-        if self.package and not self.file:
-            raise ValueError("a `package` source needs `file`: the adapter directory inside the package")
+        _check_source(self, ("path", "repo", "package", "oci"), "the adapter directory inside the package")
         if self.oci and "@sha256:" not in self.oci:
             raise ValueError("an `oci` adapter must be pinned by digest: REPO@sha256:HEX")
-        for name, digest in self.sha256.items():
-            if len(digest) != 64 or any(c not in "0123456789abcdefABCDEF" for c in digest):
-                raise ValueError(f"sha256 of {name!r} must be 64 hex digits")
         return self
 
     @property
