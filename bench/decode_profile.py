@@ -23,9 +23,10 @@ from benchinfo import load_record, machine_record  # noqa: E402  (bench/benchinf
 ROOT = Path(__file__).resolve().parents[1]
 # op name -> bucket; the first bucket with a matching key wins (index_copy_ is a copy, index a gather).
 BUCKETS = (
-    ("int4 matmuls (the layers' weights, up to 8 rows)", ("_weight_int4pack_mm",)),
-    ("int8 matmul (the LM head, up to 8 rows)", ("_weight_int8pack_mm",)),
-    ("fp32 matmuls (oneDNN, past 8 rows)", ("_linear_pointwise", "mkldnn", "aten::addmm", "aten::mm")),
+    ("int4 matmuls (the layers' weights, few rows)", ("_weight_int4pack_mm",)),
+    ("int8 matmul (the LM head, few rows)", ("_weight_int8pack_mm",)),
+    ("oneDNN matmuls (bf16 copy on native-bf16 CPUs, else fp32; batched rows)",
+     ("_linear_pointwise", "mkldnn", "aten::addmm", "aten::mm")),
     ("attention (bmm, softmax)", ("aten::bmm", "aten::baddbmm", "aten::_softmax", "scaled_dot_product")),
     ("copies, casts, KV writes", ("aten::copy_", "aten::_to_copy", "aten::index_copy_", "aten::cat",
                                   "aten::gather", "aten::empty", "aten::clone", "aten::fill_", "aten::zero_")),

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import platform
 
+from runtimes.cpu_isa import NATIVE_BF16_FLAGS, native_bf16  # noqa: F401  (one rule, shared with the runtime)
+
 
 def host_memory_gib(meminfo: str = "/proc/meminfo") -> float:
     try:
@@ -34,19 +36,3 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
     except OSError:
         pass
     return f"{platform.machine() or 'unknown'} CPU"
-
-
-# Flags that give a CPU native bf16 matmuls: AVX512-BF16's vdpbf16ps (two bf16 products per fp32 lane)
-# or AMX tiles. Without them torch emulates bf16 and gains nothing over fp32.
-NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return bool(set(line.split(":", 1)[1].split()) & set(NATIVE_BF16_FLAGS))
-    except OSError:
-        pass
-    return False

@@ -267,3 +267,21 @@ def test_the_recorder_answers_in_the_replay_format():
         assert replayed and all(g.pci_vendor == 0x10DE for g in replayed)
     else:
         assert done.returncode == 1 and done.stderr.startswith("NVML did not answer") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("flags,cap,native", [
+    ("avx2 avx512f avx512_bf16", None, True),
+    ("avx2 avx512f avx512_bf16", "AVX512_CORE_BF16", True),
+    ("avx2 avx512f avx512_bf16", "avx512_core_amx", True),
+    ("avx2 avx512f avx512_bf16", "AVX512_CORE", False),  # the CI's emulation of an older CPU
+    ("avx2 avx512f avx512_bf16", "AVX2", False),
+    ("avx2 avx512f amx_bf16 amx_tile", "", True),
+    ("avx2 avx512f avx512_vnni", None, False),
+])
+def test_the_runtime_takes_bf16_matmuls_only_where_onednn_may_run_them_natively(tmp_path, flags, cap, native):
+    from runtimes.cpu_isa import onednn_native_bf16
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: fpu {flags}\n")
+    env = {} if cap is None else {"ONEDNN_MAX_CPU_ISA": cap}
+    assert onednn_native_bf16(str(cpuinfo), env) is native

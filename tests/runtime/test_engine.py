@@ -362,7 +362,7 @@ def test_requests_wait_for_blocks_and_all_finish(make_engine):
 
 
 def test_int4_is_chosen_only_for_matrices_that_are_exactly_4_bit():
-    from runtimes.fallback.linear import Linear, auto_backend, int4_groups, linear_maker
+    from runtimes.fallback.linear import Linear, auto_backend, bf16_decode, int4_groups, linear_maker
 
     g = torch.Generator().manual_seed(11)
     # A Q4_1-style matrix: per group of 32, min + q * scale with q in 0..15 (both ends used).
@@ -380,9 +380,13 @@ def test_int4_is_chosen_only_for_matrices_that_are_exactly_4_bit():
     assert make.used == {"int4": 1, "int8": 1}
     lin = Linear(four_bit, None, "int4")
     x = torch.randn(20, 256, generator=g)
-    for rows in (1, 3, 20):  # direct int4 rows, and the oneDNN path past INT8_DIRECT_ROWS
+    # Direct int4 rows, batched decode rows (a bf16 copy where this CPU has native bf16, else fp32) and
+    # prompt rows (wide: always the fp32 copy).
+    assert (lin.weight_bf16 is not None) == bf16_decode()
+    for rows in (1, 3, 5, 20):
         ref = F.linear(x[:rows], four_bit)
         assert float((lin(x[:rows]) - ref).norm() / ref.norm()) < 0.01
+        assert float((lin(x[:rows], wide=True) - ref).norm() / ref.norm()) < 1e-5
     with pytest.raises(ValueError):
         Linear(dense, None, "int4")
 

@@ -113,8 +113,7 @@ def decode_attention(
     then has none and can be captured in a CUDA graph.
     """
     b, hq, d = q.shape
-    _, bs, hkv, _ = k_cache.shape
-    g = hq // hkv
+    num_blocks, bs, hkv, _ = k_cache.shape
     if max_seq_len is None:
         max_seq_len = int(seq_lens.max().item())
     n = min(int(max_seq_len), block_tables.shape[1] * bs)
@@ -124,38 +123,23 @@ def decode_attention(
         ids = block_tables[0, :nb].tolist()
         if ids == list(range(ids[0], ids[0] + nb)):
             # Consecutive blocks (the block manager hands them out so): a view, no copy.
-            k = k_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv * d)
-            v = v_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv * d)
+            k = k_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)
+            v = v_cache[ids[0] : ids[0] + nb].view(1, nb * bs, hkv, d)
     if k is None:
-        # One gather of every sequence's used blocks: [B, nb * bs, Hkv * D].
-        t = block_tables[:, :nb]
-        k = k_cache[t].view(b, nb * bs, hkv * d)
-        v = v_cache[t].view(b, nb * bs, hkv * d)
-    k, v = k[:, :n].float(), v[:, :n].float()  # no-ops for an fp32 cache
+        # One gather of every sequence's used blocks as whole rows: index_select copies a block with one
+        # memcpy, 3.6x faster here than advanced indexing (k_cache[t]) on the same blocks.
+        t = block_tables[:, :nb].reshape(-1)
+        k = k_cache.view(num_blocks, -1).index_select(0, t).view(b, nb * bs, hkv, d)
+        v = v_cache.view(num_blocks, -1).index_select(0, t).view(b, nb * bs, hkv, d)
+    # [B, Hkv, n, D] as strided views: SDPA reads them in place, and its GQA maps query head h to
+    # kv head h // (Hq // Hkv) without repeating K/V (1.3-1.5x the bmm formulations it replaced here).
+    k, v = k[:, :n].transpose(1, 2).float(), v[:, :n].transpose(1, 2).float()  # .float(): no-op on fp32
+    mask = None
     if not (n == int(seq_lens[0]) and b == 1):  # a lone sequence at full length needs no mask
-        pad = torch.arange(n, device=q.device).view(1, n) >= seq_lens.view(b, 1)  # [B, n]
-    else:
-        pad = None
-    if b == 1:
-        # One sequence: GQA by reshape, K/V as strided views (no copy at this size).
-        qf = q.float().reshape(hkv, g, d)
-        scores = torch.matmul(qf, k.view(n, hkv, d).permute(1, 2, 0)).mul_(scale)  # [Hkv, G, n]
-        if pad is not None:
-            scores.masked_fill_(pad.view(1, 1, n), float("-inf"))
-        out = torch.matmul(torch.softmax(scores, dim=-1), v.view(n, hkv, d).transpose(0, 1))  # [Hkv, G, D]
-        return out.reshape(1, hq, d).to(q.dtype)
-    # A batch: GQA without permuting the gathered cache. Each query head meets
-    # all Hkv heads' features, with zeros outside its own group's head (a
-    # block-diagonal q), so K and V are read in the cache's [positions, Hkv * D]
-    # layout; the Hkv-fold extra multiply-adds (of zeros) cost less than the copy.
-    eye = torch.eye(hkv, dtype=torch.float32, device=q.device).view(1, hkv, 1, hkv, 1)
-    qx = (q.float().reshape(b, hkv, g, 1, d) * eye).view(b, hq, hkv * d)
-    scores = torch.bmm(qx, k.transpose(1, 2)).mul_(scale)  # [B, Hq, n]
-    if pad is not None:
-        scores.masked_fill_(pad.view(b, 1, n), float("-inf"))
-    wide = torch.bmm(torch.softmax(scores, dim=-1), v).view(b, hkv, g, hkv, d)  # [B, Hq, Hkv * D]
-    out = torch.diagonal(wide, dim1=1, dim2=3)  # [B, G, D, Hkv]: each head's own group
-    return out.permute(0, 3, 1, 2).reshape(b, hq, d).to(q.dtype)
+        mask = (torch.arange(n, device=q.device).view(1, n) < seq_lens.view(b, 1)).view(b, 1, 1, n)
+    out = F.scaled_dot_product_attention(q.float().view(b, hq, 1, d), k, v, attn_mask=mask, scale=scale,
+                                         enable_gqa=True)
+    return out.view(b, hq, d).to(q.dtype)
 
 
 def rope_tables(
