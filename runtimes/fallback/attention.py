@@ -25,8 +25,11 @@ def attention(
     k_flat, v_flat = k_cache.view(-1, hkv, d), v_cache.view(-1, hkv, d)
     k_flat.index_copy_(0, batch.slot_mapping, k)
     v_flat.index_copy_(0, batch.slot_mapping, v)
-    out = torch.empty_like(q)  # every row is a decode row or in a prefill segment
     b = batch.num_decode
+    if not batch.prefill and batch.row_groups is None:  # a pure decode step: the kernel's output as it is
+        tables, lens = batch.decode_block_tables, batch.decode_seq_lens
+        return ops.decode_attention(q, k_cache, v_cache, tables, lens, scale, max(batch.decode_len_list))
+    out = torch.empty_like(q)  # every row is a decode row or in a prefill segment
     if b:
         tables, lens = batch.decode_block_tables, batch.decode_seq_lens
         if batch.row_groups is None:

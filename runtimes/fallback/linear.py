@@ -140,6 +140,14 @@ def int4_groups(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     return q.to(torch.int32).view(n, k), scale, lo
 
 
+def _finish(y: torch.Tensor, bias: torch.Tensor | None, residual: bool) -> torch.Tensor:
+    """A bf16 kernel's rows as the model's fp32 (kept bf16 for a residual add when there is no bias)."""
+    if residual and bias is None:
+        return y
+    y = y.float()
+    return y if bias is None else y.add_(bias)
+
+
 def _bf16_copy(weight: torch.Tensor) -> torch.Tensor | None:
     """oneDNN's bf16 prepack of the weights, for batched decode rows, where ``bf16_decode``."""
     if not bf16_decode():
@@ -194,18 +202,18 @@ class Linear:
     def direct_rows(self) -> int:
         return BF16_DIRECT_ROWS if self.weight_bf16 is not None else INT8_DIRECT_ROWS
 
-    def _mm(self, x: torch.Tensor, wide: bool = False) -> torch.Tensor:
+    def _mm(self, x: torch.Tensor, wide: bool = False, residual: bool = False) -> torch.Tensor:
         if self.backend in ("int8", "int4"):
             if wide or x.shape[0] > self.direct_rows:
                 if not wide and self.weight_bf16 is not None:
-                    y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), self.weight_bf16, None, "none", [], "").float()
-                    return y if self.bias is None else y.add_(self.bias)
+                    y = torch.ops.mkldnn._linear_pointwise(x.bfloat16(), self.weight_bf16, None, "none", [], "")
+                    return _finish(y, self.bias, residual)
                 return torch.ops.mkldnn._linear_pointwise(x, self.weight_wide, self.bias, "none", [], "")
             if self.backend == "int4":
-                y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.bfloat16(), self.weight, INT4_GROUP, self.scale).float()
+                y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.bfloat16(), self.weight, INT4_GROUP, self.scale)
             else:
-                y = torch.ops.aten._weight_int8pack_mm(x.bfloat16(), self.weight, self.scale).float()
-            return y if self.bias is None else y.add_(self.bias)
+                y = torch.ops.aten._weight_int8pack_mm(x.bfloat16(), self.weight, self.scale)
+            return _finish(y, self.bias, residual)
         if self.backend == "w8a8":
             xq, xs = _quantize_rows(x)
             y = torch._int_mm(xq, self.weight).float().mul_(xs).mul_(self.scale)
@@ -215,13 +223,16 @@ class Linear:
         return F.linear(x, self.weight, self.bias)
 
     def __call__(self, x: torch.Tensor, groups: tuple[tuple[int, int, bool], ...] | None = None,
-                 wide: bool = False) -> torch.Tensor:
+                 wide: bool = False, residual: bool = False) -> torch.Tensor:
         """``wide``: take the full-precision-activation path even for few rows
         (prompt rows: their K/V are what every later token attends to, and bf16
         activations there flipped a small model's answers). ``groups``:
-        (start, end, wide) row ranges, one call each (batch-invariant mode)."""
+        (start, end, wide) row ranges, one call each (batch-invariant mode).
+        ``residual``: the output only feeds an add into the fp32 residual stream,
+        which upcasts it in the same kernel, so bf16 rows may come back as they are
+        (one cast fewer per matmul on the decode path)."""
         if groups is None:
-            return self._mm(x, wide)
+            return self._mm(x, wide, residual)
         # Batch-invariant mode: one call per group, each on a contiguous copy.
         out = x.new_empty(x.shape[0], self.out_features)
         for start, end, w in groups:

@@ -65,7 +65,7 @@ class DecoderLayer(nn.Module):
         k_cache, v_cache = kv.layer(layer_idx)
         a = attention(batch, q, k, v, k_cache, v_cache, cfg.head_dim**-0.5, ops)
         a = a.view(t, self.q_size)
-        x = self.o(a, groups, wide)
+        x = self.o(a, groups, wide, residual=lora is None)  # an adapter adds into x: it stays fp32 then
         if lora is not None:
             lora.apply(layer_idx, "o", a, x)
         h, residual = ops.rms_norm(x, self.post_norm, cfg.rms_norm_eps, residual)
@@ -73,7 +73,7 @@ class DecoderLayer(nn.Module):
         if lora is not None:
             lora.apply(layer_idx, "gate_up", h, gate_up)
         act = ops.silu_and_mul(gate_up)
-        x = self.down(act, groups, wide)
+        x = self.down(act, groups, wide, residual=lora is None)
         if lora is not None:
             lora.apply(layer_idx, "down", act, x)
         return x, residual

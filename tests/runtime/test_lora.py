@@ -136,7 +136,10 @@ def test_mixed_batch_answers_each_request_as_alone(smol, adapters, quantization)
     together = greedy(eng, requests)
     for rid, req in requests.items():
         assert greedy(eng, {rid: req}) == {rid: together[rid]}, rid
-    assert together["attn4"] != together["base"]  # same prompt, other adapter: other answer
+    # Same prompt, other adapter, in one batch: other logits (the check can fail). Not the greedy
+    # words: whether a rank-4 attention adapter flips a token is a near-tie that kernels decide.
+    rows = first_logits(eng, {k: requests[k] for k in ("base", "attn4")})
+    assert float((rows["attn4"] - rows["base"]).abs().max()) > 100 * ATOL
 
 
 def first_logits(eng, requests: dict[str, tuple[list[int], str | None]]) -> dict[str, torch.Tensor]:

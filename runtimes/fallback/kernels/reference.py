@@ -29,8 +29,9 @@ def rms_norm(
     """Fused (residual add +) RMSNorm.
 
     h = x + residual (or x), y = h * rsqrt(mean(h^2, -1) + eps) * weight.
-    Returns (y, h), both in x.dtype and x's shape. h is what the caller keeps as
-    the new residual stream, so it is rounded to x.dtype like an unfused model.
+    Returns (y, h), both in h's dtype (x's, or the promoted one where a bf16
+    matmul output meets an fp32 residual) and x's shape. h is what the caller
+    keeps as the new residual stream, rounded to that dtype like an unfused model.
     """
     if residual is not None:
         h = x + residual
@@ -41,7 +42,7 @@ def rms_norm(
     hf = h.float()
     var = hf.pow(2).mean(-1, keepdim=True)
     y = hf * torch.rsqrt(var + eps) * weight.float()
-    return y.to(x.dtype), h
+    return y.to(h.dtype), h
 
 
 def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
