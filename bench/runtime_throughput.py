@@ -170,8 +170,10 @@ def bodies(n_req: int, new_tokens: int) -> list[dict]:
 
 
 def planner_vs_bench(runs: list[dict], new_tokens: int) -> dict:
-    """The planner's CPU decode estimate for SmolLM2 on this machine's catalog row, beside what ours
+    """The planner's CPU decode estimate for SmolLM2 on this machine's catalog row (with native bf16 where
+    /proc/cpuinfo has it, as detection reports), beside what ours
     measured (goal: within 25 %); the same arithmetic as packager/planner/calibration.py's rows."""
+    from packager.detect.cpu import native_bf16
     from packager.planner.calibration import checks
 
     out = {}
@@ -179,6 +181,7 @@ def planner_vs_bench(runs: list[dict], new_tokens: int) -> dict:
         row = {"id": f"bench-b{r['concurrency']}", "kind": "decode", "role": "bench", "runtime": "cpu",
                "model": "smollm2-135m", "accelerator": "cpu", "cpu_cores": os.cpu_count() or 1, "tp": 1,
                "precision": "fp32", "batch": r["concurrency"], "context": 64 + new_tokens // 2,
+               "native_bf16": native_bf16(),
                "measured": {"tokens_per_s_per_sequence": r["tokens_per_s"] / r["concurrency"]}}
         ch = checks(row)[0]
         out[str(r["concurrency"])] = {"planner_tokens_per_s": round(ch.planned * r["concurrency"], 1),

@@ -9,6 +9,14 @@ import os
 # or AMX tiles. Without them torch emulates bf16 and gains nothing over fp32.
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
+# The fallback runtime's decode rows per matmul up to which it multiplies its int4/int8 weights directly; past
+# it, where oneDNN multiplies bf16 natively, a bf16 copy (runtimes/fallback/linear.py; the planner's CPU compute
+# roofline switches at the same row count). SmolLM2's four layer matrices at 2 threads on this project's EPYC:
+# 3 rows int4 177 vs bf16 179 us, 4 rows 370 vs 249 us; the int8 LM head at 4 rows 3.9 vs 3.0 ms, 16 rows 12.8 vs 4.7.
+BF16_DIRECT_ROWS = 3
+# Elsewhere the fp32 copy takes over later: measured at 9, 16 and 32 rows it beats the int4 kernel by 10-25 %.
+INT8_DIRECT_ROWS = 8
+
 # ONEDNN_MAX_CPU_ISA values under which oneDNN still has a native bf16 dot product (its cpu_isa_t names).
 # Any other value (AVX2, AVX512_CORE, AVX512_CORE_VNNI...) holds oneDNN to emulated bf16.
 _ONEDNN_BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX",

@@ -10,7 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from packager.catalog import catalog
+from packager.catalog import Accelerator, catalog
 from packager.detect.cpu import NATIVE_BF16_FLAGS, cpu_model, host_cores, host_memory_gib, native_bf16
 from packager.detect.describe import DETECTED, describe_hardware
 from packager.detect.identify import identify
@@ -38,15 +38,22 @@ def measure_gpus(sources: Sources) -> list[MeasuredGpu]:
     return read_nvidia(nvml) or read_kfd(sources.kfd_root)  # type: ignore[arg-type]
 
 
+def with_native_bf16(acc: Accelerator, cores: int) -> Accelerator:
+    """A CPU row for a host with native bf16 (AVX512-BF16 or AMX): bf16_tflops at twice the fp32 rate per core,
+    since vdpbf16ps does two bf16 products per fp32 lane (bench/embeddings' profile here: oneDNN matmuls at
+    ~211 GFLOP/s per core in bf16, ~108 in fp32). Detection and the calibration rows measured on such a host."""
+    if not acc.fp32_tflops_per_core:
+        return acc
+    return replace(acc, bf16_tflops=round(2 * acc.fp32_tflops_per_core * cores, 3),
+                   source=acc.source + "; bf16_tflops: native bf16 (" + "/".join(NATIVE_BF16_FLAGS)
+                   + " in /proc/cpuinfo), twice the fp32 rate per core")
+
+
 def cpu_pool(cpuinfo: str = "/proc/cpuinfo") -> Pool:
     """This host's CPU as a pool: what serves when no GPU does (detection, and a CPU image on a GPU node)."""
     acc, cores = catalog()["cpu"], host_cores()
-    if native_bf16(cpuinfo) and acc.fp32_tflops_per_core:
-        # Twice the fp32 rate: vdpbf16ps does two bf16 products per fp32 lane (bench/embeddings' profile
-        # here: oneDNN matmuls at ~211 GFLOP/s per core in bf16, ~108 in fp32).
-        acc = replace(acc, bf16_tflops=round(2 * acc.fp32_tflops_per_core * cores, 3),
-                      source=acc.source + "; bf16_tflops: native bf16 (" + "/".join(NATIVE_BF16_FLAGS)
-                      + " in /proc/cpuinfo), twice the fp32 rate per core")
+    if native_bf16(cpuinfo):
+        acc = with_native_bf16(acc, cores)
     return Pool(name="local", accelerator=acc, count=1, nodes=1, memory_gib=host_memory_gib(),
                 cpu_cores=cores, cloud="onprem", resource_key=None)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from packager.catalog import accelerator_from_row, catalog
+from packager.detect import with_native_bf16
 from packager.facts import ModelFacts, Pool
 from packager.planner.estimates import GiB, estimate, step_seconds
 from packager.planner.types import Candidate
@@ -66,6 +67,8 @@ def _candidate(row: dict) -> Candidate:
     key = row["accelerator"]
     extra = calibration().get("accelerators") or {}
     acc = accelerator_from_row(key, extra[key]) if key in extra else catalog()[key]
+    if row.get("native_bf16"):  # measured on a CPU with AVX512-BF16/AMX: what detection would report there
+        acc = with_native_bf16(acc, row.get("cpu_cores") or 1)
     count = row.get("tp", 1) * row.get("pp", 1)
     pool = Pool(name="calibration", accelerator=acc, count=count, nodes=1, memory_gib=row.get("host_memory_gib", 24),
                 cpu_cores=row.get("cpu_cores"), cloud="onprem", resource_key=None)

@@ -9,6 +9,7 @@ from packager.planner.rules import rules
 from packager.planner.types import Candidate, Estimates
 from packager.catalog import Accelerator, catalog
 from packager.vllm.defaults import kv_bytes_per_token as vllm_kv_bytes_per_token
+from runtimes.cpu_isa import BF16_DIRECT_ROWS, INT8_DIRECT_ROWS
 
 GiB = 2**30
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "awq-int4": 0.5625, "gptq-int4": 0.5625}
@@ -119,9 +120,13 @@ def _bandwidth_bytes_s(c: Candidate) -> float:
     return c.pool.accelerator.bandwidth_gbs * 1e9
 
 
-def _peak_flops(c: Candidate) -> float:
+def _peak_flops(c: Candidate, batch: int = 1) -> float:
+    """``batch``: decode rows per matmul. The CPU runtime multiplies more than cpu_isa.BF16_DIRECT_ROWS of them
+    on a bf16 weight copy where the CPU has native bf16 (the detected accelerator then carries bf16_tflops)."""
     acc = c.pool.accelerator
     if not acc.is_gpu:
+        if acc.bf16_tflops and batch > BF16_DIRECT_ROWS:
+            return acc.bf16_tflops * 1e12
         cores = c.pool.cpu_cores or 2
         return (acc.fp32_tflops_per_core or 0.05) * cores * 1e12
     precision = "fp8" if c.precision == "fp8" else ("fp16" if c.precision == "fp16" else "bf16")
@@ -141,11 +146,13 @@ def _comm_seconds_per_step(model: ModelFacts, c: Candidate) -> float:
     return t
 
 
-def cpu_weights_read(model: ModelFacts) -> int:
-    """Weight bytes one decode step of the CPU runtime reads: it multiplies int4 (groups of 32, bf16
-    scale and zero: 0.625 B/param) where the checkpoint is already 4-bit in such groups (a Q4_0/Q4_1
-    GGUF), else int8 per output row, and its LM head is int8 (runtimes/fallback/linear.py). The fp32
-    copies it also keeps for prefill are memory, not decode traffic."""
+def cpu_weights_read(model: ModelFacts, batch: int = 1, bf16: bool = False) -> int:
+    """Weight bytes one decode step of ``batch`` rows reads in the CPU runtime (runtimes/fallback/linear.py).
+    Few rows multiply the packed weights: int4 (groups of 32, bf16 scale and zero: 0.625 B/param) where the
+    checkpoint is already 4-bit in such groups (a Q4_0/Q4_1 GGUF), else int8 per output row, and an int8 LM
+    head. More rows read a copy: bf16 (2 B/param) where the CPU has native bf16 (``bf16``), else fp32 (4)."""
+    if batch > (BF16_DIRECT_ROWS if bf16 else INT8_DIRECT_ROWS):
+        return int(model.parameters * (2 if bf16 else 4))
     per = rules()["cpu"]["decode_bytes_per_param"]
     file = str((model.source or {}).get("file", ""))
     body = per["int4"] if model.format == "gguf" and re.search(r"\.Q4_[01]\.gguf$", file, re.I) else per["int8"]
@@ -168,11 +175,11 @@ def step_seconds(model: ModelFacts, c: Candidate, *, batch: int, context: int, w
     not the fp32 it holds for prefill, and pays a measured per-step overhead."""
     r = rules()
     cpu = c.runtime == "cpu"
-    weights = cpu_weights_read(model) if cpu else weights_per_device
+    weights = cpu_weights_read(model, batch, bool(c.pool.accelerator.bf16_tflops)) if cpu else weights_per_device
     bw = _bandwidth_bytes_s(c) * efficiency(c)
     read = weights * touched_fraction(model, batch) + batch * context * kv_bytes_per_token_per_device
     t_mem = read / bw * (c.pp if batch == 1 else 1)
-    t_compute = 2 * model.active_parameters * batch / (c.devices * _peak_flops(c) * r["compute_utilisation"])
+    t_compute = 2 * model.active_parameters * batch / (c.devices * _peak_flops(c, batch) * r["compute_utilisation"])
     return max(t_mem, t_compute) + _comm_seconds_per_step(model, c) + (cpu_overhead_seconds(model, batch) if cpu else 0.0)
 
 

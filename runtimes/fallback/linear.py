@@ -39,19 +39,16 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from ..cpu_isa import onednn_native_bf16
+from ..cpu_isa import BF16_DIRECT_ROWS, INT8_DIRECT_ROWS, onednn_native_bf16
 
 log = logging.getLogger(__name__)
 
 _ROWS_HINT = 16  # oneDNN picks its weight layout for about this many rows
-# Measured on this project's 2-core machine (engine decode step, SmolLM2):
-# int8 direct 20 ms at 1 row vs fp32 oneDNN 36 ms; at 16 rows 81 vs 75 ms. Re-measured per matrix
-# (SmolLM2 shapes, 1 thread, AVX-512 VNNI/BF16 EPYC, contended): at 9, 16 and 32 rows oneDNN fp32 beats
-# the int4 kernel by 10-25 % and int8 by 20-40 % on every layer matrix, so wider rows stay on fp32.
-INT8_DIRECT_ROWS = 8
-# With a bf16 copy the direct kernels win up to 3 rows only (SmolLM2's four layer matrices at 2 threads here:
-# 3 rows int4 177 vs bf16 179 us, 4 rows 370 vs 249 us; the int8 LM head at 4 rows 3.9 vs 3.0 ms, 16 rows 12.8 vs 4.7).
-BF16_DIRECT_ROWS = 3
+# INT8_DIRECT_ROWS (fp32 copy past it) and BF16_DIRECT_ROWS (bf16 copy past it) live in cpu_isa, which the
+# planner reads too. Measured on this project's 2-core machine (engine decode step, SmolLM2): int8 direct
+# 20 ms at 1 row vs fp32 oneDNN 36 ms; at 16 rows 81 vs 75 ms. Re-measured per matrix (SmolLM2 shapes,
+# 1 thread, AVX-512 VNNI/BF16 EPYC, contended): at 9, 16 and 32 rows oneDNN fp32 beats the int4 kernel by
+# 10-25 % and int8 by 20-40 % on every layer matrix, so wider rows stay on fp32.
 INT4_GROUP = 32
 BACKENDS = ("auto", "torch", "onednn", "int4", "int8", "w8a8")
 QUANTIZATIONS = (None, "auto", "int4", "int8", "w8a8")

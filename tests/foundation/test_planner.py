@@ -229,19 +229,36 @@ def test_advice_names_the_smallest_variant_when_nothing_fits():
 
 
 def test_cpu_estimates_track_the_measured_fallback_runtime():
-    """The planner's CPU numbers stay within 25 % of the int4/int8 runtime's quiet bench run, cited by
-    calibration.yaml's smollm2-cpu rows (a contended rerun of bench/runtime_throughput.py prints its
-    own ratio instead: a loaded machine must not move the planner)."""
+    """The planner's CPU numbers stay within 25 % of the runtime's quiet bench run, cited by calibration.yaml's
+    smollm2-cpu rows (a contended rerun of bench/runtime_throughput.py prints its own ratio instead: a loaded
+    machine must not move the planner). Those rows ran on a CPU with native bf16, planned here as detection
+    reports such a host; without native bf16 the runtime batches on its fp32 copy, and the plan says slower."""
+    import dataclasses
+
     import yaml
+
+    from packager.detect import with_native_bf16
+    from packager.manifests import load_hardware, load_model
+    from packager.planner import PlanRequest, make_plan
 
     rows = {r["id"]: r for r in yaml.safe_load((ROOT / "packager/planner/calibration.yaml").read_text())["rows"]}
     b1 = rows["smollm2-cpu-b1"]["measured"]["tokens_per_s_per_sequence"]
     b16 = rows["smollm2-cpu-b16"]["measured"]["tokens_per_s_per_sequence"] * 16
-    sel = plan("smollm2-135m-instruct", "cpu").selected  # the 2-core machine those rows ran on (catalog cpu row)
-    assert sel.max_num_seqs == 16 and sel.estimates.full_batch == 16
-    assert 0.75 <= sel.estimates.decode_tokens_per_s / b1 <= 1.25
-    assert 0.75 <= sel.estimates.decode_tokens_per_s_full_batch / b16 <= 1.25
-
+    hw = load_hardware(str(H / "cpu.yaml"))  # the 2-core machine those rows ran on (catalog cpu row)
+    pool = hw.pools[0]
+    native = dataclasses.replace(hw, pools=(dataclasses.replace(
+        pool, accelerator=with_native_bf16(pool.accelerator, pool.cpu_cores)),))
+    model = load_model(str(M / "smollm2-135m-instruct.yaml"))
+    est = {}
+    for name, h in (("native", native), ("emulated", hw)):
+        # max_model_len 384: the plan's typical context (half of it) is the rows' 192 tokens
+        sel = make_plan(PlanRequest(model=model, hardware=h, objective=model.objective, max_model_len=384)).selected
+        assert sel.max_num_seqs == 16 and sel.estimates.full_batch == 16
+        est[name] = sel.estimates
+    assert 0.75 <= est["native"].decode_tokens_per_s / b1 <= 1.25
+    assert 0.75 <= est["native"].decode_tokens_per_s_full_batch / b16 <= 1.25
+    assert est["emulated"].decode_tokens_per_s == est["native"].decode_tokens_per_s  # one row: the int4 kernel either way
+    assert est["emulated"].decode_tokens_per_s_full_batch < 0.8 * est["native"].decode_tokens_per_s_full_batch
 
 
 def test_cpu_decode_reads_the_runtimes_int4_and_int8_bytes():
