@@ -160,6 +160,18 @@ def cpu_weights_read(model: ModelFacts, batch: int = 1, bf16: bool = False) -> i
     return int((model.parameters - head * (1 if model.tie_word_embeddings else 2)) * body + head * per["int8"])
 
 
+def cpu_resident_weight_bytes(model: ModelFacts, bf16: bool = False) -> int:
+    """What the CPU runtime holds for the weights: the fp32 copy prompt rows multiply (every matrix and the
+    embedding, a tied LM head once more as its own copy), the packed int4/int8 matrices few decode rows read,
+    and with native bf16 the bf16 copy bigger batches read. SmolLM2's Q4_1 GGUF: 1.02 GB planned with bf16,
+    0.75 without; a loaded engine holds 1.09 and 0.82 GB (tests/runtime/test_memory.py: the rest is the
+    tokenizer). The loader's freed fp32 pages stay with the process until malloc returns them (about 0.25 GB
+    here), which the CPU budget's 20 % margin (memory_utilization 0.8) covers."""
+    head = model.vocab_size * model.hidden_size
+    fp32 = (model.parameters + (head if model.tie_word_embeddings else 0)) * 4
+    return int(fp32 + cpu_weights_read(model) + (model.parameters * 2 if bf16 else 0))
+
+
 def cpu_overhead_seconds(model: ModelFacts, batch: int) -> float:
     """The CPU runtime's time a step spends off the rooflines (small ops, Python, per-sequence attention
     bookkeeping), per layer: rules.yaml cpu.step_overhead_ms, fitted in calibration.yaml."""
@@ -192,7 +204,8 @@ def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seq
     r = rules()
     compute_bytes = compute_dtype_bytes(c.precision)
     kv_dtype = 1 if c.kv_cache_dtype == "fp8" else compute_bytes
-    total_weights = weight_bytes(model, c.precision)
+    native_bf16 = bool(c.pool.accelerator.bf16_tflops)
+    total_weights = cpu_resident_weight_bytes(model, native_bf16) if c.runtime == "cpu" else weight_bytes(model, c.precision)
     weights_dev = total_weights // c.devices
     kv_tok = kv_bytes_per_token(model, kv_dtype)
     kv_tok_dev = kv_bytes_per_token_per_device(model, kv_dtype, c.tp, c.pp)
@@ -217,9 +230,13 @@ def estimate(model: ModelFacts, c: Candidate, *, max_model_len: int, max_num_seq
     # Full batch: vLLM admits sequences by the KV they really use (typical context), the fallback whole slots.
     batch = max(1, min(max_num_seqs, seqs if per_slot_kv else kv_tokens // max(1, typical_ctx)))
     t_full = step_seconds(model, c, batch=batch, **step)
-    basis = (f"{c.runtime} at {eff:.2f} of {c.pool.accelerator.bandwidth_gbs:g} GB/s; weights "
-             f"{weights_dev / GiB:.2f} GiB/device read once per step{' (MoE: the experts a batch touches)' if model.is_moe else ''}; "
-             f"KV at {typical_ctx} tokens of context; compute at {r['compute_utilisation']:.2f} of peak; "
+    basis = (f"{c.runtime} at {eff:.2f} of {c.pool.accelerator.bandwidth_gbs:g} GB/s; "
+             + (f"weights {cpu_weights_read(model, 1, native_bf16) / GiB:.2f} GiB read per step at one sequence, "
+                f"{cpu_weights_read(model, batch, native_bf16) / GiB:.2f} GiB at {batch} ({weights_dev / GiB:.2f} GiB held); "
+                if c.runtime == "cpu" else
+                f"weights {weights_dev / GiB:.2f} GiB/device read once per step"
+                f"{' (MoE: the experts a batch touches)' if model.is_moe else ''}; ")
+             + f"KV at {typical_ctx} tokens of context; compute at {r['compute_utilisation']:.2f} of peak; "
              f"tp/pp communication {_comm_seconds_per_step(model, c) * 1e3:.2f} ms/step")
     return Estimates(
         weights_bytes_per_device=int(weights_dev), kv_cache_bytes_per_token=int(kv_tok),
