@@ -22,6 +22,11 @@ def kserve(
                                 "and endpoint picker (spec.router)."),
     gateway: Optional[str] = typer.Option(None, "--gateway", help="NAME or NAMESPACE/NAME of the Gateway the route attaches to "
                                           "(implies --router)."),
+    api_key_secret: Optional[str] = typer.Option(None, "--api-key-secret", help="NAME[:KEY] of a Secret holding the API "
+                                                 "key (KEY default api-key): the engines read it as PACKAGER_API_KEY / "
+                                                 "VLLM_API_KEY. --router and --gateway need it."),
+    allow_unauthenticated: bool = typer.Option(False, "--allow-unauthenticated", help="--router/--gateway with no key: "
+                                               "the API open to whatever reaches the Gateway, on purpose."),
     image: Optional[str] = typer.Option(None, "--image", help="Image reference (repo:tag[@sha256:...]); default: the plan's."),
     plan: Optional[Path] = typer.Option(None, "--plan", help="Use this plan.json instead of planning."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the YAML here instead of stdout."),
@@ -32,7 +37,8 @@ def kserve(
     from packager.platforms.kserve import KServeRequest, objects, to_yaml
 
     text = to_yaml(objects(KServeRequest(load_plan(model, hardware, None, plan, profile, tuple(adapter)), weights=weights, kind=kind,
-                                         image=image, pvc=pvc, router=router, gateway=gateway)))
+                                         image=image, pvc=pvc, router=router, gateway=gateway,
+                                         api_key_secret=api_key_secret, allow_unauthenticated=allow_unauthenticated)))
     if out is None:
         typer.echo(text, nl=False)
         return

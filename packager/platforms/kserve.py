@@ -5,6 +5,7 @@ launcher, as the chart's do; resources, placement, probes and security contexts 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from packager.chart.writer import chart_values
 from packager.errors import UserError
 from packager.families import slug
 from packager.image.context import LAUNCHER
+from runtimes.api_keys import ENV_VARS as API_KEY_ENV
 from runtimes.layout import (CACHE_DIR, ENV_MODEL_DIR, ENV_PLAN, ENV_PROFILE, ENV_WEIGHTS_MODE, PLAN_MOUNT_DIR,
                              PLAN_MOUNT_PATH, adapter_dir)
 
@@ -35,6 +37,31 @@ class KServeRequest:
     pvc: str | None = None  # CLAIM[/PATH] for pvc:// (weights not on the Hub)
     router: bool = False  # LLMInferenceService: KServe makes the HTTPRoute, InferencePool and scheduler
     gateway: str | None = None  # [NAMESPACE/]NAME of the Gateway the route attaches to
+    api_key_secret: str | None = None  # NAME[:KEY] of a Secret holding the API key (the chart's auth.existingSecret)
+    allow_unauthenticated: bool = False  # a route to the Gateway with no key, on purpose
+
+
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")  # a DNS-1123 subdomain
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}$")
+
+
+def _api_key_ref(req: KServeRequest, default_key: str) -> dict | None:
+    """The secretKeyRef the engines read their key from, or None (the API is open)."""
+    if not req.api_key_secret:
+        if (req.router or req.gateway) and not req.allow_unauthenticated:
+            # One rule with the chart's packager.requireKey: a route from a Gateway takes the API beyond the cluster.
+            raise UserError("--router/--gateway would serve the model's API through the Gateway with no key to anyone who "
+                            "reaches it", field="--api-key-secret",
+                            hint="pass --api-key-secret NAME[:KEY] (a Secret holding the key), or "
+                                 "--allow-unauthenticated to expose it open on purpose")
+        return None
+    name, _, key = req.api_key_secret.partition(":")
+    key = key or default_key
+    if not _SECRET_NAME.match(name) or not _SECRET_KEY.match(key):
+        raise UserError(f"--api-key-secret {req.api_key_secret!r} is not NAME[:KEY] (NAME a Kubernetes Secret's "
+                        "name: lowercase letters, digits, '-' and '.'; KEY a data key)", field="--api-key-secret",
+                        hint=f"for example --api-key-secret llm-api-key:{default_key}")
+    return {"name": name, "key": key}
 
 
 def objects(req: KServeRequest) -> list[dict[str, Any]]:
@@ -63,7 +90,8 @@ def objects(req: KServeRequest) -> list[dict[str, Any]]:
         raise UserError("--router and --gateway configure an LLMInferenceService", field="--router",
                         hint="use --kind llminferenceservice, or the chart's router.enabled for an InferencePool")
     values = chart_values(req.plan, image=req.image)
-    ctx = _Ctx(req, profile, values, _name(req.plan), _storage_uri(req), PORTS[kind])
+    ctx = _Ctx(req, profile, values, _name(req.plan), _storage_uri(req), PORTS[kind],
+               _api_key_ref(req, values["auth"]["secretKey"]))
     lora = _lora(ctx)  # checked for both kinds: a local adapter needs the image's copy
     if kind == "inferenceservice":
         return [_plan_config_map(ctx), _serving_runtime(ctx), _inference_service(ctx)]
@@ -78,6 +106,7 @@ class _Ctx:
     name: str
     uri: str | None
     port: int
+    api_key: dict | None = None  # the Secret's secretKeyRef, or None: the API is open
 
 
 def _name(plan: dict) -> str:
@@ -129,6 +158,8 @@ def _env(ctx: _Ctx) -> list[dict]:
             {"name": "HF_HOME", "value": f"{CACHE_DIR}/huggingface"}, {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "TRITON_CACHE_DIR", "value": f"{CACHE_DIR}/triton"},
             {"name": "VLLM_CACHE_ROOT", "value": f"{CACHE_DIR}/vllm"}, {"name": "RAY_TMPDIR", "value": "/tmp/ray"}]
+    if ctx.api_key is not None:  # as the chart's packager.authEnv: from the Secret, never on a command line
+        env += [{"name": var, "valueFrom": {"secretKeyRef": dict(ctx.api_key)}} for var in API_KEY_ENV]
     return env
 
 

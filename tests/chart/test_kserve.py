@@ -83,7 +83,8 @@ def test_inference_service_runs_the_runtime_in_standard_mode(run_cli, tmp_path):
 
 
 def test_llm_inference_service_for_the_70b_on_two_nodes(run_cli, tmp_path):
-    _, llm = kserve(run_cli, tmp_path, "nvidia-llama70b-2x8", "--gateway", "gateways/inference-gateway")
+    _, llm = kserve(run_cli, tmp_path, "nvidia-llama70b-2x8", "--gateway", "gateways/inference-gateway",
+                    "--api-key-secret", "llm-api-key")
     spec, selected = llm["spec"], plan("nvidia-llama70b-2x8")["selected"]
     assert spec["parallelism"] == {"tensor": 8, "pipeline": 2}
     assert spec["model"]["name"] == "meta-llama/Llama-3.1-70B-Instruct"
@@ -97,6 +98,21 @@ def test_llm_inference_service_for_the_70b_on_two_nodes(run_cli, tmp_path):
     assert "args" not in worker and "ports" not in worker and worker["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert spec["router"] == {"route": {}, "scheduler": {},
                               "gateway": {"refs": [{"name": "inference-gateway", "namespace": "gateways"}]}}
+    # The key from the Secret, as the chart's auth.existingSecret gives it (the chart's default data key).
+    ref = {"secretKeyRef": {"name": "llm-api-key", "key": "api-key"}}
+    assert [e for e in main["env"] if "valueFrom" in e] == [{"name": "PACKAGER_API_KEY", "valueFrom": ref},
+                                                            {"name": "VLLM_API_KEY", "valueFrom": ref}]
+
+
+def test_a_route_with_no_key_is_open_only_on_purpose(run_cli, tmp_path):
+    """As the chart's packager.requireKey: --router/--gateway without a key exit 2 (the refusals below);
+    --allow-unauthenticated says it is meant, and then no key variable is set; a key works without a route."""
+    _, llm = kserve(run_cli, tmp_path, "nvidia-llama8b-l4", "--router", "--allow-unauthenticated")
+    assert llm["spec"]["router"]["route"] == {}
+    assert not [e for e in llm["spec"]["template"]["containers"][0]["env"] if "API_KEY" in e["name"]]
+    _, sr, _ = kserve(run_cli, tmp_path, "cpu-smollm2", "--weights", "baked", "--api-key-secret", "k:token")
+    env = {e["name"]: e.get("valueFrom") for e in sr["spec"]["containers"][0]["env"]}
+    assert env["PACKAGER_API_KEY"] == {"secretKeyRef": {"name": "k", "key": "token"}}
 
 
 def test_baked_weights_skip_the_storage_initializer(run_cli, tmp_path):
@@ -124,6 +140,9 @@ def test_out_writes_the_file(run_cli, tmp_path):
     ("cpu-smollm2", ("--kind", "llminferenceservice", "--weights", "baked"), "--kind", "vLLM"),
     ("nvidia-llama70b-2x8", ("--kind", "inferenceservice"), "--kind", "2 nodes"),
     ("cpu-smollm2", ("--router", "--weights", "baked"), "--router", "LLMInferenceService"),
+    ("nvidia-llama70b-2x8", ("--router",), "--api-key-secret", "no key"),
+    ("nvidia-llama8b-l4", ("--gateway", "inference-gateway"), "--api-key-secret", "allow-unauthenticated"),
+    ("nvidia-llama8b-l4", ("--router", "--api-key-secret", "Bad_Name"), "--api-key-secret", "NAME[:KEY]"),
 ])
 def test_refusals_name_the_field_and_write_nothing(run_cli, tmp_path, name, args, field, words):
     out = tmp_path / "out.yaml"
