@@ -8,12 +8,12 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from packager import __version__ as PACKAGER_VERSION
 from packager import adapter_files, local_weights as weights_mod
 from packager.image import docker, projectwheel, wheelhouse
-from packager.image.context import (CACHE_DIR, DEFAULT_PORT, IMAGE_CONFIG_PATH, LABEL_PREFIX, MODEL_DIR, PLAN_PATH,
-                                    VENV, ImageContext, startup_budget_s)
-from packager.families import Family, family_for, image_ref, slug
+from packager.image.contents import image_context, launcher_config
+from packager.image.context import DEFAULT_PORT, MODEL_DIR
+from packager.image.outputs import push, run_command, weights_chart_sets, write_chart_beside
+from packager.families import family_for, image_ref, slug
 from packager.image.render import default_base_image, render_dockerfile
 from packager.cachedir import cache_dir
 from packager.errors import UserError
@@ -21,8 +21,8 @@ from packager.manifests.resolve import default_model_manifest
 from packager.outdir import check_replaceable, child, mark, replace_dir
 from packager.planfile import pin_profile, portable_plan, read_validated_plan
 from packager.planner import make_plan, model_path_in_image, plan_files
-from packager.planner.checkpoint import dir_in_image, local_source, prefix_in_model_dir
-from runtimes.layout import gguf_tokenizer_dir, variant_dir
+from packager.planner.checkpoint import local_source, prefix_in_model_dir
+from runtimes.layout import variant_dir
 
 OPT_KEYS = {
     "secret": "a BuildKit secret for the build, docker's syntax: id=NAME,env=VAR or id=NAME,src=FILE (repeatable)",
@@ -222,7 +222,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
     (ctx_dir / ".dockerignore").write_text("Dockerfile\n.dockerignore\n")
 
     tag = req.tag or image_ref(plan)
-    chart = _write_chart(plan, out, tag, log, _weights_chart_sets(req, plan, w, tag))
+    chart = write_chart_beside(plan, out, tag, log, weights_chart_sets(req, plan, w, tag))
     _commit(out, final)
     ctx_dir = final / "context"
     chart = final / chart.relative_to(out) if chart else None
@@ -241,7 +241,7 @@ def _render_and_build(req: BuildRequest, plan: dict, weights_root: Path | None, 
         from packager.supply.ociweights import push_built_weights
 
         push_built_weights(plan, w, tag, req.push, log)
-    pushed = _push(tag, req.push, chart, log) if req.push else None
+    pushed = push(tag, req.push, chart, log) if req.push else None
     return BuildResult(final / "plan.json", ctx_dir, tag, built, run_cmd, chart, pushed)
 
 
@@ -251,146 +251,3 @@ def _secret_id(spec: str) -> str:
         raise UserError(f"--opt secret={spec!r}: needs id=NAME", field="--opt secret",
                         hint="e.g. --opt secret=id=hf_token,env=HF_TOKEN")
     return fields["id"]
-
-
-def launcher_config(plan: dict, family: Family, mode: str, w, port: int) -> dict:
-    """context/image.json: what the launcher needs beyond plan.json."""
-    selected = plan.get("selected") or {}
-    full = local_source(plan["model"], selected)
-    source = {k: v for k, v in full.items() if k in ("kind", "repo", "revision", "file", "url")}
-    files = w.relative_files() if w else dict(full.get("sha256") or {})
-    adapters = adapter_files.launcher_entries(plan, w)
-    return {
-        "schema_version": 1,
-        "packager_version": PACKAGER_VERSION,
-        "family": family.name,
-        "runtimes": list(family.runtimes),
-        # `files` are relative to `dir`: the selected profile's checkpoint (a variant's own directory)
-        "weights": {"mode": mode, "dir": dir_in_image(selected), "files": files,
-                    "source": source},
-        "cache_dir": CACHE_DIR,
-        "port": port,
-        **({"adapters": adapters} if adapters else {}),  # each checked, or downloaded beside the weights
-    }
-
-
-def image_context(plan: dict, family: Family, base: str, mode: str, w, wheel_name: str,
-                  secret_ids: tuple[str, ...], port: int, python: str) -> ImageContext:
-    model = plan["model"]
-    names = [c["name"] for c in plan.get("candidates", [])]
-    labels = {
-        "org.opencontainers.image.title": f"{model['name']} ({family.name})",
-        "org.opencontainers.image.description": f"{model.get('served_model_name', model['name'])} served with an "
-                                                f"OpenAI-compatible API; profile {plan['selected']['name']}",
-        "org.opencontainers.image.version": PACKAGER_VERSION,
-        "org.opencontainers.image.vendor": "packager",
-        "org.opencontainers.image.licenses": str(model.get("license") or "NOASSERTION"),
-        "org.opencontainers.image.base.name": base,
-        f"{LABEL_PREFIX}.profiles": ",".join(names),
-        f"{LABEL_PREFIX}.selected": plan["selected"]["name"],
-        f"{LABEL_PREFIX}.family": family.name,
-        f"{LABEL_PREFIX}.weights": mode,
-        f"{LABEL_PREFIX}.model": model.get("served_model_name", model["name"]),
-    }
-    env = [("PACKAGER_PLAN", PLAN_PATH), ("PACKAGER_IMAGE_CONFIG", IMAGE_CONFIG_PATH),
-           ("HF_HOME", f"{CACHE_DIR}/hf"), ("HOME", CACHE_DIR), ("PYTHONUNBUFFERED", "1"),
-           ("PYTHONDONTWRITEBYTECODE", "1")]
-    if family.name != "vllm":  # the vLLM image's PATH must stay; the imported base has none at all
-        env.append(("PATH", f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
-    env.extend(family.env)
-    gguf = _gguf_to_pretokenize(family, mode, w)
-    return ImageContext(
-        family=family.name, template=family.template, base_image=base, python=python, weights_mode=mode,
-        weights=tuple(w.files) if (w and mode == "baked") else (), project_wheel=wheel_name,
-        labels=tuple(sorted(labels.items())), env=tuple(env), groups=family.groups, secrets=secret_ids,
-        healthcheck_start_period_s=startup_budget_s(w.size_bytes if w else 0), packager_version=PACKAGER_VERSION,
-        port=port, gguf_tokenizer=gguf, gguf_tokenizer_dir=gguf_tokenizer_dir(gguf) if gguf else "",
-    )
-
-
-def _gguf_to_pretokenize(family: Family, mode: str, w) -> str:
-    """The baked GGUF whose tokenizer the build converts: fallback families only (their venv has transformers)."""
-    if mode != "baked" or w is None or family.name == "vllm" or not w.is_file or not w.root.name.endswith(".gguf"):
-        return ""
-    return w.root.name
-
-
-# What a container needs to reach the profile's devices (docker's flags; the chart asks Kubernetes
-# for the same through the device plugins' resources). NVIDIA: the container toolkit's --gpus;
-# AMD: ROCm's documented device nodes and group. Shared memory: vLLM's workers and NCCL/RCCL use
-# /dev/shm, which docker caps at 64 MB (NIM's documented run line sets 16 GB too).
-_DEVICE_FLAGS = {"nvidia": "--gpus all --shm-size 16g",
-                 "amd": "--device /dev/kfd --device /dev/dri --group-add video --shm-size 16g"}
-
-
-def run_command(tag: str, mode: str, w, port: int, plan: dict | None = None) -> str:
-    """The `docker run` line printed after a build: one that runs as pasted on a host of the plan's kind."""
-    plan = plan or {}
-    vendor = (plan.get("selected") or {}).get("vendor")
-    parts = ["docker run --rm --network host", f"-e PACKAGER_HOST=127.0.0.1 -e PACKAGER_PORT={port}"]
-    if vendor in _DEVICE_FLAGS:
-        parts.append(_DEVICE_FLAGS[vendor])
-    if mode == "volume":
-        if ((plan.get("model") or {}).get("source") or {}).get("kind") == "huggingface":
-            parts.append("-e HF_TOKEN")  # a gated repo: the host's token, passed by name (its value never printed)
-        host = str(w.root.parent if (w and w.is_file) else (w.root if w else "/path/to/weights"))
-        parts.append(f"-v {host}:{MODEL_DIR}:ro")
-    parts.append(tag)
-    return " ".join(parts)
-
-
-def _write_chart(plan: dict, out: Path, tag: str, log, sets: tuple[str, ...] = ()) -> Path | None:
-    try:
-        from packager.chart import write_chart
-    except ImportError:
-        return None
-    return Path(write_chart(plan, out / "chart", image=tag, sets=sets))
-
-
-def _weights_chart_sets(req: BuildRequest, plan: dict, w, tag: str) -> tuple[str, ...]:
-    """The chart beside the image expects its weights where the image does: volume mode downloads into
-    the claim (a chart left at baked would look in an image that has none); --weights oci --push
-    mounts the artifact the push puts in the registry, by digest."""
-    if req.weights == "volume":
-        return ("weights.mode=volume",)
-    if req.weights != "oci" or not req.push:
-        return ()
-    from packager.supply.ociweights import chart_sets, weights_ref
-
-    return tuple(chart_sets(weights_ref(plan, w, tag, req.push)))
-
-
-def _push(tag: str, registry: str, chart: Path | None, log) -> str:
-    """Push the image; with a chart beside it, publish that too, pinned to the pushed digest."""
-    from packager.publish import parse_registry, publish, push_image
-
-    if chart is None:
-        ref = push_image(tag, parse_registry(registry).host)
-        log(f"pushed: {ref}")
-        return str(ref)
-    charts = parse_registry(registry)
-    charts_ref = charts.oci if charts.path else f"{charts.oci}/charts"
-    result = publish(chart, charts_ref, image=tag, image_registry=charts.host)
-    log(f"pushed: {result.image_ref}")
-    log(f"chart:  {result.chart_ref}@{result.chart_digest}")
-    return f"{result.image_ref} (chart {result.chart_ref})"
-
-
-def report(result: BuildResult) -> str:
-    """The closing screen: image id, size by layer, and a ready run line."""
-    lines = [f"plan:    {result.plan_path}", f"context: {result.context}"]
-    if result.chart:
-        lines.append(f"chart:   {result.chart}")
-    if result.image:
-        img = result.image
-        lines += [f"image:   {img.tag}", f"id:      {img.image_id}",
-                  f"size:    {img.size_bytes / 2**20:.0f} MiB, built in {img.seconds:.1f} s "
-                  f"({img.cached_steps} of {len(img.steps)} steps cached"
-                  + (f": {', '.join(n for n, c in img.steps if c)}" if img.cached_steps else "") + ")", "layers:"]
-        for layer in img.layers:
-            if layer.size_bytes or layer.step in ("deps", "weights", "code", "plan", "base"):
-                lines.append(f"  {layer.step:<14} {layer.size_bytes / 2**20:>9.1f} MiB")
-    if result.pushed:
-        lines.append(f"pushed:  {result.pushed}")
-    lines += ["run:", f"  {result.run_command}"]
-    return "\n".join(lines)

@@ -182,7 +182,7 @@ def test_push_publishes_image_and_chart_to_a_real_registry(built_image, tmp_path
     """`build --push REGISTRY`: the image and the chart beside the context reach the loopback registry."""
     import yaml
 
-    from packager.image.pipeline import _push
+    from packager.image.outputs import push as _push
     from chart_pull import pull_chart
 
     repo = Path(__file__).resolve().parents[2]

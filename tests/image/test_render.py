@@ -153,7 +153,7 @@ def test_buildkit_step_lines_are_read_with_ten_or_more_steps():
                                           ("amd", "--device /dev/kfd --device /dev/dri --group-add video --shm-size 16g"),
                                           ("cpu", None)])
 def test_the_printed_run_line_reaches_the_profiles_devices(vendor, flags):
-    from packager.image.pipeline import run_command
+    from packager.image.outputs import run_command
 
     hub = {"selected": {"vendor": vendor}, "model": {"source": {"kind": "huggingface", "repo": "org/m"}}}
     baked = run_command("img:1", "baked", None, 8000, hub)
