@@ -7,8 +7,8 @@
 3. peer: llama.cpp's ``llama-server`` on the same GGUF, ``--parallel 1`` for the
    one-request row and ``--parallel 16 --cont-batching`` for sixteen; built
    here from the llama-cpp-python sdist when missing (bench/llama_server.py);
-4. our server (its real entry point, in this process's main thread, driven
-   over HTTP from a client thread) at 1, 4 and 16 concurrent requests.
+4. our server (``python -m runtimes.fallback``, its own process as the peer's) at 1, 4 and
+   16 concurrent requests.
 Both servers get the same streamed greedy requests from the same client
 (bench/stream_client.py): exactly --new-tokens tokens each (``ignore_eos``),
 throughput plus time to first token and inter-token latency p50/p99. Writes
@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import signal
-import threading
 import time
 from pathlib import Path
 
@@ -88,33 +87,18 @@ def hf_runs(n_req: int, new_tokens: int) -> tuple[float, float]:
     return baseline, static
 
 
-# -- our server, in this process ----------------------------------------------
+# -- our server, in its own process ------------------------------------------
 def serve_and_measure(argv: list[str], base: str, work) -> None:
-    """Run the real server entry point in this (main) thread, as in
-    production, while ``work`` drives it from a client thread and then stops
-    it with SIGTERM (the server drains and main() returns)."""
-    from runtimes.fallback.server import main as serve
-
-    def client():
-        try:
-            deadline = time.monotonic() + 300
-            while True:
-                try:
-                    if httpx.get(base + "/v1/health/ready", timeout=5).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError("server not ready")
-                time.sleep(0.2)
-            work()
-        finally:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    t = threading.Thread(target=client, name="bench-client")
-    t.start()
-    code = serve(argv)
-    t.join()
+    """Start the real server (``python -m runtimes.fallback``) in its own process, as a user does and as the
+    peer runs: a client thread in the server's process would take the GIL from its engine loop at every
+    streamed chunk. ``work`` drives it once ready; SIGTERM then drains it and it must exit 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "runtimes.fallback", *argv], cwd=ROOT)
+    try:
+        wait_ready(base + "/v1/health/ready", proc)
+        work()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
     if code != 0:
         raise SystemExit(f"server exited with {code}")
 
@@ -124,7 +108,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"peer server exited with {proc.returncode}")
+            raise SystemExit(f"server {proc.args[0]} exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=5).status_code == 200:
                 return
