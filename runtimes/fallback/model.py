@@ -19,7 +19,7 @@ from .attention import attention
 from .batch import ForwardBatch
 from .config import ModelConfig
 from .kernels import Ops, rope_tables
-from .kernels.reference import rope_matrices, rope_rows, rotate
+from .kernels.reference import rope_rows, rotate
 from .kv_cache import KVCache
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,8 @@ class DecoderLM(nn.Module):
         x = F.embedding(batch.input_ids, self.embed)
         residual = None
         rope = (self.rope_cos, self.rope_sin)
-        if ops.name == "torch":  # what every layer's rotary reads, built once per step
-            # Matrices (one bmm a layer) for fp32 activations; batch-invariant mode keeps the elementwise
-            # form, whose bits cannot depend on how many rows share the call.
-            bmm = batch.row_groups is None and x.dtype == torch.float32
-            rope += ((rope_matrices if bmm else rope_rows)(batch.positions, *rope),)
+        if ops.name == "torch":  # the rows every layer's rotary reads: gathered once per step
+            rope += (rope_rows(batch.positions, *rope),)
         for i, layer in enumerate(self.layers):
             x, residual = layer(x, residual, batch, i, kv, rope, ops)
         # Only rows that sample need the norm and the (large) vocab matmul.

@@ -115,18 +115,6 @@ def test_rotary_matches_hf_rotate_half(dtype, head_dim):
     assert not torch.equal(q2, q)
 
 
-@pytest.mark.parametrize("head_dim", [64, 80])
-def test_rotation_matrices_rotate_as_the_elementwise_rows_do(head_dim):
-    """The CPU model's per-step rotation matrices (one bmm a layer) against HF's rotate_half."""
-    g = _gen(3)
-    x = torch.randn(7, 8, head_dim, generator=g)  # q and k heads side by side
-    positions = torch.tensor([0, 1, 5, 17, 300, 2047, 3], dtype=torch.int64)
-    cos, sin = rope_tables(head_dim, 2048, theta=10000.0)
-    got = reference.rotate(x, reference.rope_matrices(positions, cos, sin))
-    torch.testing.assert_close(got.double(), naive_rope(x, positions, head_dim, 10000.0), **TOL[torch.float32])
-    torch.testing.assert_close(got, reference.rotate(x, reference.rope_rows(positions, cos, sin)), rtol=0, atol=1e-6)
-
-
 def test_rotary_position_zero_is_identity():
     q = torch.randn(1, 2, 64)
     k = torch.randn(1, 1, 64)

@@ -76,27 +76,9 @@ def rope_rows(positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> 
     return cos.index_select(0, positions).unsqueeze(1), sin.index_select(0, positions).unsqueeze(1)
 
 
-def rope_matrices(positions: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """This step's rotations as matrices [T, D, D] (``x @ R[t]`` is ``rotary`` at positions[t]), built once
-    for every layer: a layer then rotates its q and k heads with one bmm instead of a chain of eight
-    elementwise ops (10 vs 20 us a layer at one row here; the same sums, up to an FMA's rounding)."""
-    c, s = cos.index_select(0, positions), sin.index_select(0, positions)  # [T, D/2]
-    t, half = c.shape
-    i = torch.arange(half, device=c.device)
-    r = c.new_zeros(t, 2 * half, 2 * half)
-    r[:, i, i] = c
-    r[:, i + half, i + half] = c
-    r[:, i + half, i] = -s
-    r[:, i, i + half] = s
-    return r
-
-
-def rotate(x: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor] | torch.Tensor) -> torch.Tensor:
+def rotate(x: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """``rotary`` on q and k heads side by side ([T, Hq + Hkv, D], a view of the
-    fused qkv output) with ``rope_rows`` (elementwise, one chain of ops instead of two)
-    or ``rope_matrices`` (one bmm; fp32 only)."""
-    if isinstance(rows, torch.Tensor):
-        return torch.bmm(x, rows)
+    fused qkv output) with ``rope_rows``: one chain of ops instead of two."""
     return _rotate(x, *rows)
 
 
