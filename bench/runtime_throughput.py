@@ -11,7 +11,11 @@
    16 concurrent requests.
 Both servers get the same streamed greedy requests from the same client
 (bench/stream_client.py): exactly --new-tokens tokens each (``ignore_eos``),
-throughput plus time to first token and inter-token latency p50/p99. Writes
+throughput plus time to first token and inter-token latency p50/p99, in --rounds
+alternations of the peer and ours per level (and rounds of the static batch): each
+figure is the median round, each ratio the median of the rounds' ratios, so a slow
+spell of this VM (runs of the same code here spread 54-62 tok/s at one request)
+falls on both sides. Writes
 bench/results/runtime_throughput.json and prints the ratios.
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import statistics
 import os
 import platform
 import signal
@@ -58,7 +63,7 @@ def prompts(n: int) -> list[list[dict]]:
 
 
 # -- HF transformers ----------------------------------------------------------
-def hf_runs(n_req: int, new_tokens: int) -> tuple[float, float]:
+def hf_runs(n_req: int, new_tokens: int, rounds: int) -> tuple[float, float]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     d = model_dir()
@@ -78,27 +83,35 @@ def hf_runs(n_req: int, new_tokens: int) -> tuple[float, float]:
         print(f"HF generate, one after another: {baseline:.1f} tok/s", flush=True)
         tok.padding_side = "left"
         enc = tok(texts, return_tensors="pt", padding=True)
-        t = time.perf_counter()
-        out = model.generate(**enc, **gen)
-        static = out[:, enc["input_ids"].shape[1]:].numel() / (time.perf_counter() - t)
-        print(f"HF generate, static batch of {n_req}: {static:.1f} tok/s", flush=True)
+        rates = []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            out = model.generate(**enc, **gen)
+            rates.append(out[:, enc["input_ids"].shape[1]:].numel() / (time.perf_counter() - t))
+        static = statistics.median(rates)
+        print(f"HF generate, static batch of {n_req}: {static:.1f} tok/s (median of {rounds})", flush=True)
     del model
     gc.collect()
     return baseline, static
 
 
 # -- our server, in its own process ------------------------------------------
-def serve_and_measure(argv: list[str], base: str, work) -> None:
-    """Start the real server (``python -m runtimes.fallback``) in its own process, as a user does and as the
-    peer runs: a client thread in the server's process would take the GIL from its engine loop at every
-    streamed chunk. ``work`` drives it once ready; SIGTERM then drains it and it must exit 0."""
+def start_ours(argv: list[str], base: str) -> subprocess.Popen:
+    """The real server (``python -m runtimes.fallback``) in its own process, as a user runs it and as the peer
+    runs: a client thread in the server's process would take the GIL from its engine loop at every chunk."""
     proc = subprocess.Popen([sys.executable, "-m", "runtimes.fallback", *argv], cwd=ROOT)
     try:
         wait_ready(base + "/v1/health/ready", proc)
-        work()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(60)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
+def stop_ours(proc: subprocess.Popen) -> None:
+    """SIGTERM drains it; it must exit 0."""
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(60)
     if code != 0:
         raise SystemExit(f"server exited with {code}")
 
@@ -125,21 +138,43 @@ def llama_server_argv(binary: str, port: int, slots: int, threads: int) -> list[
             "-t", str(threads), "--parallel", str(slots), "--cont-batching", "-c", str(1024 * slots)]
 
 
-def llama_server_runs(binary: str, port: int, levels: list[int], bodies: list[dict], new_tokens: int) -> tuple[dict, dict]:
-    """One llama-server per level, started with ``--parallel level`` (``-np 1`` for one request)."""
-    out, args = {}, {}
+def median_round(rounds: list[dict]) -> dict:
+    """The round with the median throughput (its latencies with it), and every round's throughput."""
+    ranked = sorted(rounds, key=lambda m: m["tokens_per_s"])
+    return {**ranked[(len(ranked) - 1) // 2], "tokens_per_s_rounds": [m["tokens_per_s"] for m in rounds]}
+
+
+def paired_runs(binary: str, ours: str, port: int, levels: list[int], peer_levels: set[int], bodies: list[dict],
+                new_tokens: int, rounds: int) -> tuple[dict, dict, dict]:
+    """Per level, ``rounds`` alternations of llama-server (``--parallel level``, started for the level; idle, it
+    takes no CPU) and ours (already up), so a slow spell of the machine falls on both sides; the ratio is the
+    median of the rounds' ratios. Levels without a peer run ours alone."""
+    mine, peer, args = {}, {}, {}
     for c in levels:
-        argv = llama_server_argv(binary, port, c, torch.get_num_threads())
-        args[str(c)] = argv[1:]
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = None
+        if c in peer_levels:
+            argv = llama_server_argv(binary, port, c, torch.get_num_threads())
+            args[str(c)] = argv[1:]
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_ready(f"http://127.0.0.1:{port}/health", proc)
-            out[str(c)] = measure(f"http://127.0.0.1:{port}", c, bodies, new_tokens)
-            print(f"llama-server --parallel {c:>2}, {c:>2} concurrent: {_line(out[str(c)])}", flush=True)
+            if proc is not None:
+                wait_ready(f"http://127.0.0.1:{port}/health", proc)
+            theirs, ours_ = [], []
+            for _ in range(rounds):
+                if proc is not None:
+                    theirs.append(measure(f"http://127.0.0.1:{port}", c, bodies, new_tokens))
+                ours_.append(measure(ours, c, bodies, new_tokens))
         finally:
-            proc.terminate()
-            proc.wait(30)
-    return out, args
+            if proc is not None:
+                proc.terminate()
+                proc.wait(30)
+        mine[str(c)] = median_round(ours_)
+        if theirs:
+            peer[str(c)] = median_round(theirs)
+            mine[str(c)]["ratio_to_llama_server"] = round(statistics.median(
+                o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(ours_, theirs)), 2)
+            print(f"llama-server --parallel {c:>2}, {c:>2} concurrent: {_line(peer[str(c)])}", flush=True)
+    return mine, peer, args
 
 
 def _line(m: dict) -> str:
@@ -180,6 +215,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--requests", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--concurrency", default="1,4,16")
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of the peer and ours per level (medians)")
     ap.add_argument("--port", type=int, default=18765)
     ap.add_argument("--out", default=str(ROOT / "bench/results/runtime_throughput.json"))
     ap.add_argument("--llama-server", default=os.environ.get("LLAMA_SERVER"),
@@ -190,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.levels = [int(c) for c in a.concurrency.split(",")]
     except ValueError:
         ap.error(f"--concurrency {a.concurrency!r}: give comma-separated integers, e.g. 1,4,16")
+    if a.rounds < 1:
+        ap.error("--rounds must be >= 1")
     if min(a.levels) < 1 or a.requests < max(a.levels) or a.new_tokens < 2:
         ap.error("--concurrency levels must be >= 1 and <= --requests, and --new-tokens >= 2 (one gap to time)")
     return a
@@ -205,32 +243,33 @@ def main(argv: list[str] | None = None) -> None:
         binary, llama_commit, cmake = ensure_built()
     reqs = bodies(a.requests, a.new_tokens)
 
-    baseline, static = hf_runs(a.requests, a.new_tokens)
-    peer, peer_args = llama_server_runs(str(binary), a.port + 1, sorted({1, max(a.levels)}), reqs, a.new_tokens)
+    baseline, static = hf_runs(a.requests, a.new_tokens, a.rounds)
     argv = ["--model", str(model_dir() / GGUF), "--served-model-name", NAME, "--port", str(a.port),
             "--max-num-seqs", str(max(a.levels)), "--max-model-len", "2048", "--log-level", "warning",
             *a.extra_args.split()]
-    runs = []
     base = f"http://127.0.0.1:{a.port}"
-
-    def work():
-        for c in a.levels:
-            m = measure(base, c, reqs, a.new_tokens)
-            tps = m["tokens_per_s"]
-            run = {"concurrency": c, **m, "ratio": round(tps / baseline, 2), "ratio_to_static_batch": round(tps / static, 2)}
-            if str(c) in peer:
-                run["ratio_to_llama_server"] = round(tps / peer[str(c)]["tokens_per_s"], 2)
-            runs.append(run)
-            print(f"ours, {c:>2} concurrent: {_line(m)}  ratio {tps / baseline:.2f}  vs static batch {tps / static:.2f}"
-                  + (f"  vs llama-server {run['ratio_to_llama_server']:.2f}" if "ratio_to_llama_server" in run else ""),
-                  flush=True)
-
-    serve_and_measure(argv, base, work)
+    server = start_ours(argv, base)
+    try:
+        mine, peer, peer_args = paired_runs(str(binary), base, a.port + 1, a.levels, {1, max(a.levels)}, reqs,
+                                            a.new_tokens, a.rounds)
+    finally:
+        stop_ours(server)
+    runs = []
+    for c in a.levels:
+        m = mine[str(c)]
+        tps = m["tokens_per_s"]
+        run = {"concurrency": c, **m, "ratio": round(tps / baseline, 2), "ratio_to_static_batch": round(tps / static, 2)}
+        runs.append(run)
+        print(f"ours, {c:>2} concurrent: {_line(m)}  ratio {tps / baseline:.2f}  vs static batch {tps / static:.2f}"
+              + (f"  vs llama-server {run['ratio_to_llama_server']:.2f}" if "ratio_to_llama_server" in run else ""),
+              flush=True)
     result = {
         "model": NAME,
         "baseline_tokens_per_s": round(baseline, 2),
         "static_batch_tokens_per_s": round(static, 2),
         "llama_server_tokens_per_s": {c: m["tokens_per_s"] for c, m in peer.items()},
+        "llama_server_tokens_per_s_rounds": {c: m["tokens_per_s_rounds"] for c, m in peer.items()},
+        "rounds": a.rounds,
         "llama_server_latency": {c: {"ttft_ms": m["ttft_ms"], "itl_ms": m["itl_ms"]} for c, m in peer.items()},
         # the GGUF by its file name: a result file names no path of the machine it ran on
         "llama_server_args": {k: [Path(x).name if x.endswith(".gguf") else x for x in v] for k, v in peer_args.items()},
