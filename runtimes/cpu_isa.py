@@ -17,6 +17,13 @@ BF16_DIRECT_ROWS = 3
 # Elsewhere the fp32 copy takes over later: measured at 9, 16 and 32 rows it beats the int4 kernel by 10-25 %.
 INT8_DIRECT_ROWS = 8
 
+
+
+def direct_rows(bf16: bool) -> int:
+    """Decode rows up to which the int4/int8 weights are multiplied directly, with (``bf16``) or without a bf16 copy."""
+    return BF16_DIRECT_ROWS if bf16 else INT8_DIRECT_ROWS
+
+
 # ONEDNN_MAX_CPU_ISA values under which oneDNN still has a native bf16 dot product (its cpu_isa_t names).
 # Any other value (AVX2, AVX512_CORE, AVX512_CORE_VNNI...) holds oneDNN to emulated bf16.
 _ONEDNN_BF16_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX",

@@ -9,7 +9,7 @@ from packager.planner.rules import rules
 from packager.planner.types import Candidate, Estimates
 from packager.catalog import Accelerator, catalog
 from packager.vllm.defaults import kv_bytes_per_token as vllm_kv_bytes_per_token
-from runtimes.cpu_isa import BF16_DIRECT_ROWS, INT8_DIRECT_ROWS
+from runtimes.cpu_isa import direct_rows
 
 GiB = 2**30
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "awq-int4": 0.5625, "gptq-int4": 0.5625}
@@ -125,7 +125,7 @@ def _peak_flops(c: Candidate, batch: int = 1) -> float:
     on a bf16 weight copy where the CPU has native bf16 (the detected accelerator then carries bf16_tflops)."""
     acc = c.pool.accelerator
     if not acc.is_gpu:
-        if acc.bf16_tflops and batch > BF16_DIRECT_ROWS:
+        if acc.bf16_tflops and batch > direct_rows(True):
             return acc.bf16_tflops * 1e12
         cores = c.pool.cpu_cores or 2
         return (acc.fp32_tflops_per_core or 0.05) * cores * 1e12
@@ -151,7 +151,7 @@ def cpu_weights_read(model: ModelFacts, batch: int = 1, bf16: bool = False) -> i
     Few rows multiply the packed weights: int4 (groups of 32, bf16 scale and zero: 0.625 B/param) where the
     checkpoint is already 4-bit in such groups (a Q4_0/Q4_1 GGUF), else int8 per output row, and an int8 LM
     head. More rows read a copy: bf16 (2 B/param) where the CPU has native bf16 (``bf16``), else fp32 (4)."""
-    if batch > (BF16_DIRECT_ROWS if bf16 else INT8_DIRECT_ROWS):
+    if batch > direct_rows(bf16):
         return int(model.parameters * (2 if bf16 else 4))
     per = rules()["cpu"]["decode_bytes_per_param"]
     file = str((model.source or {}).get("file", ""))

@@ -8,7 +8,7 @@ Backends (chosen once per model, logged):
   (checked per matrix at load; bf16 scales are the only rounding). At one row
   it reads half of int8's bytes: 4.3 vs 9.4 ms for SmolLM2's 30 layers here.
 - ``int8`` (CPU): weights quantized per output channel at load time.
-  Decode steps of few rows (``direct_rows()``) multiply the int8 weights
+  Decode steps of few rows (``cpu_isa.direct_rows``) multiply the int8 weights
   directly with bf16 activations (``_weight_int8pack_mm``: a quarter of fp32's
   bytes on a memory-bound step); prompt rows go through oneDNN on an fp32 copy
   of the same int8 values (fp32 activations keep the prompt's K/V exact to the
@@ -39,7 +39,7 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from ..cpu_isa import BF16_DIRECT_ROWS, INT8_DIRECT_ROWS, onednn_native_bf16
+from ..cpu_isa import direct_rows, onednn_native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,6 @@ def bf16_decode() -> bool:
     """Batched decode rows take a bf16 weight copy: oneDNN prepacks bf16 and the CPU multiplies it natively
     (``cpu_isa.onednn_native_bf16``); emulated bf16 would be slower than the fp32 copy."""
     return onednn_bf16_available() and onednn_native_bf16()
-
-
-def direct_rows() -> int:
-    """Up to this many decode rows multiply the int4/int8 weights directly."""
-    return BF16_DIRECT_ROWS if bf16_decode() else INT8_DIRECT_ROWS
 
 
 def int8_available(device: str, dtype: torch.dtype) -> bool:
@@ -197,7 +192,7 @@ class Linear:
 
     @property
     def direct_rows(self) -> int:
-        return BF16_DIRECT_ROWS if self.weight_bf16 is not None else INT8_DIRECT_ROWS
+        return direct_rows(self.weight_bf16 is not None)
 
     def _mm(self, x: torch.Tensor, wide: bool = False, residual: bool = False) -> torch.Tensor:
         if self.backend in ("int8", "int4"):
